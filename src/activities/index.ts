@@ -1,0 +1,25 @@
+/** Activity factory: every activity gets its clients from here; only `worker.ts` builds concrete clients. */
+import type Anthropic from '@anthropic-ai/sdk';
+import type { Client } from '@temporalio/client';
+import type Docker from 'dockerode';
+import { createModelActivities } from './model.js';
+import { createSandboxActivities, type SandboxSettings } from './sandbox/docker.js';
+
+/** Clients and settings the activities need. */
+export interface ActivityDeps {
+  anthropic: Anthropic;
+  temporal: Client;
+  docker: Docker;
+  sandbox: SandboxSettings;
+}
+
+/** Creates all activities of Tandem. */
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...createModelActivities(deps),
+    ...createSandboxActivities({ docker: deps.docker, settings: deps.sandbox }),
+  };
+}
+
+/** The activity interface workflow code proxies (type-only import there). */
+export type Activities = ReturnType<typeof createActivities>;

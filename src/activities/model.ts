@@ -1,0 +1,127 @@
+/**
+ * `callModel`: reads the session log up to the workflow's cursor, builds the context window from it, and streams
+ * one Messages API call. Temporal owns retries: the client has `maxRetries: 0` and every error is translated into
+ * a typed `ApplicationFailure`.
+ */
+import Anthropic from '@anthropic-ai/sdk';
+import { betaAgentToolset20260401 } from '@anthropic-ai/sdk/tools/agent-toolset/node';
+import { Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { readSessionLog } from '../client/log.js';
+import { buildRequest, type BuiltinDefinitions, type ModelRequest, type ToolDefinition } from '../harness/context.js';
+import { Failure } from '../shared/failures.js';
+import type { CallModelInput, CallModelResult, ModelBlock, Usage } from '../shared/types.js';
+
+/** Definitions (name, description, schema) of the built-in tools, taken from the SDK's own toolset. */
+export const builtinDefinitions: BuiltinDefinitions = new Map(
+  betaAgentToolset20260401({ workdir: '/workspace' }).map((t): [string, ToolDefinition] => [
+    t.name,
+    {
+      name: t.name,
+      description: (t as { description?: string }).description ?? t.name,
+      input_schema: (t as { input_schema: Record<string, unknown> }).input_schema,
+    },
+  ]),
+);
+
+/** Translates an SDK error into a typed failure (DESIGN rule 4). */
+export function translateModelError(err: unknown): ApplicationFailure {
+  if (err instanceof Anthropic.APIError && !(err instanceof Anthropic.APIConnectionError)) {
+    // An error event inside a 200 stream has no status: take it from the error type.
+    const body = err.error as { error?: { type?: string; message?: string } } | undefined;
+    const apiType = body?.error?.type;
+    const status = err.status ?? (apiType === 'overloaded_error' ? 529 : 500);
+    const message = `model API ${status}${apiType ? ` ${apiType}` : ''}: ${body?.error?.message ?? err.message}`;
+    const retryAfter = Number(err.headers?.get?.('retry-after'));
+    const nextRetryDelay = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined;
+    const retryable = (type: string) =>
+      ApplicationFailure.create({ type, message, nonRetryable: false, nextRetryDelay, cause: err });
+    const fatal = (type: string) => ApplicationFailure.create({ type, message, nonRetryable: true, cause: err });
+    if (status === 429) return retryable(Failure.ModelRateLimit);
+    if (status === 529 || apiType === 'overloaded_error') return retryable(Failure.ModelOverloaded);
+    if (status === 408) return retryable(Failure.ModelTimeout);
+    if (status === 409) return retryable(Failure.ModelConflict);
+    if (status >= 500) return retryable(Failure.ModelServerError);
+    if (status === 401) return fatal(Failure.ModelAuthentication);
+    if (status === 403) return fatal(Failure.ModelPermissionDenied);
+    if (status === 404) return fatal(Failure.ModelNotFound);
+    if (status === 413) return fatal(Failure.ModelRequestTooLarge);
+    if (/prompt is too long/i.test(message)) return fatal(Failure.ModelPromptTooLong);
+    return fatal(Failure.ModelBadRequest);
+  }
+  if (err instanceof Anthropic.APIConnectionTimeoutError)
+    return ApplicationFailure.retryable(`model API timed out: ${err.message}`, Failure.ModelTimeout);
+  const message = err instanceof Error ? err.message : String(err);
+  return ApplicationFailure.retryable(`model API connection failed: ${message}`, Failure.ModelConnection);
+}
+
+function toUsage(u: Anthropic.Messages.Usage): Usage {
+  return {
+    input_tokens: u.input_tokens ?? 0,
+    output_tokens: u.output_tokens ?? 0,
+    cache_creation_input_tokens: u.cache_creation_input_tokens ?? 0,
+    cache_read_input_tokens: u.cache_read_input_tokens ?? 0,
+  };
+}
+
+function toBlocks(content: Anthropic.Messages.ContentBlock[]): ModelBlock[] {
+  const out: ModelBlock[] = [];
+  for (const b of content) {
+    if (b.type === 'text') out.push({ type: 'text', text: b.text });
+    else if (b.type === 'thinking') out.push({ type: 'thinking', thinking: b.thinking, signature: b.signature });
+    else if (b.type === 'redacted_thinking') out.push({ type: 'redacted_thinking', data: b.data });
+    else if (b.type === 'tool_use')
+      out.push({ type: 'tool_use', id: b.id, name: b.name, input: (b.input ?? {}) as Record<string, unknown> });
+  }
+  return out;
+}
+
+/** Dependencies of the model activity. */
+export interface ModelDeps {
+  anthropic: Anthropic;
+  temporal: Client;
+}
+
+/** Creates `callModel`. */
+export function createModelActivities({ anthropic, temporal }: ModelDeps) {
+  /** Builds the context from the log up to `cursor` and streams one model call. */
+  async function callModel(input: CallModelInput): Promise<CallModelResult> {
+    const ctx = Context.current();
+    const log = await readSessionLog(temporal, input.session_id, input.run_id, input.cursor);
+    const agent = log.decoder.input?.agent;
+    if (!agent) throw ApplicationFailure.nonRetryable('session log has no input', Failure.LogInvalid);
+    const request: ModelRequest = buildRequest(agent, log.events, builtinDefinitions);
+
+    const started = Date.now();
+    let ttft: number | null = null;
+    const beat = setInterval(() => ctx.heartbeat({ phase: ttft === null ? 'waiting' : 'streaming' }), 2000);
+    try {
+      ctx.heartbeat({ phase: 'request' });
+      const stream = anthropic.messages.stream(request as Anthropic.Messages.MessageStreamParams, {
+        signal: ctx.cancellationSignal,
+      });
+      stream.on('streamEvent', (event) => {
+        if (ttft === null && event.type === 'content_block_delta') ttft = Date.now() - started;
+        ctx.heartbeat({ phase: 'streaming' });
+      });
+      const message = await stream.finalMessage();
+      return {
+        message_id: message.id,
+        model: message.model,
+        content: toBlocks(message.content),
+        stop_reason: message.stop_reason,
+        usage: toUsage(message.usage),
+        started_at: new Date(started).toISOString(),
+        ttft_ms: ttft,
+        duration_ms: Date.now() - started,
+      };
+    } catch (err) {
+      if (ctx.cancellationSignal.aborted) throw new CancelledFailure('model call cancelled');
+      throw translateModelError(err);
+    } finally {
+      clearInterval(beat);
+    }
+  }
+  return { callModel };
+}

@@ -1,0 +1,280 @@
+/**
+ * The hands: disposable, hardened Docker containers behind `provision` and `execute`. Containers are cattle: their
+ * names and labels derive from the session ID, so any attempt on any worker can find, reuse or replace them. Tools
+ * run inside the container through `docker exec` of the toolbox (sandbox/toolbox.mjs), which holds the persistent
+ * shell; there is no network path into the sandbox.
+ */
+import { createHash } from 'node:crypto';
+import { PassThrough } from 'node:stream';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import type Docker from 'dockerode';
+import { Failure } from '../../shared/failures.js';
+import type {
+  ExecuteInput,
+  ExecuteResult,
+  ProvisionResult,
+  SandboxConfig,
+  SandboxInfo,
+  SandboxRef,
+} from '../../shared/types.js';
+
+/** Label on every container and volume Tandem creates. */
+export const LABEL_MANAGED = 'tandem.managed';
+/** Label holding the session ID. */
+export const LABEL_SESSION = 'tandem.session';
+
+const TOOLBOX = ['node', '/opt/tandem/toolbox.mjs'];
+const SANDBOX_USER = '1000:1000';
+
+/** Worker-level settings of the sandbox provider. */
+export interface SandboxSettings {
+  /** Default image when the agent names none. */
+  image: string;
+  /** OCI runtime (for example `runsc`); engine default when unset. */
+  runtime?: string;
+  /** Output cap in characters for one tool result. */
+  outputCap: number;
+}
+
+/** Deterministic, Docker-safe names of a session's container and workspace volume. */
+export function sandboxNames(sessionId: string): { container: string; volume: string } {
+  const clean = sessionId.replace(/[^a-zA-Z0-9_.-]/g, '-').slice(0, 80);
+  const suffix = clean === sessionId ? '' : `-${createHash('sha256').update(sessionId).digest('hex').slice(0, 8)}`;
+  return { container: `tandem-${clean}${suffix}`, volume: `tandem-ws-${clean}${suffix}` };
+}
+
+/** The hardened container spec of DESIGN rule 8. */
+export function containerSpec(
+  ref: SandboxRef,
+  settings: SandboxSettings,
+): Docker.ContainerCreateOptions & { name: string } {
+  const names = sandboxNames(ref.session_id);
+  const c: SandboxConfig = ref.config;
+  const memory = (c.memory_mb ?? 1024) * 1024 * 1024;
+  return {
+    name: names.container,
+    Image: c.image ?? settings.image,
+    Cmd: [...TOOLBOX, 'serve'],
+    User: SANDBOX_USER,
+    WorkingDir: '/workspace',
+    Env: [`TANDEM_OUTPUT_CAP=${settings.outputCap}`],
+    Labels: { [LABEL_MANAGED]: 'true', [LABEL_SESSION]: ref.session_id },
+    NetworkDisabled: true,
+    HostConfig: {
+      Init: true,
+      ReadonlyRootfs: true,
+      Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=256m' },
+      Binds: [`${names.volume}:/workspace`],
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges:true'],
+      PidsLimit: c.pids_limit ?? 256,
+      Memory: memory,
+      MemorySwap: memory,
+      NanoCpus: Math.round((c.cpu ?? 1) * 1e9),
+      NetworkMode: 'none',
+      Privileged: false,
+      ...(settings.runtime ? { Runtime: settings.runtime } : {}),
+    },
+  };
+}
+
+function dockerStatus(err: unknown): number | undefined {
+  return (err as { statusCode?: number })?.statusCode;
+}
+
+function lost(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ type: Failure.SandboxLost, message, nonRetryable: false });
+}
+
+interface ExecOutcome {
+  stdout: string;
+  stderr: string;
+  exitCode: number | null;
+}
+
+/** Creates the sandbox activities over a Docker client. */
+export function createSandboxActivities({ docker, settings }: { docker: Docker; settings: SandboxSettings }) {
+  const heartbeat = (details?: unknown) => {
+    try {
+      Context.current().heartbeat(details);
+    } catch {
+      // outside an activity (direct calls from tests or tools)
+    }
+  };
+
+  async function info(ref: SandboxRef, id: string, state: SandboxInfo['state']): Promise<SandboxInfo> {
+    const names = sandboxNames(ref.session_id);
+    return { name: names.container, container_id: id, image: ref.config.image ?? settings.image, volume: names.volume, state };
+  }
+
+  /** Runs a command in the container, feeding `stdin`; resolves with its output and exit code. */
+  async function run(container: Docker.Container, cmd: string[], stdin?: string): Promise<ExecOutcome> {
+    const exec = await container.exec({
+      Cmd: cmd,
+      User: SANDBOX_USER,
+      AttachStdin: stdin !== undefined,
+      AttachStdout: true,
+      AttachStderr: true,
+    });
+    const stream = await exec.start({ hijack: true, stdin: stdin !== undefined });
+    const out = new PassThrough();
+    const err = new PassThrough();
+    const chunks: Buffer[] = [];
+    const errChunks: Buffer[] = [];
+    out.on('data', (c: Buffer) => chunks.push(c));
+    err.on('data', (c: Buffer) => errChunks.push(c));
+    docker.modem.demuxStream(stream, out, err);
+    const done = new Promise<void>((resolve) => {
+      stream.on('end', resolve);
+      stream.on('close', resolve);
+      stream.on('error', () => resolve());
+    });
+    if (stdin !== undefined) stream.end(stdin);
+    await done;
+    const inspected = await exec.inspect().catch(() => undefined);
+    return {
+      stdout: Buffer.concat(chunks).toString('utf8'),
+      stderr: Buffer.concat(errChunks).toString('utf8'),
+      exitCode: inspected?.ExitCode ?? null,
+    };
+  }
+
+  /** Waits until the toolbox daemon answers, or fails with `Sandbox.Lost` after `timeoutMs`. */
+  async function waitReady(container: Docker.Container, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await run(container, [...TOOLBOX, 'ping']).catch(() => undefined);
+      if (r?.exitCode === 0 && r.stdout.trim() === 'ok') return;
+      if (Date.now() > deadline) throw lost(`sandbox toolbox did not start: ${r?.stderr.trim() || 'no answer'}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+
+  /**
+   * Finds the session's container running, or replaces it: a missing, exited, killed or stopped container is
+   * removed and a fresh one is created on the same workspace volume (unless the workspace is ephemeral).
+   */
+  async function ensureRunning(ref: SandboxRef): Promise<{ container: Docker.Container; created?: SandboxInfo }> {
+    const spec = containerSpec(ref, settings);
+    const existing = docker.getContainer(spec.name);
+    const inspected = await existing.inspect().catch((err: unknown) => {
+      if (dockerStatus(err) === 404) return undefined;
+      throw err;
+    });
+    if (inspected?.State.Running && !inspected.State.Paused) return { container: existing };
+    if (inspected) {
+      await existing.remove({ force: true }).catch((err: unknown) => {
+        if (dockerStatus(err) !== 404) throw err;
+      });
+      if (ref.config.workspace === 'ephemeral')
+        await docker.getVolume(sandboxNames(ref.session_id).volume).remove().catch(() => undefined);
+    }
+    const names = sandboxNames(ref.session_id);
+    await docker
+      .createVolume({ Name: names.volume, Labels: { [LABEL_MANAGED]: 'true', [LABEL_SESSION]: ref.session_id } })
+      .catch(() => undefined);
+    let container: Docker.Container;
+    try {
+      container = await docker.createContainer(spec);
+    } catch (err) {
+      if (dockerStatus(err) === 409) return ensureRunning(ref); // another attempt created it meanwhile
+      throw ApplicationFailure.create({
+        type: Failure.SandboxProvisionFailed,
+        message: `could not create sandbox ${spec.name} from image ${spec.Image}: ${(err as Error).message}`,
+        nonRetryable: dockerStatus(err) === 404, // image missing: run scripts/setup
+      });
+    }
+    await container.start();
+    await waitReady(container);
+    return { container, created: await info(ref, container.id, 'running') };
+  }
+
+  /** Creates (or finds) the session's sandbox. Called lazily, on the first tool call. */
+  async function provision(ref: SandboxRef): Promise<ProvisionResult> {
+    const started = Date.now();
+    const { container, created } = await ensureRunning(ref);
+    return { sandbox: created ?? (await info(ref, container.id, 'running')), duration_ms: Date.now() - started };
+  }
+
+  /** Runs one tool call in the session's sandbox and returns its (bounded) string output. */
+  async function execute(input: ExecuteInput): Promise<ExecuteResult> {
+    const started = Date.now();
+    const ctx = (() => {
+      try {
+        return Context.current();
+      } catch {
+        return undefined;
+      }
+    })();
+    const { container, created } = await ensureRunning(input.sandbox);
+    const beat = setInterval(() => heartbeat({ tool: input.name }), 2000);
+    const onCancel = () => {
+      void run(container, [...TOOLBOX, 'cancel', input.tool_use_id]).catch(() => undefined);
+    };
+    ctx?.cancellationSignal.addEventListener('abort', onCancel);
+    try {
+      heartbeat({ tool: input.name });
+      const request = JSON.stringify({ id: input.tool_use_id, name: input.name, input: input.input });
+      const outcome = await run(container, [...TOOLBOX, 'call'], request).catch((err: unknown) => {
+        if (dockerStatus(err) === 404 || dockerStatus(err) === 409) return undefined;
+        throw err;
+      });
+      if (ctx?.cancellationSignal.aborted) throw new CancelledFailure('tool call cancelled');
+      const line = outcome?.exitCode === 0 ? outcome.stdout.trim().split('\n').pop() : undefined;
+      if (!line) {
+        const state = await container.inspect().then((i) => i.State, () => undefined);
+        if (!state?.Running) {
+          const why = !state ? 'was removed' : state.OOMKilled ? 'was OOM-killed' : `exited (code ${state.ExitCode})`;
+          throw lost(`sandbox container ${container.id.slice(0, 12)} ${why} during ${input.name}`);
+        }
+        throw ApplicationFailure.create({
+          type: Failure.SandboxProtocol,
+          message: `toolbox gave no result (exit ${outcome?.exitCode}): ${outcome?.stderr.trim().slice(0, 500)}`,
+        });
+      }
+      const r = JSON.parse(line) as { content: string; is_error: boolean; truncated?: boolean; output_path?: string };
+      return {
+        content: r.content,
+        is_error: r.is_error,
+        truncated: r.truncated === true,
+        ...(r.output_path ? { output_path: r.output_path } : {}),
+        container_id: container.id,
+        ...(created ? { provisioned: created } : {}),
+        duration_ms: Date.now() - started,
+      };
+    } finally {
+      clearInterval(beat);
+      ctx?.cancellationSignal.removeEventListener('abort', onCancel);
+    }
+  }
+
+  /** Stops an idle session's container; the next tool call brings a fresh one on the same workspace. */
+  async function stopSandbox(ref: SandboxRef): Promise<void> {
+    await docker
+      .getContainer(sandboxNames(ref.session_id).container)
+      .stop({ t: 2 })
+      .catch((err: unknown) => {
+        if (dockerStatus(err) !== 404 && dockerStatus(err) !== 304) throw err;
+      });
+  }
+
+  /** Removes a session's container and workspace volume (the session has ended). */
+  async function removeSandbox(ref: SandboxRef): Promise<void> {
+    const names = sandboxNames(ref.session_id);
+    await docker
+      .getContainer(names.container)
+      .remove({ force: true })
+      .catch((err: unknown) => {
+        if (dockerStatus(err) !== 404) throw err;
+      });
+    await docker
+      .getVolume(names.volume)
+      .remove()
+      .catch((err: unknown) => {
+        if (dockerStatus(err) !== 404) throw err;
+      });
+  }
+
+  return { provision, execute, stopSandbox, removeSandbox };
+}

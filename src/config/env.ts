@@ -1,0 +1,27 @@
+/** Runtime configuration from the environment, parsed and validated once at start. */
+import { z } from 'zod';
+import { DEFAULT_TASK_QUEUE } from '../shared/names.js';
+
+const schema = z.object({
+  TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TANDEM_TASK_QUEUE: z.string().default(DEFAULT_TASK_QUEUE),
+  TANDEM_SANDBOX_IMAGE: z.string().default('tandem-sandbox:latest'),
+  TANDEM_SANDBOX_RUNTIME: z.string().optional(),
+  TANDEM_OUTPUT_CAP: z.coerce.number().int().min(1000).default(30_000),
+  TANDEM_DATA_DIR: z.string().optional(),
+  TANDEM_REAP_INTERVAL_S: z.coerce.number().min(0).default(60),
+});
+
+/** Validated runtime configuration. */
+export type RuntimeConfig = z.infer<typeof schema>;
+
+/** Reads the configuration; a bad value stops with one line per problem. */
+export function loadRuntimeConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`).join('\n');
+    throw new Error(`invalid configuration:\n${problems}`);
+  }
+  return parsed.data;
+}

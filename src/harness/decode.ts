@@ -1,0 +1,263 @@
+/**
+ * Decodes a session workflow's Temporal history into session events. The history is the log: signals are user
+ * events, `callModel`/`provision`/`execute` results are agent, span and sandbox events, and memo changes carry the
+ * session-level events the workflow records. Used by `callModel` (to build the context) and by clients (getEvents).
+ */
+import { temporal } from '@temporalio/proto';
+import { checkSignal, type RecordedEvent, type SessionEvent, type SessionEventType } from '../shared/events.js';
+import { MEMO_EVENT, Signals } from '../shared/names.js';
+import { resolveTools } from '../shared/tools.js';
+import type {
+  CallModelResult,
+  ExecuteInput,
+  ExecuteResult,
+  ProvisionResult,
+  SessionInput,
+  UserMessage,
+} from '../shared/types.js';
+
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+type Payload = temporal.api.common.v1.IPayload;
+type FailureProto = temporal.api.failure.v1.IFailure;
+
+/** Turns a payload into its JSON value (the data converter's job; injected so a codec can sit in front). */
+export type PayloadDecoder = (payload: Payload) => unknown;
+
+const T = temporal.api.enums.v1.EventType;
+const EventType = {
+  WorkflowExecutionStarted: T.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+  ActivityTaskScheduled: T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+  ActivityTaskStarted: T.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+  ActivityTaskCompleted: T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+  ActivityTaskFailed: T.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+  ActivityTaskTimedOut: T.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+  ActivityTaskCanceled: T.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+  WorkflowExecutionSignaled: T.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+  WorkflowPropertiesModified: T.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
+} as const;
+
+const SIGNAL_EVENT: Record<string, SessionEventType> = {
+  [Signals.message]: 'user.message',
+  [Signals.interrupt]: 'user.interrupt',
+  [Signals.toolConfirmation]: 'user.tool_confirmation',
+  [Signals.customToolResult]: 'user.custom_tool_result',
+  [Signals.wake]: 'session.wake',
+};
+
+interface Scheduled {
+  type: string;
+  input: unknown;
+  seq: number;
+  attempt: number;
+  lastFailure: FailureProto | null;
+}
+
+function toNumber(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (v && typeof v === 'object' && 'toNumber' in v) return (v as { toNumber(): number }).toNumber();
+  return Number(v ?? 0);
+}
+
+function timeOf(e: HistoryEvent): string {
+  const t = e.eventTime;
+  if (!t) return new Date(0).toISOString();
+  return new Date(toNumber(t.seconds) * 1000 + Math.floor((t.nanos ?? 0) / 1e6)).toISOString();
+}
+
+function failureInfo(f: FailureProto | null | undefined): { type: string; message: string } {
+  let cur = f;
+  let message = f?.message ?? 'unknown failure';
+  while (cur) {
+    const type = cur.applicationFailureInfo?.type;
+    if (type) return { type, message: cur.message ?? message };
+    if (cur.timeoutFailureInfo) return { type: 'Timeout', message: cur.message ?? 'timed out' };
+    message = cur.message ?? message;
+    cur = cur.cause;
+  }
+  return { type: 'Unknown', message };
+}
+
+/**
+ * Stateful decoder: feed it history events in order (one run, or every run of a continue-as-new chain with
+ * `offset` set to the number of events before that run) and collect the session events.
+ */
+export class LogDecoder {
+  /** The session input, once the first event has been read. */
+  input: SessionInput | undefined;
+  private readonly scheduled = new Map<number, Scheduled>();
+  private readonly seenIds = new Set<string>();
+  private customTools = new Set<string>();
+
+  constructor(private readonly decodePayload: PayloadDecoder) {}
+
+  private payload(p: { payloads?: Payload[] | null } | null | undefined): unknown {
+    const first = p?.payloads?.[0];
+    return first ? this.decodePayload(first) : undefined;
+  }
+
+  /** Decodes one history event into zero or more session events. `offset` shifts positions for later runs. */
+  decode(e: HistoryEvent, offset = 0): SessionEvent[] {
+    const seq = toNumber(e.eventId) + offset;
+    const processed_at = timeOf(e);
+    const out: SessionEvent[] = [];
+    const emit = (type: SessionEventType, fields: Record<string, unknown> = {}): void => {
+      out.push({ id: `${seq}.${out.length}`, seq, type, processed_at, ...fields });
+    };
+    switch (e.eventType) {
+      case EventType.WorkflowExecutionStarted: {
+        this.input = this.payload(e.workflowExecutionStartedEventAttributes?.input) as SessionInput;
+        const tools = resolveTools(this.input.agent);
+        this.customTools = new Set([...tools.values()].filter((t) => t.kind === 'custom').map((t) => t.name));
+        for (const m of this.input.initial_events ?? []) {
+          const check = checkSignal(Signals.message, m);
+          if (check.ok) emit('user.message', { content: (check.value as UserMessage).content });
+        }
+        break;
+      }
+      case EventType.WorkflowExecutionSignaled: {
+        const a = e.workflowExecutionSignaledEventAttributes;
+        const name = a?.signalName ?? '';
+        const type = SIGNAL_EVENT[name];
+        const check = checkSignal(name, this.payload(a?.input));
+        if (!type || !check.ok) break; // the workflow records a session.error for it
+        const { id, ...fields } = check.value as { id?: string };
+        if (id !== undefined) {
+          if (this.seenIds.has(id)) break;
+          this.seenIds.add(id);
+        }
+        emit(type, id === undefined ? fields : { client_id: id, ...fields });
+        break;
+      }
+      case EventType.ActivityTaskScheduled: {
+        const a = e.activityTaskScheduledEventAttributes;
+        const type = a?.activityType?.name ?? '';
+        this.scheduled.set(seq, { type, input: this.payload(a?.input), seq, attempt: 1, lastFailure: null });
+        if (type === 'callModel') emit('span.model_request_start');
+        break;
+      }
+      case EventType.ActivityTaskStarted: {
+        const a = e.activityTaskStartedEventAttributes;
+        const s = this.scheduled.get(toNumber(a?.scheduledEventId) + offset);
+        if (s) {
+          s.attempt = a?.attempt ?? 1;
+          s.lastFailure = a?.lastFailure ?? null;
+        }
+        break;
+      }
+      case EventType.ActivityTaskCompleted: {
+        const a = e.activityTaskCompletedEventAttributes;
+        const s = this.scheduled.get(toNumber(a?.scheduledEventId) + offset);
+        if (s) this.completed(s, this.payload(a?.result), emit);
+        break;
+      }
+      case EventType.ActivityTaskFailed:
+      case EventType.ActivityTaskTimedOut:
+      case EventType.ActivityTaskCanceled: {
+        const a =
+          e.activityTaskFailedEventAttributes ??
+          e.activityTaskTimedOutEventAttributes ??
+          e.activityTaskCanceledEventAttributes;
+        const s = this.scheduled.get(toNumber(a?.scheduledEventId) + offset);
+        const failure =
+          e.activityTaskFailedEventAttributes?.failure ?? e.activityTaskTimedOutEventAttributes?.failure ?? null;
+        if (s) this.failed(s, e.eventType === EventType.ActivityTaskCanceled, failure, emit);
+        break;
+      }
+      case EventType.WorkflowPropertiesModified: {
+        const field = e.workflowPropertiesModifiedEventAttributes?.upsertedMemo?.fields?.[MEMO_EVENT];
+        if (!field) break;
+        const { type, ...fields } = this.decodePayload(field) as RecordedEvent;
+        emit(type, fields);
+        break;
+      }
+      default:
+        break;
+    }
+    return out;
+  }
+
+  private lostBefore(s: Scheduled, emit: (t: SessionEventType, f?: Record<string, unknown>) => void): void {
+    if (s.attempt > 1 && s.lastFailure) {
+      const f = failureInfo(s.lastFailure);
+      if (f.type === 'Sandbox.Lost') emit('sandbox.lost', { error: f, attempt: s.attempt - 1 });
+    }
+  }
+
+  private completed(
+    s: Scheduled,
+    result: unknown,
+    emit: (t: SessionEventType, f?: Record<string, unknown>) => void,
+  ): void {
+    const start = `${s.seq}.0`;
+    if (s.type === 'callModel') {
+      const r = result as CallModelResult;
+      for (const b of r.content) {
+        if (b.type === 'text') emit('agent.message', { model_request_id: start, content: [{ type: 'text', text: b.text }] });
+        else if (b.type === 'thinking' || b.type === 'redacted_thinking') emit('agent.thinking', { model_request_id: start, block: b });
+        else
+          emit(this.customTools.has(b.name) ? 'agent.custom_tool_use' : 'agent.tool_use', {
+            model_request_id: start,
+            tool_use_id: b.id,
+            name: b.name,
+            input: b.input,
+          });
+      }
+      emit('span.model_request_end', {
+        model_request_start_id: start,
+        is_error: false,
+        model: r.model,
+        stop_reason: r.stop_reason,
+        model_usage: r.usage,
+        ttft_ms: r.ttft_ms,
+        duration_ms: r.duration_ms,
+      });
+    } else if (s.type === 'provision') {
+      const r = result as ProvisionResult;
+      emit('sandbox.provisioned', { sandbox: r.sandbox, duration_ms: r.duration_ms });
+    } else if (s.type === 'execute') {
+      const r = result as ExecuteResult;
+      const input = s.input as ExecuteInput;
+      this.lostBefore(s, emit);
+      if (r.provisioned) emit('sandbox.provisioned', { sandbox: r.provisioned, attempt: s.attempt });
+      emit('agent.tool_result', {
+        tool_use_id: input.tool_use_id,
+        name: input.name,
+        content: [{ type: 'text', text: r.content }],
+        is_error: r.is_error,
+        ...(r.truncated ? { truncated: true, output_path: r.output_path } : {}),
+        container_id: r.container_id,
+        duration_ms: r.duration_ms,
+      });
+    }
+  }
+
+  private failed(
+    s: Scheduled,
+    canceled: boolean,
+    failure: FailureProto | null,
+    emit: (t: SessionEventType, f?: Record<string, unknown>) => void,
+  ): void {
+    const f = canceled ? { type: 'Canceled', message: 'interrupted by the user' } : failureInfo(failure);
+    if (s.type === 'callModel') {
+      emit('span.model_request_end', { model_request_start_id: `${s.seq}.0`, is_error: true, error: f });
+    } else if (s.type === 'execute') {
+      const input = s.input as ExecuteInput;
+      const text = canceled
+        ? 'The tool call was interrupted by the user.'
+        : `The tool call failed after ${s.attempt} attempt(s): ${f.message} (${f.type})`;
+      emit('agent.tool_result', {
+        tool_use_id: input.tool_use_id,
+        name: input.name,
+        content: [{ type: 'text', text }],
+        is_error: true,
+        error: f,
+      });
+    }
+  }
+}
+
+/** Decodes a whole history in one go. */
+export function decodeHistory(events: HistoryEvent[], decodePayload: PayloadDecoder): SessionEvent[] {
+  const d = new LogDecoder(decodePayload);
+  return events.flatMap((e) => d.decode(e));
+}

@@ -1,0 +1,136 @@
+/**
+ * Session events: what `getEvents` yields, in the Managed Agents shape. Also the validation of user-event signal
+ * payloads, shared by the workflow (which acts on them) and the log decoder (which shows them), so both agree on
+ * what was accepted.
+ */
+import { Signals } from './names.js';
+import type {
+  TextBlock,
+  UserCustomToolResult,
+  UserMessage,
+  UserToolConfirmation,
+  WakeSignal,
+} from './types.js';
+
+/** Every event type Tandem writes. */
+export const EVENT_TYPES = [
+  'user.message',
+  'user.interrupt',
+  'user.tool_confirmation',
+  'user.custom_tool_result',
+  'user.define_outcome',
+  'agent.message',
+  'agent.thinking',
+  'agent.tool_use',
+  'agent.tool_result',
+  'agent.mcp_tool_use',
+  'agent.mcp_tool_result',
+  'agent.custom_tool_use',
+  'agent.thread_context_compacted',
+  'session.status_running',
+  'session.status_idle',
+  'session.status_rescheduled',
+  'session.status_terminated',
+  'session.error',
+  'span.model_request_start',
+  'span.model_request_end',
+  'span.outcome_evaluation_start',
+  'span.outcome_evaluation_end',
+  'sandbox.provisioned',
+  'sandbox.lost',
+  'session.wake',
+] as const;
+
+/** One session event type. */
+export type SessionEventType = (typeof EVENT_TYPES)[number];
+
+/**
+ * A session event. `id` is positional (`"<history position>.<index>"`) and sorts in log order; `seq` is the
+ * history position alone. The payload fields follow the Managed Agents event of the same type.
+ */
+export interface SessionEvent {
+  id: string;
+  seq: number;
+  type: SessionEventType;
+  processed_at: string;
+  [field: string]: unknown;
+}
+
+/** A session-level event the workflow records in history as a memo change. */
+export interface RecordedEvent {
+  type: SessionEventType;
+  [field: string]: unknown;
+}
+
+/** Signals whose payload failed validation are reported with this reason. */
+export type SignalCheck<T> = { ok: true; value: T } | { ok: false; error: string };
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function optionalId(v: Record<string, unknown>): string | undefined | null {
+  if (v.id === undefined || v.id === null) return undefined;
+  return typeof v.id === 'string' && v.id.length > 0 && v.id.length <= 200 ? v.id : null;
+}
+
+function textBlocks(v: unknown): TextBlock[] | null {
+  if (typeof v === 'string') return [{ type: 'text', text: v }];
+  if (!Array.isArray(v) || v.length === 0) return null;
+  const out: TextBlock[] = [];
+  for (const b of v) {
+    if (!isObject(b) || b.type !== 'text' || typeof b.text !== 'string') return null;
+    out.push({ type: 'text', text: b.text });
+  }
+  return out;
+}
+
+/**
+ * Checks a signal payload against the shape DESIGN.md section 2 gives it and returns it normalised (plain JSON,
+ * unknown fields dropped). A wrong shape is reported, never thrown: a bad signal must not stall the session.
+ */
+export function checkSignal(
+  name: string,
+  payload: unknown,
+): SignalCheck<UserMessage | UserToolConfirmation | UserCustomToolResult | WakeSignal | { id?: string }> {
+  const p = payload === undefined || payload === null ? {} : payload;
+  if (!isObject(p)) return { ok: false, error: `${name}: payload must be a JSON object` };
+  const id = optionalId(p);
+  if (id === null) return { ok: false, error: `${name}: "id" must be a non-empty string of at most 200 characters` };
+  const withId = <T extends object>(v: T): T & { id?: string } => (id === undefined ? v : { id, ...v });
+  switch (name) {
+    case Signals.message: {
+      const content = textBlocks(p.content);
+      if (!content) return { ok: false, error: `${name}: "content" must be a non-empty list of {type: "text", text}` };
+      return { ok: true, value: withId({ content }) };
+    }
+    case Signals.interrupt:
+      return { ok: true, value: withId({}) };
+    case Signals.toolConfirmation: {
+      if (typeof p.tool_use_id !== 'string') return { ok: false, error: `${name}: "tool_use_id" must be a string` };
+      if (p.result !== 'allow' && p.result !== 'deny')
+        return { ok: false, error: `${name}: "result" must be "allow" or "deny"` };
+      const v: UserToolConfirmation = { tool_use_id: p.tool_use_id, result: p.result };
+      if (typeof p.deny_message === 'string') v.deny_message = p.deny_message;
+      return { ok: true, value: withId(v) };
+    }
+    case Signals.customToolResult: {
+      if (typeof p.custom_tool_use_id !== 'string')
+        return { ok: false, error: `${name}: "custom_tool_use_id" must be a string` };
+      const content = typeof p.content === 'string' ? p.content : textBlocks(p.content);
+      if (content === null) return { ok: false, error: `${name}: "content" must be a string or text blocks` };
+      const v: UserCustomToolResult = { custom_tool_use_id: p.custom_tool_use_id, content };
+      if (p.is_error === true) v.is_error = true;
+      return { ok: true, value: withId(v) };
+    }
+    case Signals.wake:
+      return { ok: true, value: withId(typeof p.reason === 'string' ? { reason: p.reason } : {}) };
+    default:
+      return { ok: false, error: `unknown signal "${name}"` };
+  }
+}
+
+/** Flattens tool result content (string or text blocks) into one string. */
+export function contentText(content: string | TextBlock[]): string {
+  return typeof content === 'string' ? content : content.map((b) => b.text).join('\n');
+}

@@ -1,0 +1,49 @@
+/**
+ * Failure `type` strings carried by `ApplicationFailure`s. Workflow code, activities and clients match on these,
+ * never on message text.
+ */
+export const Failure = {
+  /** 429 from the model API; retryable, honours `retry-after`. */
+  ModelRateLimit: 'Model.RateLimit',
+  /** 529 or an `overloaded_error`; retryable. */
+  ModelOverloaded: 'Model.Overloaded',
+  /** 5xx other than 529; retryable. */
+  ModelServerError: 'Model.ServerError',
+  /** 408 or a client-side timeout; retryable. */
+  ModelTimeout: 'Model.Timeout',
+  /** 409; retryable. */
+  ModelConflict: 'Model.Conflict',
+  /** The connection failed or the stream was cut; retryable. */
+  ModelConnection: 'Model.Connection',
+  /** 400; not retryable. */
+  ModelBadRequest: 'Model.BadRequest',
+  /** 400 because the prompt is longer than the model's window; not retryable. */
+  ModelPromptTooLong: 'Model.PromptTooLong',
+  /** 401; not retryable. */
+  ModelAuthentication: 'Model.Authentication',
+  /** 403; not retryable. */
+  ModelPermissionDenied: 'Model.PermissionDenied',
+  /** 404 (unknown model); not retryable. */
+  ModelNotFound: 'Model.NotFound',
+  /** 413; not retryable. */
+  ModelRequestTooLarge: 'Model.RequestTooLarge',
+  /** The container is missing, exited or OOM-killed; retryable, the next attempt gets a fresh container. */
+  SandboxLost: 'Sandbox.Lost',
+  /** The container could not be created (image missing, engine refused); retryable. */
+  SandboxProvisionFailed: 'Sandbox.ProvisionFailed',
+  /** The sandbox answered with something that is not a tool result; retryable. */
+  SandboxProtocol: 'Sandbox.Protocol',
+  /** The session log could not be read or holds something the harness cannot use; not retryable. */
+  LogInvalid: 'Log.Invalid',
+} as const;
+
+/** Failure types that a retry cannot fix. */
+export const NON_RETRYABLE_FAILURES: string[] = [
+  Failure.ModelBadRequest,
+  Failure.ModelPromptTooLong,
+  Failure.ModelAuthentication,
+  Failure.ModelPermissionDenied,
+  Failure.ModelNotFound,
+  Failure.ModelRequestTooLarge,
+  Failure.LogInvalid,
+];

@@ -1,0 +1,255 @@
+/**
+ * Plain JSON types shared by workflow code, activities and clients. Nothing here may import a runtime
+ * module: this file is bundled into Temporal's workflow sandbox.
+ */
+
+/** Names of the built-in tools of `agent_toolset_20260401`. */
+export const BUILTIN_TOOLS = ['bash', 'read', 'write', 'edit', 'glob', 'grep'] as const;
+/** One built-in tool name. */
+export type BuiltinToolName = (typeof BUILTIN_TOOLS)[number];
+
+/** Permission policy of a tool, as in Managed Agents. `auto` behaves as `always_allow` in Tandem. */
+export interface PermissionPolicy {
+  type: 'always_allow' | 'always_ask' | 'auto';
+}
+
+/** Per-tool override inside an `agent_toolset_20260401` entry. */
+export interface ToolConfig {
+  name: BuiltinToolName;
+  enabled?: boolean | null;
+  permission_policy?: PermissionPolicy | null;
+}
+
+/** The built-in toolset entry of an agent's `tools`. */
+export interface AgentToolset {
+  type: 'agent_toolset_20260401';
+  default_config?: { enabled?: boolean | null; permission_policy?: PermissionPolicy | null } | null;
+  configs?: ToolConfig[];
+}
+
+/** A tool answered by the client with `user.custom_tool_result`. */
+export interface CustomTool {
+  type: 'custom';
+  name: string;
+  description: string;
+  input_schema: Record<string, unknown>;
+}
+
+/** Any entry of an agent's `tools`. */
+export type AgentTool = AgentToolset | CustomTool;
+
+/** Model identifier, or the Managed Agents model config object. */
+export type ModelConfig = string | { id: string; max_tokens?: number; effort?: string | null };
+
+/** Tandem's own sandbox block of an agent definition. */
+export interface SandboxConfig {
+  /** Docker image of the hands; default `tandem-sandbox:latest` (built by `scripts/setup`). */
+  image?: string;
+  /** CPUs (fractional allowed). Default 1. */
+  cpu?: number;
+  /** Memory limit in MiB (swap is not allowed beyond it). Default 1024. */
+  memory_mb?: number;
+  /** Process limit inside the container. Default 256. */
+  pids_limit?: number;
+  /** `none` (default): no network at all. */
+  network?: { policy: 'none' | 'limited'; allowed_hosts?: string[] };
+  /** `persistent` (default) keeps the workspace volume when a container is replaced; `ephemeral` does not. */
+  workspace?: 'persistent' | 'ephemeral';
+  /** Stop an idle session's container after this many seconds; it comes back on the next tool call. Default 600. */
+  idle_timeout_s?: number;
+}
+
+/** Limits of a session. */
+export interface Limits {
+  /** Model calls per user turn before the session goes idle with `budget_reached`. Default 50. */
+  max_turns?: number;
+  /** Total output tokens for the session before `budget_reached`. Unlimited by default. */
+  max_output_tokens?: number;
+  /** Paid model attempts per call (Temporal retry budget). Default 5. */
+  model_attempts?: number;
+  /** Attempts of one tool call, including fresh containers after `Sandbox.Lost`. Default 3. */
+  tool_attempts?: number;
+}
+
+/** An agent definition, pinned into the session at start (Managed Agents fields plus `sandbox` and `limits`). */
+export interface AgentDefinition {
+  name: string;
+  model: ModelConfig;
+  system?: string | null;
+  description?: string | null;
+  tools?: AgentTool[];
+  mcp_servers?: Array<Record<string, unknown>>;
+  metadata?: Record<string, string>;
+  multiagent?: Record<string, unknown> | null;
+  sandbox?: SandboxConfig;
+  limits?: Limits;
+}
+
+/** A text content block. */
+export interface TextBlock {
+  type: 'text';
+  text: string;
+}
+
+/** Payload of the `user.message` signal. */
+export interface UserMessage {
+  id?: string;
+  type?: 'user.message';
+  content: TextBlock[];
+}
+
+/** Payload of the `user.interrupt` signal. */
+export interface UserInterrupt {
+  id?: string;
+  type?: 'user.interrupt';
+}
+
+/** Payload of the `user.tool_confirmation` signal. */
+export interface UserToolConfirmation {
+  id?: string;
+  type?: 'user.tool_confirmation';
+  tool_use_id: string;
+  result: 'allow' | 'deny';
+  deny_message?: string | null;
+}
+
+/** Payload of the `user.custom_tool_result` signal. */
+export interface UserCustomToolResult {
+  id?: string;
+  type?: 'user.custom_tool_result';
+  custom_tool_use_id: string;
+  content: string | TextBlock[];
+  is_error?: boolean;
+}
+
+/** Payload of the `wake` signal. */
+export interface WakeSignal {
+  id?: string;
+  reason?: string;
+}
+
+/** Workflow input of `agentSession` (plain JSON; the agent definition is inlined and pinned). */
+export interface SessionInput {
+  agent: AgentDefinition;
+  title?: string;
+  metadata?: Record<string, string>;
+  initial_events?: UserMessage[];
+  /** Overrides of the agent's sandbox block for this session. */
+  sandbox?: SandboxConfig;
+  limits?: Limits;
+  /** Vault references (names only, never values). */
+  vault_ids?: string[];
+}
+
+/** `stop_reason` of an idle session. */
+export type StopReason =
+  | { type: 'end_turn' }
+  | { type: 'requires_action'; event_ids: string[] }
+  | { type: 'retries_exhausted' }
+  | { type: 'budget_reached' };
+
+/** Session status values. */
+export type SessionStatus = 'idle' | 'running' | 'rescheduling' | 'terminated';
+
+/** Token usage totals. */
+export interface Usage {
+  input_tokens: number;
+  output_tokens: number;
+  cache_creation_input_tokens: number;
+  cache_read_input_tokens: number;
+}
+
+/** A sandbox the session holds. */
+export interface SandboxInfo {
+  name: string;
+  container_id: string;
+  image: string;
+  volume: string;
+  state: 'running' | 'stopped';
+}
+
+/** A tool call waiting for the client: confirmation or custom tool result. */
+export interface PendingAction {
+  tool_use_id: string;
+  name: string;
+  kind: 'confirmation' | 'custom_tool';
+  input: Record<string, unknown>;
+}
+
+/** A typed error as the session reports it. */
+export interface SessionErrorInfo {
+  type: string;
+  message: string;
+  retryable: boolean;
+}
+
+/** Result of the `getSession` query. */
+export interface SessionState {
+  id: string;
+  status: SessionStatus;
+  stop_reason: StopReason | null;
+  turn: number;
+  usage: Usage;
+  sandboxes: SandboxInfo[];
+  pending: PendingAction[];
+  last_error: SessionErrorInfo | null;
+}
+
+/** A content block of the model's reply, as stored in history (plain JSON). */
+export type ModelBlock =
+  | { type: 'text'; text: string }
+  | { type: 'thinking'; thinking: string; signature?: string }
+  | { type: 'redacted_thinking'; data: string }
+  | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
+
+/** Input of the `callModel` activity: a reference to the log and a cursor, never the transcript. */
+export interface CallModelInput {
+  session_id: string;
+  run_id: string;
+  /** History length the workflow has seen; the context is built from events up to here. */
+  cursor: number;
+}
+
+/** Result of `callModel`, stored once in history. */
+export interface CallModelResult {
+  message_id: string;
+  model: string;
+  content: ModelBlock[];
+  stop_reason: string | null;
+  usage: Usage;
+  started_at: string;
+  ttft_ms: number | null;
+  duration_ms: number;
+}
+
+/** Identifies a session's sandbox; deterministic from the session ID (cattle). */
+export interface SandboxRef {
+  session_id: string;
+  config: SandboxConfig;
+}
+
+/** Result of `provision`. */
+export interface ProvisionResult {
+  sandbox: SandboxInfo;
+  duration_ms: number;
+}
+
+/** Input of `execute`. */
+export interface ExecuteInput {
+  sandbox: SandboxRef;
+  tool_use_id: string;
+  name: string;
+  input: Record<string, unknown>;
+}
+
+/** Result of `execute`: the tool's string output plus where it ran. */
+export interface ExecuteResult {
+  content: string;
+  is_error: boolean;
+  truncated: boolean;
+  output_path?: string;
+  container_id: string;
+  /** Set when this attempt had to create a fresh container (the previous one was lost or stopped). */
+  provisioned?: SandboxInfo;
+  duration_ms: number;
+}

@@ -1,0 +1,140 @@
+/**
+ * Composition root: loads configuration, builds the concrete clients (Temporal, Anthropic, Docker) and runs a
+ * Worker on the task queue. Any number of workers may run at once; each is a stateless brain plus hands provider.
+ */
+import { fileURLToPath } from 'node:url';
+import Anthropic from '@anthropic-ai/sdk';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import Docker from 'dockerode';
+import { createActivities } from './activities/index.js';
+import { LABEL_MANAGED, LABEL_SESSION } from './activities/sandbox/docker.js';
+import { loadRuntimeConfig, type RuntimeConfig } from './config/env.js';
+
+/** Where the workflow code lives (bundled by the worker). */
+export const workflowsPath = fileURLToPath(new URL('./workflows/index.js', import.meta.url)).replace(
+  /\.js$/,
+  import.meta.url.endsWith('.ts') ? '.ts' : '.js',
+);
+
+/** Options for {@link createWorker}; tests pass a prebuilt bundle and their own task queue. */
+export interface CreateWorkerOptions {
+  config?: RuntimeConfig;
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  /** Model API endpoint and key; default: the SDK's own `ANTHROPIC_BASE_URL` and `ANTHROPIC_API_KEY`. */
+  anthropic?: { baseURL?: string; apiKey?: string };
+  /** Extra worker options (for example a smaller poller count in tests). */
+  worker?: Partial<WorkerOptions>;
+}
+
+/** A running worker plus what it owns. */
+export interface TandemWorker {
+  worker: Worker;
+  client: Client;
+  docker: Docker;
+  /** Runs until `shutdown()`; resolves when the worker has stopped. */
+  run(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+/** Builds a worker with all activities wired to real clients. */
+export async function createWorker(opts: CreateWorkerOptions = {}): Promise<TandemWorker> {
+  const config = opts.config ?? loadRuntimeConfig();
+  const nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  // Temporal owns retries: the SDK must not retry behind its back (DESIGN rule 4).
+  const anthropic = new Anthropic({
+    maxRetries: 0,
+    apiKey: opts.anthropic?.apiKey ?? process.env.ANTHROPIC_API_KEY ?? 'unset',
+    ...(opts.anthropic?.baseURL ? { baseURL: opts.anthropic.baseURL } : {}),
+  });
+  const docker = new Docker();
+  const activities = createActivities({
+    anthropic,
+    temporal: client,
+    docker,
+    sandbox: { image: config.TANDEM_SANDBOX_IMAGE, runtime: config.TANDEM_SANDBOX_RUNTIME, outputCap: config.TANDEM_OUTPUT_CAP },
+  });
+  const worker = await Worker.create({
+    connection: nativeConnection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.TANDEM_TASK_QUEUE,
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath }),
+    activities,
+    // Heartbeats carry cancellation (interrupt): send them promptly.
+    maxHeartbeatThrottleInterval: '1 second',
+    defaultHeartbeatThrottleInterval: '1 second',
+    ...opts.worker,
+  });
+
+  let reaper: NodeJS.Timeout | undefined;
+  const reap = async () => {
+    try {
+      await reapClosedSessions(docker, client, activities.removeSandbox);
+    } catch (err) {
+      console.error(`tandem worker: sandbox reaper: ${(err as Error).message}`);
+    }
+  };
+  return {
+    worker,
+    client,
+    docker,
+    async run() {
+      if (config.TANDEM_REAP_INTERVAL_S > 0) {
+        void reap();
+        reaper = setInterval(() => void reap(), config.TANDEM_REAP_INTERVAL_S * 1000);
+      }
+      try {
+        await worker.run();
+      } finally {
+        if (reaper) clearInterval(reaper);
+        await connection.close();
+        await nativeConnection.close();
+      }
+    },
+    async shutdown() {
+      worker.shutdown();
+    },
+  };
+}
+
+/** Removes the sandboxes of sessions whose workflow has closed (terminated, timed out, or gone). */
+export async function reapClosedSessions(
+  docker: Docker,
+  client: Client,
+  remove: (ref: { session_id: string; config: object }) => Promise<void>,
+): Promise<string[]> {
+  const containers = await docker.listContainers({ all: true, filters: { label: [`${LABEL_MANAGED}=true`] } });
+  const removed: string[] = [];
+  for (const c of containers) {
+    const sessionId = c.Labels[LABEL_SESSION];
+    if (!sessionId) continue;
+    const open = await client.workflow
+      .getHandle(sessionId)
+      .describe()
+      .then((d) => d.status.name === 'RUNNING')
+      .catch((err: unknown) => ((err as Error).name === 'WorkflowNotFoundError' ? false : true));
+    if (!open) {
+      await remove({ session_id: sessionId, config: {} });
+      removed.push(sessionId);
+    }
+  }
+  return removed;
+}
+
+async function main(): Promise<void> {
+  const w = await createWorker();
+  const stop = () => void w.shutdown();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  console.log(`tandem worker: polling task queue "${w.worker.options.taskQueue}"`);
+  await w.run();
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((err: unknown) => {
+    console.error(`tandem worker: ${(err as Error).message}`);
+    process.exit(1);
+  });
+}

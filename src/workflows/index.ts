@@ -1,0 +1,2 @@
+/** Workflow entry points registered with the worker. */
+export { agentSession } from './session.js';

@@ -1,0 +1,17 @@
+/** Signal and query definitions of `agentSession`: the public contract of a running session. */
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { GET_SESSION_QUERY, Signals } from '../shared/names.js';
+import type { SessionState } from '../shared/types.js';
+
+/** `user.message`: a user turn or a steering message while the agent works. */
+export const userMessageSignal = defineSignal<[unknown]>(Signals.message);
+/** `user.interrupt`: cancel the in-flight step; the session goes idle. */
+export const userInterruptSignal = defineSignal<[unknown]>(Signals.interrupt);
+/** `user.tool_confirmation`: allow or deny a tool call under `always_ask`. */
+export const toolConfirmationSignal = defineSignal<[unknown]>(Signals.toolConfirmation);
+/** `user.custom_tool_result`: the client's answer to a custom tool call. */
+export const customToolResultSignal = defineSignal<[unknown]>(Signals.customToolResult);
+/** `wake`: retry after `retries_exhausted`, or simply re-activate an idle session. */
+export const wakeSignal = defineSignal<[unknown]>(Signals.wake);
+/** `getSession`: status, usage and sandboxes without reading the log. */
+export const getSessionQuery = defineQuery<SessionState>(GET_SESSION_QUERY);

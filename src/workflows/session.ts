@@ -1,0 +1,332 @@
+/**
+ * `agentSession`: one session. Its history is the session log; this code is the stateless half of the harness that
+ * decides the next step. It keeps only what it needs to decide (status, pending tool calls, counters); the model's
+ * context is built by `callModel` from the log itself, so no transcript lives here or in any activity input.
+ */
+import {
+  ActivityCancellationType,
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  isCancellation,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { checkSignal } from '../shared/events.js';
+import type { RecordedEvent } from '../shared/events.js';
+import { Failure } from '../shared/failures.js';
+import { MEMO_EVENT, SA_AGENT, SA_STATUS, Signals } from '../shared/names.js';
+import { resolveTools } from '../shared/tools.js';
+import type {
+  CallModelResult,
+  ModelBlock,
+  PendingAction,
+  SandboxRef,
+  SessionErrorInfo,
+  SessionInput,
+  SessionState,
+  SessionStatus,
+  StopReason,
+  UserCustomToolResult,
+  UserToolConfirmation,
+} from '../shared/types.js';
+import type { Activities } from '../activities/index.js';
+import {
+  customToolResultSignal,
+  getSessionQuery,
+  toolConfirmationSignal,
+  userInterruptSignal,
+  userMessageSignal,
+  wakeSignal,
+} from './messages.js';
+
+const statusKey = defineSearchAttributeKey(SA_STATUS, SearchAttributeType.KEYWORD);
+const agentKey = defineSearchAttributeKey(SA_AGENT, SearchAttributeType.KEYWORD);
+
+type ToolUse = Extract<ModelBlock, { type: 'tool_use' }>;
+
+/** Runs one session until it is cancelled. */
+export async function agentSession(input: SessionInput): Promise<void> {
+  const info = workflowInfo();
+  const limits = { ...input.agent.limits, ...input.limits };
+  const sandboxRef: SandboxRef = { session_id: info.workflowId, config: { ...input.agent.sandbox, ...input.sandbox } };
+  const tools = resolveTools(input.agent);
+  const maxTurns = limits.max_turns ?? 50;
+  const idleTimeoutMs = (sandboxRef.config.idle_timeout_s ?? 600) * 1000;
+
+  const model = proxyActivities<Activities>({
+    startToCloseTimeout: '10 minutes',
+    heartbeatTimeout: '30 seconds',
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: {
+      initialInterval: '1 second',
+      backoffCoefficient: 2,
+      maximumInterval: '1 minute',
+      maximumAttempts: limits.model_attempts ?? 5,
+    },
+  });
+  const hands = proxyActivities<Activities>({
+    startToCloseTimeout: '15 minutes',
+    heartbeatTimeout: '20 seconds',
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: limits.tool_attempts ?? 3 },
+  });
+  const housekeeping = proxyActivities<Activities>({
+    startToCloseTimeout: '2 minutes',
+    retry: { initialInterval: '1 second', maximumAttempts: 5 },
+  });
+
+  const state: SessionState = {
+    id: info.workflowId,
+    status: 'idle',
+    stop_reason: null,
+    turn: 0,
+    usage: { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 },
+    sandboxes: [],
+    pending: [],
+    last_error: null,
+  };
+  const seenIds = new Set<string>();
+  const answers = new Map<string, UserToolConfirmation | UserCustomToolResult>();
+  let newInput = (input.initial_events?.length ?? 0) > 0;
+  let wakeRequested = false;
+  let interrupted = false;
+  let inFlight: CancellationScope | undefined;
+
+  /** Records a session-level event in history (a memo change), so the log shows it in order. */
+  function record(event: RecordedEvent): void {
+    upsertMemo({ [MEMO_EVENT]: event });
+  }
+
+  function setStatus(status: SessionStatus, stopReason: StopReason | null = null): void {
+    const changed = state.status !== status || JSON.stringify(state.stop_reason) !== JSON.stringify(stopReason);
+    state.status = status;
+    state.stop_reason = stopReason;
+    if (!changed) return;
+    upsertSearchAttributes([{ key: statusKey, value: status }]);
+    setCurrentDetails(`**${status}**${stopReason ? ` (${stopReason.type})` : ''} · turn ${state.turn}`);
+    if (status === 'idle') record({ type: 'session.status_idle', stop_reason: stopReason });
+    else if (status === 'running') record({ type: 'session.status_running' });
+    else if (status === 'rescheduling') record({ type: 'session.status_rescheduled' });
+    else record({ type: 'session.status_terminated' });
+  }
+
+  function reportError(error: SessionErrorInfo): void {
+    state.last_error = error;
+    record({ type: 'session.error', error });
+  }
+
+  /** Validates and de-duplicates a signal; a bad one is reported as `session.error` and otherwise ignored. */
+  function accept<T>(name: string, payload: unknown): T | undefined {
+    const check = checkSignal(name, payload);
+    if (!check.ok) {
+      reportError({ type: 'Signal.Invalid', message: check.error, retryable: false });
+      return undefined;
+    }
+    const id = (check.value as { id?: string }).id;
+    if (id !== undefined) {
+      if (seenIds.has(id)) return undefined;
+      seenIds.add(id);
+    }
+    return check.value as T;
+  }
+
+  setHandler(getSessionQuery, () => state);
+  setHandler(userMessageSignal, (payload) => {
+    if (accept(Signals.message, payload)) newInput = true;
+  });
+  setHandler(userInterruptSignal, (payload) => {
+    if (accept(Signals.interrupt, payload) === undefined) return;
+    if (state.status !== 'running' && state.pending.length === 0) return;
+    interrupted = true;
+    inFlight?.cancel();
+  });
+  setHandler(wakeSignal, (payload) => {
+    if (accept(Signals.wake, payload)) wakeRequested = true;
+  });
+  const answer = (name: string, kind: PendingAction['kind']) => (payload: unknown) => {
+    const v = accept<UserToolConfirmation | UserCustomToolResult>(name, payload);
+    if (!v) return;
+    const id = 'tool_use_id' in v ? v.tool_use_id : v.custom_tool_use_id;
+    if (!state.pending.some((p) => p.tool_use_id === id && p.kind === kind)) {
+      reportError({ type: 'Signal.Invalid', message: `${name}: no pending tool call ${id}`, retryable: false });
+      return;
+    }
+    answers.set(id, v);
+  };
+  setHandler(toolConfirmationSignal, answer(Signals.toolConfirmation, 'confirmation'));
+  setHandler(customToolResultSignal, answer(Signals.customToolResult, 'custom_tool'));
+
+  /** Runs `fn` in a scope that `user.interrupt` cancels. */
+  async function interruptible<T>(fn: () => Promise<T>): Promise<T> {
+    const scope = new CancellationScope();
+    inFlight = scope;
+    try {
+      return await scope.run(fn);
+    } finally {
+      inFlight = undefined;
+    }
+  }
+
+  async function ensureSandbox(): Promise<void> {
+    if (state.sandboxes.length > 0) return;
+    const { sandbox } = await interruptible(() => hands.provision(sandboxRef));
+    state.sandboxes = [sandbox];
+  }
+
+  /** Runs one built-in tool call; a failure after the retry budget becomes a tool error the model sees. */
+  async function runTool(use: ToolUse): Promise<void> {
+    try {
+      await ensureSandbox();
+    } catch (err) {
+      if (interrupted && isCancellation(err)) return;
+      if (!(err instanceof ActivityFailure)) throw err;
+      record({
+        type: 'agent.tool_result',
+        tool_use_id: use.id,
+        name: use.name,
+        is_error: true,
+        content: [{ type: 'text', text: `The sandbox could not be provisioned: ${err.cause?.message ?? err.message}` }],
+      });
+      return;
+    }
+    try {
+      const result = await interruptible(() =>
+        hands.execute({ sandbox: sandboxRef, tool_use_id: use.id, name: use.name, input: use.input }),
+      );
+      if (result.provisioned) state.sandboxes = [result.provisioned];
+    } catch (err) {
+      if (interrupted && isCancellation(err)) return;
+      if (!(err instanceof ActivityFailure)) throw err;
+      // The log decoder turns the failed activity into an `agent.tool_result` with `is_error`.
+      if (err.cause instanceof ApplicationFailure && err.cause.type === Failure.SandboxLost) state.sandboxes = [];
+    }
+  }
+
+  /** Routes a model turn's tool calls: run, ask, or hand to the client. Returns when all have results. */
+  async function runTools(uses: ToolUse[]): Promise<void> {
+    const waiting: PendingAction[] = [];
+    for (const use of uses) {
+      const tool = tools.get(use.name);
+      if (!tool) {
+        record({
+          type: 'agent.tool_result',
+          tool_use_id: use.id,
+          is_error: true,
+          content: [{ type: 'text', text: `Unknown tool "${use.name}". Available: ${[...tools.keys()].join(', ')}` }],
+        });
+      } else if (tool.kind === 'custom') {
+        waiting.push({ tool_use_id: use.id, name: use.name, kind: 'custom_tool', input: use.input });
+      } else if (tool.ask) {
+        waiting.push({ tool_use_id: use.id, name: use.name, kind: 'confirmation', input: use.input });
+      } else {
+        await runTool(use);
+        if (interrupted) return;
+      }
+    }
+    if (waiting.length === 0) return;
+    state.pending = waiting;
+    setStatus('idle', { type: 'requires_action', event_ids: waiting.map((w) => w.tool_use_id) });
+    await condition(() => interrupted || waiting.every((w) => answers.has(w.tool_use_id)));
+    state.pending = [];
+    if (interrupted) return;
+    setStatus('running');
+    for (const w of waiting) {
+      const a = answers.get(w.tool_use_id);
+      answers.delete(w.tool_use_id);
+      if (!a || !('result' in a)) continue; // custom tool results are in the log as the signal itself
+      if (a.result === 'allow') {
+        await runTool({ type: 'tool_use', id: w.tool_use_id, name: w.name, input: w.input });
+        if (interrupted) return;
+      } else {
+        record({
+          type: 'agent.tool_result',
+          tool_use_id: w.tool_use_id,
+          is_error: true,
+          content: [{ type: 'text', text: a.deny_message || 'The user denied this tool call.' }],
+        });
+      }
+    }
+  }
+
+  function addUsage(result: CallModelResult): void {
+    for (const k of Object.keys(state.usage) as Array<keyof typeof state.usage>) state.usage[k] += result.usage[k];
+  }
+
+  /** One user turn: model calls and tool calls until the model ends its turn, then the stop reason. */
+  async function runTurn(): Promise<StopReason> {
+    setStatus('running');
+    for (let calls = 0; ; calls++) {
+      if (interrupted) return { type: 'end_turn' };
+      const overBudget = limits.max_output_tokens !== undefined && state.usage.output_tokens >= limits.max_output_tokens;
+      if (calls >= maxTurns || overBudget) return { type: 'budget_reached' };
+      newInput = false;
+      let result: CallModelResult;
+      try {
+        const cursor = workflowInfo().historyLength;
+        result = await interruptible(() =>
+          model.callModel({ session_id: info.workflowId, run_id: info.runId, cursor }),
+        );
+      } catch (err) {
+        if (interrupted && isCancellation(err)) return { type: 'end_turn' };
+        if (!(err instanceof ActivityFailure)) throw err;
+        const cause = err.cause;
+        const type = cause instanceof ApplicationFailure && cause.type ? cause.type : 'Model.Unknown';
+        reportError({
+          type,
+          message: cause?.message ?? err.message,
+          retryable: !(cause instanceof ApplicationFailure && cause.nonRetryable),
+        });
+        return { type: 'retries_exhausted' };
+      }
+      state.turn++;
+      state.last_error = null;
+      addUsage(result);
+      const uses = result.content.filter((b): b is ToolUse => b.type === 'tool_use');
+      if (uses.length === 0 || result.stop_reason !== 'tool_use') {
+        if (newInput && !interrupted) continue; // steering arrived while the model answered
+        return { type: 'end_turn' };
+      }
+      await runTools(uses);
+    }
+  }
+
+  upsertSearchAttributes([
+    { key: agentKey, value: input.agent.name },
+    { key: statusKey, value: 'idle' },
+  ]);
+
+  try {
+    for (;;) {
+      const sandboxRunning = () => state.sandboxes.some((s) => s.state === 'running');
+      const hasWork = () => newInput || (wakeRequested && state.stop_reason?.type === 'retries_exhausted');
+      if (!hasWork()) {
+        setStatus('idle', state.stop_reason ?? { type: 'end_turn' });
+        const woke = sandboxRunning() ? await condition(hasWork, idleTimeoutMs) : (await condition(hasWork), true);
+        if (!woke) {
+          await housekeeping.stopSandbox(sandboxRef);
+          state.sandboxes = state.sandboxes.map((s) => ({ ...s, state: 'stopped' as const }));
+          await condition(hasWork);
+        }
+      }
+      wakeRequested = false;
+      interrupted = false;
+      const stop = await runTurn();
+      setStatus('idle', stop);
+    }
+  } catch (err) {
+    if (!isCancellation(err)) throw err;
+    // Cancelling the workflow ends the session: remove its hands, keep the log.
+    await CancellationScope.nonCancellable(async () => {
+      state.pending = [];
+      setStatus('terminated');
+      if (state.sandboxes.length > 0) await housekeeping.removeSandbox(sandboxRef);
+    });
+  }
+}

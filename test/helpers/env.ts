@@ -1,0 +1,125 @@
+/** Shared plumbing of integration tests: a client, a worker on a unique task queue, waiting helpers. */
+import { randomUUID } from 'node:crypto';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { inject } from 'vitest';
+import { loadRuntimeConfig } from '../../src/config/env.js';
+import { GET_SESSION_QUERY, SESSION_WORKFLOW, Signals } from '../../src/shared/names.js';
+import type { AgentDefinition, SessionInput, SessionState } from '../../src/shared/types.js';
+import { createWorker, workflowsPath, type TandemWorker } from '../../src/worker.js';
+import { readSessionLog } from '../../src/client/log.js';
+import type { SessionEvent } from '../../src/shared/events.js';
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+
+/** The workflow bundle, built once per test file. */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath, logger: { log: () => {}, info: () => {}, warn: () => {}, error: console.error, debug: () => {}, trace: () => {} } as never });
+  return bundle;
+}
+
+/** A client of the test run's dev server. */
+export async function testClient(): Promise<Client> {
+  const connection = await Connection.connect({ address: inject('temporalAddress') });
+  return new Client({ connection });
+}
+
+/** Environment for a worker of this test run (process or in-process). */
+export function workerEnv(taskQueue: string, messagesUrl: string): Record<string, string> {
+  return {
+    TEMPORAL_ADDRESS: inject('temporalAddress'),
+    TANDEM_TASK_QUEUE: taskQueue,
+    ANTHROPIC_BASE_URL: messagesUrl,
+    ANTHROPIC_API_KEY: 'test-key',
+    TANDEM_REAP_INTERVAL_S: '0',
+  };
+}
+
+/** Starts an in-process worker on `taskQueue` whose model is the scripted server at `messagesUrl`. */
+export async function startWorker(taskQueue: string, messagesUrl: string): Promise<TandemWorker & { done: Promise<void> }> {
+  const config = loadRuntimeConfig({ ...process.env, ...workerEnv(taskQueue, messagesUrl) });
+  const w = await createWorker({
+    config,
+    workflowBundle: await workflowBundle(),
+    anthropic: { baseURL: messagesUrl, apiKey: 'test-key' },
+  });
+  const done = w.run();
+  return { ...w, done };
+}
+
+/** A unique task queue for one test. */
+export function uniqueQueue(prefix = 'test'): string {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
+/** A small agent with all built-in tools enabled. */
+export function testAgent(overrides: Partial<AgentDefinition> = {}): AgentDefinition {
+  return {
+    name: 'test-agent',
+    model: 'claude-sonnet-4-5',
+    system: 'You are a test agent.',
+    tools: [{ type: 'agent_toolset_20260401' }],
+    sandbox: { memory_mb: 256, idle_timeout_s: 600 },
+    ...overrides,
+  };
+}
+
+/** Starts a session with a first user message. */
+export async function startSession(
+  client: Client,
+  taskQueue: string,
+  input: Partial<SessionInput> & { agent?: AgentDefinition },
+  firstMessage?: string,
+): Promise<WorkflowHandle> {
+  const sessionInput: SessionInput = {
+    agent: input.agent ?? testAgent(),
+    ...input,
+    ...(firstMessage ? { initial_events: [{ content: [{ type: 'text', text: firstMessage }] }] } : {}),
+  };
+  return client.workflow.start(SESSION_WORKFLOW, {
+    taskQueue,
+    workflowId: `sesn_${randomUUID().replace(/-/g, '').slice(0, 16)}`,
+    args: [sessionInput],
+  });
+}
+
+/** Sends a user message. */
+export async function sendMessage(handle: WorkflowHandle, text: string, id?: string): Promise<void> {
+  await handle.signal(Signals.message, { ...(id ? { id } : {}), content: [{ type: 'text', text }] });
+}
+
+/** Polls until `pred` holds, or throws with the last value seen. */
+export async function waitFor<T>(fn: () => Promise<T>, pred: (v: T) => boolean, timeoutMs = 60_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  for (;;) {
+    try {
+      last = await fn();
+      if (pred(last)) return last;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)?.slice(0, 2000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** The session state by query. */
+export function sessionState(handle: WorkflowHandle): Promise<SessionState> {
+  return handle.query<SessionState>(GET_SESSION_QUERY);
+}
+
+/** Waits until the session is idle with the given stop reason and has completed `minTurns` model calls. */
+export async function waitIdle(handle: WorkflowHandle, stop = 'end_turn', minTurns = 1, timeoutMs = 90_000): Promise<SessionState> {
+  return waitFor(
+    () => sessionState(handle),
+    (s) => s.status === 'idle' && s.stop_reason?.type === stop && s.turn >= minTurns,
+    timeoutMs,
+    `idle/${stop} after ${minTurns} turns`,
+  );
+}
+
+/** The decoded session log. */
+export async function sessionEvents(client: Client, handle: WorkflowHandle): Promise<SessionEvent[]> {
+  return (await readSessionLog(client, handle.workflowId)).events;
+}

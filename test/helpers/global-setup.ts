@@ -1,0 +1,36 @@
+/** Starts one Temporal dev server (in memory) for the whole test run. */
+import { createServer } from 'node:net';
+import type { TestProject } from 'vitest/node';
+import { findTemporalCli, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
+
+/** A free TCP port on loopback. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+let server: DevServer | undefined;
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const cli = findTemporalCli();
+  if (!cli) throw new Error('no temporal CLI found: run scripts/setup first (npm test does)');
+  server = await startDevServer({ cli, port: await freePort(), headless: true });
+  project.provide('temporalAddress', server.address);
+  project.provide('temporalCli', cli);
+  return async () => {
+    await server?.stop();
+  };
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    temporalAddress: string;
+    temporalCli: string;
+  }
+}
