@@ -88,7 +88,18 @@ export function createModelActivities({ anthropic, temporal }: ModelDeps) {
   /** Builds the context from the log up to `cursor` and streams one model call. */
   async function callModel(input: CallModelInput): Promise<CallModelResult> {
     const ctx = Context.current();
-    const log = await readSessionLog(temporal, input.session_id, input.run_id, input.cursor);
+    // The context is everything in the log before this call was scheduled: the workflow's cursor plus whatever
+    // the same workflow task recorded just before scheduling it.
+    const { activityId } = ctx.info;
+    const log = await readSessionLog(
+      temporal,
+      input.session_id,
+      input.run_id,
+      (e) =>
+        Number(e.eventId) > input.cursor &&
+        e.activityTaskScheduledEventAttributes?.activityId === activityId &&
+        e.activityTaskScheduledEventAttributes.activityType?.name === 'callModel',
+    );
     const agent = log.decoder.input?.agent;
     if (!agent) throw ApplicationFailure.nonRetryable('session log has no input', Failure.LogInvalid);
     const request: ModelRequest = buildRequest(agent, log.events, builtinDefinitions);

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import { SA_AGENT, SA_STATUS } from '../shared/names.js';
 
 /** The repository root (where `.tandem/` lives). */
@@ -28,7 +28,7 @@ export function findTemporalCli(): string | undefined {
 
 /** Registers Tandem's search attributes (Keyword); existing ones are left alone. */
 export async function registerSearchAttributes(connection: Connection, namespace: string): Promise<void> {
-  const keyword = temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
+  const keyword = proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
   const existing = await connection.operatorService.listSearchAttributes({ namespace });
   const missing = [SA_STATUS, SA_AGENT].filter((n) => !existing.customAttributes?.[n]);
   if (missing.length === 0) return;

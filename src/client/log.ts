@@ -45,14 +45,16 @@ export interface DecodedLog {
   decoder: LogDecoder;
 }
 
-/** Reads and decodes one run of a session's log. */
+/** Reads and decodes one run of a session's log, optionally only the events before `before`. */
 export async function readSessionLog(
   client: Client,
   workflowId: string,
   runId?: string,
-  upTo?: number,
+  before?: (e: HistoryEvent) => boolean,
 ): Promise<DecodedLog> {
   const decoder = new LogDecoder(decodeJsonPayload);
-  const history = await readHistory(client, workflowId, runId, upTo);
-  return { events: history.flatMap((e) => decoder.decode(e)), decoder };
+  const history = await readHistory(client, workflowId, runId);
+  const end = before ? history.findIndex(before) : -1;
+  const slice = end >= 0 ? history.slice(0, end) : history;
+  return { events: slice.flatMap((e) => decoder.decode(e)), decoder };
 }

@@ -3,7 +3,7 @@
  * events, `callModel`/`provision`/`execute` results are agent, span and sandbox events, and memo changes carry the
  * session-level events the workflow records. Used by `callModel` (to build the context) and by clients (getEvents).
  */
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import { checkSignal, type RecordedEvent, type SessionEvent, type SessionEventType } from '../shared/events.js';
 import { MEMO_EVENT, Signals } from '../shared/names.js';
 import { resolveTools } from '../shared/tools.js';
@@ -16,14 +16,14 @@ import type {
   UserMessage,
 } from '../shared/types.js';
 
-type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
-type Payload = temporal.api.common.v1.IPayload;
-type FailureProto = temporal.api.failure.v1.IFailure;
+type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
+type Payload = proto.temporal.api.common.v1.IPayload;
+type FailureProto = proto.temporal.api.failure.v1.IFailure;
 
 /** Turns a payload into its JSON value (the data converter's job; injected so a codec can sit in front). */
 export type PayloadDecoder = (payload: Payload) => unknown;
 
-const T = temporal.api.enums.v1.EventType;
+const T = proto.temporal.api.enums.v1.EventType;
 const EventType = {
   WorkflowExecutionStarted: T.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
   ActivityTaskScheduled: T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,

@@ -206,7 +206,10 @@ export type ModelBlock =
 export interface CallModelInput {
   session_id: string;
   run_id: string;
-  /** History length the workflow has seen; the context is built from events up to here. */
+  /**
+   * History length the workflow had seen when it scheduled the call. The context is built from every event before
+   * the call's own `ActivityTaskScheduled` event, which comes after the cursor.
+   */
   cursor: number;
 }
 

@@ -73,7 +73,7 @@ export async function agentSession(input: SessionInput): Promise<void> {
   });
   const hands = proxyActivities<Activities>({
     startToCloseTimeout: '15 minutes',
-    heartbeatTimeout: '20 seconds',
+    heartbeatTimeout: '10 seconds',
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: limits.tool_attempts ?? 3 },
   });

@@ -1,7 +1,7 @@
 /** Shared plumbing of integration tests: a client, a worker on a unique task queue, waiting helpers. */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { inject } from 'vitest';
 import { loadRuntimeConfig } from '../../src/config/env.js';
 import { GET_SESSION_QUERY, SESSION_WORKFLOW, Signals } from '../../src/shared/names.js';
@@ -9,6 +9,8 @@ import type { AgentDefinition, SessionInput, SessionState } from '../../src/shar
 import { createWorker, workflowsPath, type TandemWorker } from '../../src/worker.js';
 import { readSessionLog } from '../../src/client/log.js';
 import type { SessionEvent } from '../../src/shared/events.js';
+
+Runtime.install({ logger: new DefaultLogger('WARN') });
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 

@@ -162,7 +162,7 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
       if (dockerStatus(err) === 404) return undefined;
       throw err;
     });
-    if (inspected?.State.Running && !inspected.State.Paused) return { container: existing };
+    if (inspected?.State.Running && !inspected.State.Paused) return { container: docker.getContainer(inspected.Id) };
     if (inspected) {
       await existing.remove({ force: true }).catch((err: unknown) => {
         if (dockerStatus(err) !== 404) throw err;

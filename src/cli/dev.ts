@@ -1,0 +1,122 @@
+/** `tandem dev`, `tandem worker` and `tandem demo`: the embedded default on one machine. */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { loadAgentFile } from '../config/agent.js';
+import { loadRuntimeConfig, type RuntimeConfig } from '../config/env.js';
+import { TandemClient } from '../client/index.js';
+import { createWorker, type CreateWorkerOptions } from '../worker.js';
+import { connectWithRetry, findTemporalCli, projectRoot, registerSearchAttributes, startDevServer, type DevServer } from './dev-server.js';
+import { explainIdle, printUntilIdle } from './follow.js';
+
+const log = (line: string) => console.error(`tandem: ${line}`);
+
+/** Reuses a Temporal server on `TEMPORAL_ADDRESS`, or starts the dev server with a SQLite file. */
+export async function ensureTemporal(
+  config: RuntimeConfig,
+  opts: { dbFile?: string; uiPort?: number } = {},
+): Promise<{ server?: DevServer; uiUrl: string }> {
+  const existing = await connectWithRetry(config.TEMPORAL_ADDRESS, 1000).catch(() => undefined);
+  if (existing) {
+    await registerSearchAttributes(existing, config.TEMPORAL_NAMESPACE);
+    await existing.close();
+    log(`using the Temporal server at ${config.TEMPORAL_ADDRESS}`);
+    return { uiUrl: `http://127.0.0.1:${opts.uiPort ?? 8233}` };
+  }
+  const cli = findTemporalCli();
+  if (!cli) throw new Error('no temporal CLI found and no server at TEMPORAL_ADDRESS; run scripts/setup first');
+  const [host, port] = config.TEMPORAL_ADDRESS.split(':');
+  if (host !== '127.0.0.1' && host !== 'localhost')
+    throw new Error(`no Temporal server answers at ${config.TEMPORAL_ADDRESS}; the dev server only starts on 127.0.0.1`);
+  const dataDir = config.TANDEM_DATA_DIR ?? join(projectRoot, '.tandem', 'data');
+  const dbFile = opts.dbFile ?? join(dataDir, 'temporal.db');
+  log(`starting the Temporal dev server (${dbFile})`);
+  const server = await startDevServer({ cli, port: Number(port ?? 7233), uiPort: opts.uiPort ?? 8233, dbFile });
+  return { server, uiUrl: server.uiUrl ?? '' };
+}
+
+/** Warns when the Docker engine or the sandbox image is missing: tool calls would fail. */
+async function checkHands(config: RuntimeConfig): Promise<void> {
+  const docker = new Docker();
+  try {
+    await docker.ping();
+  } catch {
+    log('warning: no Docker engine answers; tool calls will fail until one runs (scripts/setup starts one)');
+    return;
+  }
+  const image = await docker.getImage(config.TANDEM_SANDBOX_IMAGE).inspect().catch(() => undefined);
+  if (!image) log(`warning: sandbox image ${config.TANDEM_SANDBOX_IMAGE} is missing; build it with scripts/setup`);
+}
+
+/** Runs a worker until SIGINT/SIGTERM. */
+export async function runWorker(opts: CreateWorkerOptions = {}): Promise<void> {
+  const config = opts.config ?? loadRuntimeConfig();
+  await checkHands(config);
+  const w = await createWorker({ ...opts, config });
+  const stop = () => void w.shutdown();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  log(`worker polling task queue "${config.TANDEM_TASK_QUEUE}" on ${config.TEMPORAL_ADDRESS}`);
+  await w.run();
+}
+
+/** `tandem dev`: the dev server (or the one already running) plus a worker. */
+export async function runDev(opts: { dbFile?: string; uiPort?: number } = {}): Promise<void> {
+  const config = loadRuntimeConfig();
+  const { server, uiUrl } = await ensureTemporal(config, opts);
+  log(`Temporal UI: ${uiUrl}  (sessions are workflows of type agentSession)`);
+  try {
+    await runWorker({ config });
+  } finally {
+    await server?.stop();
+  }
+}
+
+/** `tandem demo`: the example coding agent on a real task, offline when there is no API key. Returns an exit code. */
+export async function runDemo(): Promise<number> {
+  const config = loadRuntimeConfig();
+  const { server, uiUrl } = await ensureTemporal(config);
+  await checkHands(config);
+  let scripted: { url: string; close(): Promise<void>; assertDone(): void } | undefined;
+  if (!process.env.ANTHROPIC_API_KEY) {
+    const { startMessagesServer, loadScriptFile } = await import('../../test/fakes/messages-server.js');
+    const scriptFile = join(projectRoot, 'examples', 'offline', 'coding-agent.script.json');
+    if (!existsSync(scriptFile)) throw new Error(`offline script missing: ${scriptFile}`);
+    scripted = await startMessagesServer({ script: await loadScriptFile(scriptFile), ttftMs: 150, latencyMs: 100 });
+    log('ANTHROPIC_API_KEY is not set: playing the shipped offline script through a local Messages API server');
+  }
+  const worker = await createWorker({
+    config,
+    ...(scripted ? { anthropic: { baseURL: scripted.url, apiKey: 'offline-demo' } } : {}),
+  });
+  const running = worker.run();
+  try {
+    const client = new TandemClient(worker.client, config.TANDEM_TASK_QUEUE);
+    const agent = await loadAgentFile(join(projectRoot, 'examples', 'coding-agent.yaml'));
+    const task =
+      'In /workspace, write calc.py with add(a, b) and a unittest in test_calc.py, run the tests, and fix any failure.';
+    const sessionId = await client.start({ agent, message: task, title: 'demo: calc.py with tests' });
+    log(`session ${sessionId} started; its events follow`);
+    const idle = await printUntilIdle(client, sessionId);
+    const state = await client.getSession(sessionId);
+    log(
+      `session ${sessionId} is ${state.status}: ${state.turn} model calls, ` +
+        `${state.usage.input_tokens} input / ${state.usage.output_tokens} output tokens, ` +
+        `${state.sandboxes.length} sandbox(es)`,
+    );
+    log(`inspect it: tandem events ${sessionId}   or the Temporal UI at ${uiUrl} while "tandem dev" runs`);
+    const code = explainIdle(sessionId, idle);
+    await worker.client.workflow.getHandle(sessionId).cancel(); // the demo ends the session: its container goes
+    await waitClosed(worker.client, sessionId);
+    return code;
+  } finally {
+    await worker.shutdown();
+    await running;
+    await scripted?.close();
+    await server?.stop();
+  }
+}
+
+async function waitClosed(client: TandemClient['temporal'], sessionId: string): Promise<void> {
+  await client.workflow.getHandle(sessionId).result().catch(() => undefined);
+}

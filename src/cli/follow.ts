@@ -1,0 +1,35 @@
+/** Following a session from the terminal: live event lines until it goes idle. */
+import type { TandemClient } from '../client/index.js';
+import type { SessionEvent } from '../shared/events.js';
+import { formatEvent } from './format.js';
+
+/** Prints events as they are written until the session goes idle; returns the idle event. */
+export async function printUntilIdle(
+  client: TandemClient,
+  sessionId: string,
+  opts: { json?: boolean; after?: string } = {},
+): Promise<SessionEvent | undefined> {
+  const color = !opts.json && process.stdout.isTTY === true && !process.env.NO_COLOR;
+  for await (const e of client.followEvents(sessionId, { after: opts.after })) {
+    console.log(opts.json ? JSON.stringify(e) : formatEvent(e, color));
+    if (e.type === 'session.status_idle' || e.type === 'session.status_terminated') return e;
+  }
+  return undefined;
+}
+
+/** Explains what an idle session waits for and gives the exit code of `tandem run`. */
+export function explainIdle(sessionId: string, idle: SessionEvent | undefined): number {
+  const reason = (idle?.stop_reason as { type?: string; event_ids?: string[] } | undefined)?.type;
+  if (reason === 'requires_action') {
+    const ids = (idle?.stop_reason as { event_ids: string[] }).event_ids;
+    console.error(`session ${sessionId} waits for you: answer ${ids.join(', ')} (tool confirmation or custom tool result)`);
+    return 0;
+  }
+  if (reason === 'retries_exhausted') {
+    console.error(`session ${sessionId} stopped on an error; fix the cause, then: tandem wake ${sessionId}`);
+    return 1;
+  }
+  if (reason === 'budget_reached') console.error(`session ${sessionId} reached its turn or token budget`);
+  return 0;
+}
+

@@ -1,0 +1,75 @@
+/** One readable line per session event, for `tandem run` and `tandem events`. */
+import type { SessionEvent } from '../shared/events.js';
+
+const COLORS: Record<string, string> = {
+  user: '\x1b[36m', // cyan
+  agent: '\x1b[32m', // green
+  session: '\x1b[33m', // yellow
+  span: '\x1b[90m', // grey
+  sandbox: '\x1b[35m', // magenta
+};
+const RED = '\x1b[31m';
+const RESET = '\x1b[0m';
+
+/** Collapses whitespace and cuts `s` to `max` characters. */
+export function shorten(s: string, max = 120): string {
+  const flat = s.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+function texts(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  return content.map((b: { text?: string }) => b.text ?? '').join(' ');
+}
+
+/** The detail part of an event's line. */
+export function eventDetail(e: SessionEvent): string {
+  switch (e.type) {
+    case 'user.message':
+    case 'agent.message':
+      return shorten(texts(e.content), 160);
+    case 'agent.thinking':
+      return shorten((e.block as { thinking?: string })?.thinking ?? '(redacted)', 100);
+    case 'agent.tool_use':
+    case 'agent.custom_tool_use':
+      return `${e.name} ${shorten(JSON.stringify(e.input), 120)}`;
+    case 'agent.tool_result':
+      return `${e.is_error ? 'error' : 'ok'} ${shorten(texts(e.content), 120)}`;
+    case 'user.custom_tool_result':
+      return `${e.custom_tool_use_id} ${shorten(texts(e.content), 100)}`;
+    case 'user.tool_confirmation':
+      return `${e.tool_use_id} ${e.result}${e.deny_message ? `: ${e.deny_message}` : ''}`;
+    case 'session.status_idle': {
+      const r = e.stop_reason as { type: string; event_ids?: string[] } | null;
+      return r ? `${r.type}${r.event_ids ? ` ${r.event_ids.join(', ')}` : ''}` : '';
+    }
+    case 'session.error': {
+      const err = e.error as { type: string; message: string };
+      return `${err.type}: ${shorten(err.message, 140)}`;
+    }
+    case 'span.model_request_end': {
+      if (e.is_error) return `error ${(e.error as { type?: string })?.type ?? ''}`;
+      const u = e.model_usage as { input_tokens: number; output_tokens: number };
+      return `${u.input_tokens} in / ${u.output_tokens} out, ttft ${e.ttft_ms ?? '-'} ms, ${e.duration_ms} ms`;
+    }
+    case 'sandbox.provisioned': {
+      const s = e.sandbox as { name: string; container_id: string };
+      return `${s.name} ${s.container_id.slice(0, 12)}`;
+    }
+    case 'sandbox.lost':
+      return shorten((e.error as { message: string }).message, 140);
+    default:
+      return '';
+  }
+}
+
+/** Formats one event; colours only when `color`. */
+export function formatEvent(e: SessionEvent, color = false): string {
+  const family = e.type.split('.')[0] ?? '';
+  const isError = e.type === 'session.error' || (e.type === 'agent.tool_result' && e.is_error === true);
+  const paint = color ? (isError ? RED : COLORS[family] ?? '') : '';
+  const type = e.type.padEnd(26);
+  const detail = eventDetail(e);
+  return `${e.id.padStart(7)}  ${paint}${type}${color ? RESET : ''}${detail ? ` ${detail}` : ''}`.trimEnd();
+}

@@ -1,0 +1,126 @@
+/**
+ * The `tandem` command. Each verb is a thin layer over the client library; errors are one sentence on stderr and a
+ * non-zero exit.
+ */
+import { Command } from 'commander';
+import { AgentFileError, loadAgentFile } from '../config/agent.js';
+import { TandemClient } from '../client/index.js';
+import { formatEvent } from './format.js';
+import { runDev, runDemo, runWorker } from './dev.js';
+import { explainIdle, printUntilIdle } from './follow.js';
+
+function fail(err: unknown): never {
+  const message = err instanceof AgentFileError ? err.message : ((err as Error)?.message ?? String(err));
+  console.error(`tandem: ${message}`);
+  process.exit(err instanceof AgentFileError ? 2 : 1);
+}
+
+/** Builds the command tree (exported for tests and docs). */
+export function buildProgram(): Command {
+  const program = new Command('tandem')
+    .description('Long-running Claude agents on Temporal: sessions, brains and disposable hands.')
+    .showHelpAfterError();
+
+  program
+    .command('dev')
+    .description('start (or reuse) the Temporal dev server with a SQLite file, and a worker')
+    .option('--db <file>', 'SQLite file of the dev server (default .tandem/data/temporal.db)')
+    .option('--ui-port <port>', 'port of the Temporal UI', '8233')
+    .action(async (o: { db?: string; uiPort: string }) => runDev({ dbFile: o.db, uiPort: Number(o.uiPort) }).catch(fail));
+
+  program
+    .command('worker')
+    .description('run a worker on the task queue (TEMPORAL_ADDRESS, TANDEM_TASK_QUEUE)')
+    .action(async () => runWorker().catch(fail));
+
+  program
+    .command('demo')
+    .description('run the example coding agent on a real task in a real container (offline script without ANTHROPIC_API_KEY)')
+    .action(async () => runDemo().then((code) => process.exit(code), fail));
+
+  program
+    .command('run')
+    .description('start a session from an agent file and print its events until it goes idle')
+    .argument('<agent-file>', 'agent definition (YAML or JSON)')
+    .argument('<message>', 'the first user message')
+    .option('--id <session-id>', 'session ID (default: sesn_ + random)')
+    .option('--title <title>', 'title shown in the Temporal UI')
+    .option('--json', 'print events as NDJSON')
+    .action(async (file: string, message: string, o: { id?: string; title?: string; json?: boolean }) => {
+      try {
+        const agent = await loadAgentFile(file);
+        const client = await TandemClient.connect();
+        const sessionId = await client.start({ agent, message, sessionId: o.id, title: o.title });
+        if (!o.json) console.error(`session ${sessionId} started (agent ${agent.name})`);
+        const idle = await printUntilIdle(client, sessionId, { json: o.json });
+        process.exit(explainIdle(sessionId, idle));
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('send')
+    .description('send a user message to a session (a new turn, or steering while it works)')
+    .argument('<session-id>')
+    .argument('<message>')
+    .option('--id <event-id>', 'client-chosen id; a retried send with the same id is applied once')
+    .option('--wait', 'print events until the session goes idle again')
+    .action(async (sessionId: string, message: string, o: { id?: string; wait?: boolean }) => {
+      try {
+        const client = await TandemClient.connect();
+        const before = (await client.getEvents(sessionId)).at(-1)?.id;
+        await client.sendMessage(sessionId, message, o.id);
+        if (!o.wait) return;
+        process.exit(explainIdle(sessionId, await printUntilIdle(client, sessionId, { after: before })));
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('interrupt')
+    .description('cancel what the session is doing; it goes idle')
+    .argument('<session-id>')
+    .action(async (sessionId: string) => {
+      try {
+        await (await TandemClient.connect()).interrupt(sessionId);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('wake')
+    .description('retry a session that stopped on an error (retries_exhausted)')
+    .argument('<session-id>')
+    .action(async (sessionId: string) => {
+      try {
+        await (await TandemClient.connect()).wake(sessionId);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('events')
+    .description('print the session log')
+    .argument('<session-id>')
+    .option('--after <id>', 'only events after this id')
+    .option('--follow', 'keep printing new events')
+    .option('--json', 'NDJSON output')
+    .action(async (sessionId: string, o: { after?: string; follow?: boolean; json?: boolean }) => {
+      try {
+        const client = await TandemClient.connect();
+        const color = !o.json && process.stdout.isTTY === true && !process.env.NO_COLOR;
+        const events = o.follow ? client.followEvents(sessionId, { after: o.after }) : await client.getEvents(sessionId, { after: o.after });
+        for await (const e of events) console.log(o.json ? JSON.stringify(e) : formatEvent(e, color));
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  return program;
+}
+
+await buildProgram().parseAsync(process.argv);

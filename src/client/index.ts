@@ -1,0 +1,191 @@
+/**
+ * Typed client library: start sessions, send user events, read and follow the log. Everything here is also
+ * possible with a plain Temporal client (signals by name, the `getSession` query, workflow history); this adds
+ * types, validation and decoding.
+ */
+import { randomBytes } from 'node:crypto';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { LogDecoder } from '../harness/decode.js';
+import { checkSignal, type SessionEvent, type SessionEventType } from '../shared/events.js';
+import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, SESSION_WORKFLOW, Signals } from '../shared/names.js';
+import type { AgentDefinition, SessionInput, SessionState } from '../shared/types.js';
+import { decodeJsonPayload, readHistory } from './log.js';
+
+/** Options of {@link TandemClient.connect}. */
+export interface ConnectOptions {
+  address?: string;
+  namespace?: string;
+  taskQueue?: string;
+}
+
+/** What to start a session with. */
+export interface StartOptions {
+  agent: AgentDefinition;
+  /** First user message, if any. */
+  message?: string;
+  sessionId?: string;
+  title?: string;
+  metadata?: Record<string, string>;
+  limits?: SessionInput['limits'];
+  sandbox?: SessionInput['sandbox'];
+}
+
+/** Slicing options of {@link TandemClient.getEvents}. */
+export interface EventQuery {
+  /** Only events after this id (or history position). */
+  after?: string | number;
+  limit?: number;
+  types?: SessionEventType[];
+}
+
+/** A new session ID: `sesn_` and 20 random base32 characters. */
+export function newSessionId(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  return `sesn_${[...randomBytes(20)].map((b) => alphabet[b % 32]).join('')}`;
+}
+
+/** Compares positional event ids (`"<seq>.<index>"`). */
+export function compareEventIds(a: string, b: string): number {
+  const [as, ai] = a.split('.').map(Number);
+  const [bs, bi] = b.split('.').map(Number);
+  return (as ?? 0) - (bs ?? 0) || (ai ?? 0) - (bi ?? 0);
+}
+
+function isAfter(e: SessionEvent, after: string | number | undefined): boolean {
+  if (after === undefined) return true;
+  const id = typeof after === 'number' ? `${after}.999999` : after.includes('.') ? after : `${after}.999999`;
+  return compareEventIds(e.id, id) > 0;
+}
+
+/** The Tandem client. */
+export class TandemClient {
+  constructor(
+    readonly temporal: Client,
+    readonly taskQueue: string = process.env.TANDEM_TASK_QUEUE ?? DEFAULT_TASK_QUEUE,
+  ) {}
+
+  /** Connects with `TEMPORAL_ADDRESS` / `TEMPORAL_NAMESPACE` / `TANDEM_TASK_QUEUE` defaults. */
+  static async connect(opts: ConnectOptions = {}): Promise<TandemClient> {
+    const address = opts.address ?? process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
+    const connection = await Connection.connect({ address, connectTimeout: 5000 }).catch((err: unknown) => {
+      throw new Error(`cannot reach Temporal at ${address} (${(err as Error).message}); start it with "tandem dev"`);
+    });
+    const client = new Client({ connection, namespace: opts.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default' });
+    return new TandemClient(client, opts.taskQueue);
+  }
+
+  /** Starts a session and returns its ID. */
+  async start(opts: StartOptions): Promise<string> {
+    const sessionId = opts.sessionId ?? newSessionId();
+    const input: SessionInput = {
+      agent: opts.agent,
+      ...(opts.title ? { title: opts.title } : {}),
+      ...(opts.metadata ? { metadata: opts.metadata } : {}),
+      ...(opts.limits ? { limits: opts.limits } : {}),
+      ...(opts.sandbox ? { sandbox: opts.sandbox } : {}),
+      ...(opts.message ? { initial_events: [{ content: [{ type: 'text', text: opts.message }] }] } : {}),
+    };
+    await this.temporal.workflow.start(SESSION_WORKFLOW, {
+      taskQueue: this.taskQueue,
+      workflowId: sessionId,
+      args: [input],
+      staticSummary: opts.title ?? `${opts.agent.name}${opts.message ? `: ${opts.message.slice(0, 80)}` : ''}`,
+    });
+    return sessionId;
+  }
+
+  private async signal(sessionId: string, name: string, payload: object): Promise<void> {
+    const check = checkSignal(name, payload);
+    if (!check.ok) throw new Error(check.error);
+    await this.temporal.workflow
+      .getHandle(sessionId)
+      .signal(name, check.value)
+      .catch((err: unknown) => {
+        if (err instanceof WorkflowNotFoundError) throw new Error(`no running session "${sessionId}"`);
+        throw err;
+      });
+  }
+
+  /** Sends a user message (a new turn, or steering while the agent works). `id` de-duplicates retries. */
+  sendMessage(sessionId: string, text: string, id?: string): Promise<void> {
+    return this.signal(sessionId, Signals.message, { ...(id ? { id } : {}), content: [{ type: 'text', text }] });
+  }
+
+  /** Interrupts the session: the in-flight step is cancelled and the session goes idle. */
+  interrupt(sessionId: string): Promise<void> {
+    return this.signal(sessionId, Signals.interrupt, {});
+  }
+
+  /** Wakes the session: retries after `retries_exhausted`. */
+  wake(sessionId: string, reason?: string): Promise<void> {
+    return this.signal(sessionId, Signals.wake, reason ? { reason } : {});
+  }
+
+  /** Allows or denies a tool call that waits under `always_ask`. */
+  confirmTool(sessionId: string, toolUseId: string, allow: boolean, denyMessage?: string): Promise<void> {
+    return this.signal(sessionId, Signals.toolConfirmation, {
+      tool_use_id: toolUseId,
+      result: allow ? 'allow' : 'deny',
+      ...(denyMessage ? { deny_message: denyMessage } : {}),
+    });
+  }
+
+  /** Answers a custom tool call. */
+  customToolResult(sessionId: string, toolUseId: string, content: string, isError = false): Promise<void> {
+    return this.signal(sessionId, Signals.customToolResult, {
+      custom_tool_use_id: toolUseId,
+      content,
+      ...(isError ? { is_error: true } : {}),
+    });
+  }
+
+  /** Status, usage, turns and sandboxes: the `getSession` query, or the closed workflow's status. */
+  async getSession(sessionId: string): Promise<SessionState & { workflow_status: string }> {
+    const handle = this.temporal.workflow.getHandle(sessionId);
+    const description = await handle.describe();
+    const state = await handle.query<SessionState>(GET_SESSION_QUERY);
+    return { ...state, workflow_status: description.status.name };
+  }
+
+  /** Reads the session log, sliced. */
+  async getEvents(sessionId: string, query: EventQuery = {}): Promise<SessionEvent[]> {
+    const decoder = new LogDecoder(decodeJsonPayload);
+    const history = await readHistory(this.temporal, sessionId);
+    const events = history
+      .flatMap((e) => decoder.decode(e))
+      .filter((e) => isAfter(e, query.after) && (!query.types || query.types.includes(e.type)));
+    return query.limit !== undefined ? events.slice(0, query.limit) : events;
+  }
+
+  /**
+   * Yields the session's events as they are written (history long-polling), starting after `after`, until the
+   * session closes or `signal` aborts.
+   */
+  async *followEvents(sessionId: string, opts: { after?: string | number; signal?: AbortSignal } = {}): AsyncGenerator<SessionEvent> {
+    const decoder = new LogDecoder(decodeJsonPayload);
+    let nextPageToken: Uint8Array | undefined;
+    for (;;) {
+      if (opts.signal?.aborted) return;
+      const poll = () =>
+        this.temporal.workflowService.getWorkflowExecutionHistory({
+          namespace: this.temporal.options.namespace,
+          execution: { workflowId: sessionId },
+          nextPageToken,
+          waitNewEvent: true,
+          maximumPageSize: 1000,
+        });
+      let res: Awaited<ReturnType<typeof poll>>;
+      try {
+        res = opts.signal ? await this.temporal.withAbortSignal(opts.signal, poll) : await poll();
+      } catch (err) {
+        if (opts.signal?.aborted) return;
+        throw err;
+      }
+      for (const raw of res.history?.events ?? []) {
+        for (const e of decoder.decode(raw)) if (isAfter(e, opts.after)) yield e;
+      }
+      if (!res.nextPageToken?.length) return; // the run has closed
+      nextPageToken = res.nextPageToken;
+    }
+  }
+}

@@ -1,0 +1,471 @@
+/**
+ * Agent definition files (YAML or JSON): the schema, and a loader whose errors name the field path and the line.
+ *
+ * JSON files go through the YAML parser too (YAML 1.2 is a superset of JSON), so their errors carry lines as well.
+ */
+import { readFile } from 'node:fs/promises';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { z } from 'zod';
+import { BUILTIN_TOOLS, type AgentDefinition } from '../shared/types.js';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Schema
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * A strict object whose `unrecognized_keys` issue carries the list of known fields as its message; the formatter
+ * below turns it into `unknown field "foo" (known fields: a, b, c)`.
+ */
+function strict<T extends z.core.$ZodLooseShape>(shape: T) {
+  const known = Object.keys(shape).join(', ');
+  return z.strictObject(shape, {
+    error: (iss) => (iss.code === 'unrecognized_keys' ? `known fields: ${known}` : undefined),
+  });
+}
+
+/** An integer field with a range; every failure says the whole range (`expected an integer from 64 to 65536`). */
+function intIn(min: number, max?: number) {
+  const expected = max === undefined ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
+  const error = (iss: { input?: unknown }): string => `expected ${expected} (got ${describe(iss.input)})`;
+  const base = z.int({ error }).min(min, { error });
+  return max === undefined ? base : base.max(max, { error });
+}
+
+/** A number field with a range, reported like `intIn`. */
+function numberIn(min: number, max: number) {
+  const error = (iss: { input?: unknown }): string =>
+    `expected a number from ${min} to ${max} (got ${describe(iss.input)})`;
+  return z.number({ error }).min(min, { error }).max(max, { error });
+}
+
+const permissionPolicySchema = strict({
+  type: z.enum(['always_allow', 'always_ask', 'auto']),
+});
+
+const toolConfigSchema = strict({
+  name: z.enum(BUILTIN_TOOLS),
+  enabled: z.boolean().nullable().optional(),
+  permission_policy: permissionPolicySchema.nullable().optional(),
+});
+
+const agentToolsetSchema = strict({
+  type: z.literal('agent_toolset_20260401'),
+  default_config: strict({
+    enabled: z.boolean().nullable().optional(),
+    permission_policy: permissionPolicySchema.nullable().optional(),
+  })
+    .nullable()
+    .optional(),
+  configs: z.array(toolConfigSchema).optional(),
+});
+
+const BUILTIN_NAMES: readonly string[] = BUILTIN_TOOLS;
+
+const customToolSchema = strict({
+  type: z.literal('custom'),
+  name: z
+    .string()
+    .regex(/^[a-zA-Z0-9_-]{1,64}$/, { error: 'expected 1-64 letters, digits, "_" or "-"' })
+    .refine((n) => !BUILTIN_NAMES.includes(n), {
+      error: `clashes with a built-in tool (${BUILTIN_TOOLS.join('|')}); choose another name`,
+    }),
+  description: z.string(),
+  input_schema: z
+    .record(z.string(), z.unknown())
+    .refine((s) => s['type'] === 'object', { error: 'expected a JSON Schema with type: object' }),
+});
+
+const toolsSchema = z
+  .array(z.discriminatedUnion('type', [agentToolsetSchema, customToolSchema]))
+  .superRefine((tools, ctx) => {
+    const seen = new Set<string>();
+    tools.forEach((t, i) => {
+      if (t.type !== 'custom') return;
+      if (seen.has(t.name)) {
+        ctx.addIssue({ code: 'custom', path: [i, 'name'], message: 'duplicate custom tool name', input: t.name });
+      }
+      seen.add(t.name);
+    });
+  });
+
+const modelSchema = z.union([
+  z.string().min(1),
+  strict({
+    id: z.string().min(1),
+    max_tokens: intIn(1).optional(),
+    effort: z.string().nullable().optional(),
+  }),
+]);
+
+const sandboxSchema = strict({
+  image: z.string().min(1).optional(),
+  cpu: numberIn(0.1, 64).optional(),
+  memory_mb: intIn(64, 65536).optional(),
+  pids_limit: intIn(16, 32768).optional(),
+  network: strict({
+    policy: z.enum(['none', 'limited']),
+    allowed_hosts: z.array(z.string().min(1)).optional(),
+  })
+    .superRefine((n, ctx) => {
+      if (n.policy === 'none' && n.allowed_hosts && n.allowed_hosts.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['allowed_hosts'],
+          message: 'allowed_hosts needs policy: limited (policy none allows no network at all)',
+          input: n.allowed_hosts,
+        });
+      }
+    })
+    .optional(),
+  workspace: z.enum(['persistent', 'ephemeral']).optional(),
+  idle_timeout_s: intIn(10).optional(),
+});
+
+const limitsSchema = strict({
+  max_turns: intIn(1).optional(),
+  max_output_tokens: intIn(1).optional(),
+  model_attempts: intIn(1, 20).optional(),
+  tool_attempts: intIn(1, 10).optional(),
+});
+
+/** Schema of an agent definition file: the Managed Agents agent fields plus Tandem's `sandbox` and `limits`. */
+export const agentDefinitionSchema = strict({
+  name: z.string().min(1),
+  model: modelSchema,
+  system: z.string().nullable().optional(),
+  description: z.string().nullable().optional(),
+  tools: toolsSchema.optional(),
+  mcp_servers: z.array(z.record(z.string(), z.unknown())).optional(),
+  metadata: z.record(z.string(), z.string()).optional(),
+  multiagent: z.record(z.string(), z.unknown()).nullable().optional(),
+  sandbox: sandboxSchema.optional(),
+  limits: limitsSchema.optional(),
+}).meta({ title: 'Tandem agent definition' });
+
+// The schema must produce exactly `AgentDefinition`: both directions must be assignable.
+type SchemaOutput = z.output<typeof agentDefinitionSchema>;
+const _outputIsDefinition = (x: SchemaOutput): AgentDefinition => x;
+const _definitionIsOutput = (x: AgentDefinition): SchemaOutput => x;
+void _outputIsDefinition;
+void _definitionIsOutput;
+// ...and have no field `AgentDefinition` lacks (an extra optional field would pass the two checks above).
+const _noExtraFields: [Exclude<keyof SchemaOutput, keyof AgentDefinition>] extends [never] ? true : false = true;
+void _noExtraFields;
+
+/** JSON Schema (draft 2020-12) of agent definition files, for editors and documentation. */
+export function agentJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(agentDefinitionSchema) as Record<string, unknown>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------------------------
+
+/** One problem of an agent file. `path` is dotted (`tools[0].configs[1].name`), empty for the whole file. */
+export interface AgentFileProblem {
+  path: string;
+  line?: number;
+  column?: number;
+  message: string;
+}
+
+/** An agent file that cannot be used; the message has one `file:line:col: path: problem` line per problem. */
+export class AgentFileError extends Error {
+  override readonly name = 'AgentFileError';
+
+  constructor(
+    readonly file: string,
+    readonly problems: AgentFileProblem[],
+  ) {
+    super(problems.map((p) => formatProblem(file, p)).join('\n'));
+  }
+}
+
+function formatProblem(file: string, p: AgentFileProblem): string {
+  const where = p.line === undefined ? file : `${file}:${p.line}:${p.column ?? 1}`;
+  return p.path ? `${where}: ${p.path}: ${p.message}` : `${where}: ${p.message}`;
+}
+
+/** `['tools', 0, 'configs', 1, 'name']` → `tools[0].configs[1].name`. */
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else {
+      const key = String(seg);
+      if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(key)) out += out ? `.${key}` : key;
+      else out += `[${JSON.stringify(key)}]`;
+    }
+  }
+  return out;
+}
+
+/** Short description of a value for `(got ...)`. */
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  return String(value);
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  object: 'a mapping',
+  record: 'a mapping',
+  array: 'a list',
+  null: 'null',
+};
+
+function typeName(expected: string): string {
+  return TYPE_NAMES[expected] ?? expected;
+}
+
+/** Where a problem points: at the value, at the key of the field, or at the object that lacks a field. */
+type Anchor = 'value' | 'key' | 'parent';
+
+interface RawProblem {
+  path: PropertyKey[];
+  anchor: Anchor;
+  message: string;
+}
+
+/** The value at `path` in plain data, and whether it exists. */
+function valueAt(data: unknown, path: readonly PropertyKey[]): { found: boolean; value: unknown } {
+  let cur: unknown = data;
+  for (const seg of path) {
+    if (cur === null || typeof cur !== 'object' || !Object.prototype.hasOwnProperty.call(cur, seg)) {
+      return { found: false, value: undefined };
+    }
+    cur = (cur as Record<PropertyKey, unknown>)[seg];
+  }
+  return { found: true, value: cur };
+}
+
+function isRootTypeMismatch(issues: readonly z.core.$ZodIssue[]): boolean {
+  return issues.length === 1 && issues[0]?.code === 'invalid_type' && issues[0].path.length === 0;
+}
+
+/** Turns zod issues into problems with our own wording (the data is at hand, so `got` is exact). */
+function explain(issue: z.core.$ZodIssue, data: unknown, prefix: PropertyKey[], out: RawProblem[]): void {
+  const path = [...prefix, ...issue.path];
+  const at = valueAt(data, path);
+  const parent = path.length > 0 ? valueAt(data, path.slice(0, -1)) : undefined;
+  const last = path[path.length - 1];
+
+  // A field that is not there at all, in an object that is there.
+  if (
+    !at.found &&
+    parent?.found &&
+    parent.value !== null &&
+    typeof parent.value === 'object' &&
+    !Array.isArray(parent.value) &&
+    issue.code !== 'unrecognized_keys'
+  ) {
+    out.push({ path, anchor: 'parent', message: `missing required field ${JSON.stringify(String(last))}` });
+    return;
+  }
+
+  const got = `(got ${describe(at.value)})`;
+  switch (issue.code) {
+    case 'custom':
+    case 'invalid_format': {
+      // Refinements name what is expected; add what was there when it is short enough to show.
+      const scalar = at.value === null || typeof at.value !== 'object';
+      out.push({ path, anchor: 'value', message: scalar ? `${issue.message} ${got}` : issue.message });
+      return;
+    }
+    case 'unrecognized_keys':
+      for (const key of issue.keys) {
+        out.push({ path: [...path, key], anchor: 'key', message: `unknown field ${JSON.stringify(key)} (${issue.message})` });
+      }
+      return;
+    case 'invalid_union': {
+      if (issue.discriminator !== undefined) {
+        // `path` already ends with the discriminator key; `at.value` is its value.
+        if (at.value === 'mcp_toolset') {
+          out.push({ path, anchor: 'value', message: 'mcp_toolset is not supported yet' });
+        } else {
+          const options = ('options' in issue ? (issue.options ?? []) : []).map(String).join('|');
+          out.push({ path, anchor: 'value', message: `expected one of ${options} ${got}` });
+        }
+        return;
+      }
+      // Explain the branch whose type matched, when exactly one did; otherwise list the accepted types.
+      const matched = issue.errors.filter((branch) => !isRootTypeMismatch(branch));
+      if (matched.length === 1 && matched[0]) {
+        for (const sub of matched[0]) explain(sub, data, path, out);
+        return;
+      }
+      const types = issue.errors.flatMap((branch) =>
+        isRootTypeMismatch(branch) && branch[0]?.code === 'invalid_type' ? [typeName(branch[0].expected)] : [],
+      );
+      const expected = types.length > 0 ? types.join(' or ') : 'a different value';
+      out.push({ path, anchor: 'value', message: `expected ${expected} ${got}` });
+      return;
+    }
+    case 'invalid_key':
+      for (const sub of issue.issues) {
+        out.push({ path, anchor: 'key', message: `invalid key: ${sub.message}` });
+      }
+      return;
+    default:
+      // invalid_type, invalid_value, too_small, too_big: worded by `errorMap` or by the field's own error.
+      out.push({ path, anchor: 'value', message: issue.message });
+  }
+}
+
+/** Wording of zod's issues for this file format (the field's own `error` wins over it). */
+const errorMap: z.core.$ZodErrorMap = (iss) => {
+  const got = `(got ${describe(iss.input)})`;
+  switch (iss.code) {
+    case 'invalid_type':
+      return `expected ${typeName(iss.expected)} ${got}`;
+    case 'invalid_value': {
+      const values = iss.values.map(String);
+      const expected = values.length === 1 ? JSON.stringify(values[0]) : `one of ${values.join('|')}`;
+      return `expected ${expected} ${got}`;
+    }
+    case 'too_small':
+    case 'too_big': {
+      const small = iss.code === 'too_small';
+      const op = small ? (iss.inclusive ? '>=' : '>') : iss.inclusive ? '<=' : '<';
+      const bound = small ? iss.minimum : iss.maximum;
+      if (iss.origin === 'string') {
+        return small && Number(bound) <= 1
+          ? `expected a non-empty string ${got}`
+          : `expected a string of length ${op} ${bound} ${got}`;
+      }
+      if (iss.origin === 'array') return `expected a list with ${op} ${bound} items ${got}`;
+      return `expected a number ${op} ${bound} ${got}`;
+    }
+    default:
+      return undefined;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Source positions
+// ---------------------------------------------------------------------------------------------------------------
+
+interface Step {
+  /** The value node at this prefix of the path (null when the pair has no value node). */
+  node: Node | null;
+  /** The key node of the pair holding it, when it is a mapping value. */
+  key: Node | null;
+}
+
+function resolveNode(doc: Document, node: unknown): Node | null {
+  if (isAlias(node)) return (node.resolve(doc) as Node | undefined) ?? null;
+  return (node as Node | null) ?? null;
+}
+
+/** Nodes along `path`: element 0 is the document root; stops where the path leaves the document. */
+function walk(doc: Document, path: readonly PropertyKey[]): Step[] {
+  const steps: Step[] = [{ node: resolveNode(doc, doc.contents), key: null }];
+  for (const seg of path) {
+    const cur = steps[steps.length - 1]?.node;
+    if (isMap(cur)) {
+      const pair = cur.items.find((p) => {
+        const k = p.key;
+        return (isScalar(k) ? String(k.value) : String(k)) === String(seg);
+      });
+      if (!pair) break;
+      steps.push({ node: resolveNode(doc, pair.value), key: (pair.key as Node | null) ?? null });
+    } else if (isSeq(cur) && typeof seg === 'number') {
+      const item: unknown = cur.items[seg];
+      if (item === undefined) break;
+      steps.push({ node: resolveNode(doc, item), key: null });
+    } else break;
+  }
+  return steps;
+}
+
+/** A node's start, unless it is an empty scalar (`key:` with nothing after it). */
+function startOf(node: Node | null): number | undefined {
+  if (!node?.range) return undefined;
+  if (isScalar(node) && node.value === null && node.range[0] === node.range[1]) return undefined;
+  return node.range[0];
+}
+
+function locate(doc: Document, lc: LineCounter, path: readonly PropertyKey[], anchor: Anchor) {
+  const steps = walk(doc, path);
+  let target: Step | undefined;
+  if (anchor === 'parent') target = steps[Math.min(path.length - 1, steps.length - 1)];
+  else target = steps[steps.length - 1];
+  if (!target) return {};
+  const complete = steps.length === path.length + 1;
+  let offset: number | undefined;
+  if (anchor === 'value' && complete) offset = startOf(target.node) ?? startOf(target.key);
+  else offset = startOf(target.key) ?? startOf(target.node);
+  if (offset === undefined) return {};
+  const { line, col } = lc.linePos(offset);
+  return { line, column: col };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Parsing and loading
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Parses and validates the text of an agent file (YAML or JSON); throws `AgentFileError` on any problem. */
+export function parseAgentDefinition(text: string, file = '<input>'): AgentDefinition {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw new AgentFileError(
+      file,
+      doc.errors.map((e) => {
+        const { line, col } = lc.linePos(e.pos[0]);
+        return { path: '', line, column: col, message: `invalid YAML: ${e.message}` };
+      }),
+    );
+  }
+
+  let data: unknown;
+  try {
+    data = doc.toJS();
+  } catch (err) {
+    throw new AgentFileError(file, [{ path: '', message: `invalid YAML: ${(err as Error).message}` }]);
+  }
+  if (data === null || data === undefined) {
+    throw new AgentFileError(file, [{ path: '', message: 'the file is empty; expected a mapping of agent fields' }]);
+  }
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    const pos = locate(doc, lc, [], 'value');
+    throw new AgentFileError(file, [
+      { path: '', ...pos, message: `expected a mapping of agent fields (got ${describe(data)})` },
+    ]);
+  }
+
+  const parsed = agentDefinitionSchema.safeParse(data, { error: errorMap });
+  if (parsed.success) return parsed.data;
+
+  const raw: RawProblem[] = [];
+  for (const issue of parsed.error.issues) explain(issue, data, [], raw);
+  const problems = raw.map((p) => ({ path: formatPath(p.path), ...locate(doc, lc, p.path, p.anchor), message: p.message }));
+  const key = (p: AgentFileProblem): number => (p.line ?? 1e9) * 1e6 + (p.column ?? 0);
+  problems.sort((a, b) => key(a) - key(b));
+  throw new AgentFileError(file, problems);
+}
+
+/** Reads and validates an agent file (`.yaml`, `.yml` or `.json`). */
+export async function loadAgentFile(path: string): Promise<AgentDefinition> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const message =
+      code === 'ENOENT'
+        ? 'agent file not found'
+        : code === 'EISDIR'
+          ? 'is a directory, expected an agent file'
+          : `cannot read agent file: ${(err as Error).message}`;
+    throw new AgentFileError(path, [{ path: '', message }]);
+  }
+  return parseAgentDefinition(text, path);
+}

@@ -1,0 +1,250 @@
+/**
+ * The hands: tool calls in real, hardened Docker containers driven by the real session workflow.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Client } from '@temporalio/client';
+import Docker from 'dockerode';
+import { startMessagesServer, reply, toolUse, text, type MessagesServer, type RecordedRequest } from '../fakes/messages-server.js';
+import { readHistory } from '../../src/client/log.js';
+import { sandboxNames } from '../../src/activities/sandbox/docker.js';
+import { Signals } from '../../src/shared/names.js';
+import {
+  sendMessage,
+  sessionEvents,
+  sessionState,
+  startSession,
+  startWorker,
+  testAgent,
+  testClient,
+  uniqueQueue,
+  waitFor,
+  waitIdle,
+} from '../helpers/env.js';
+
+let client: Client;
+let model: MessagesServer;
+let worker: Awaited<ReturnType<typeof startWorker>>;
+const docker = new Docker();
+const queue = uniqueQueue('tools');
+
+beforeAll(async () => {
+  client = await testClient();
+  model = await startMessagesServer();
+  worker = await startWorker(queue, model.url);
+});
+
+afterAll(async () => {
+  await worker?.shutdown();
+  await worker?.done;
+  await model?.close();
+});
+
+afterEach(() => {
+  model.assertDone();
+});
+
+/** The tool_result blocks of a recorded model request, by tool_use id. */
+function toolResults(req: RecordedRequest): Map<string, { content: string; is_error?: boolean }> {
+  const out = new Map<string, { content: string; is_error?: boolean }>();
+  for (const m of req.body.messages ?? []) {
+    if (m.role !== 'user' || !Array.isArray(m.content)) continue;
+    for (const b of m.content as Array<{ type: string; tool_use_id?: string; content?: string; is_error?: boolean }>)
+      if (b.type === 'tool_result') out.set(b.tool_use_id!, { content: b.content ?? '', is_error: b.is_error });
+  }
+  return out;
+}
+
+async function cleanup(sessionId: string): Promise<void> {
+  const names = sandboxNames(sessionId);
+  await docker.getContainer(names.container).remove({ force: true }).catch(() => undefined);
+  await docker.getVolume(names.volume).remove().catch(() => undefined);
+}
+
+describe('tools in a real container', () => {
+  it('runs all six built-in tools; files persist and the shell keeps its state', async () => {
+    model.push(
+      reply(text('Writing files.'), toolUse('write', { file_path: '/workspace/notes/a.txt', content: 'alpha\nbeta\n' }, 'tu_write')),
+      reply(toolUse('bash', { command: 'cd /workspace/notes && export MARK=42 && echo started' }, 'tu_bash1')),
+      reply(toolUse('bash', { command: 'pwd; echo "mark=$MARK"; whoami' }, 'tu_bash2')),
+      reply(toolUse('edit', { file_path: '/workspace/notes/a.txt', old_string: 'beta', new_string: 'gamma' }, 'tu_edit')),
+      reply(toolUse('read', { file_path: '/workspace/notes/a.txt' }, 'tu_read')),
+      reply(toolUse('glob', { pattern: '**/*.txt' }, 'tu_glob')),
+      reply(toolUse('grep', { pattern: 'gamma' }, 'tu_grep')),
+      reply('All done.'),
+    );
+    const handle = await startSession(client, queue, {}, 'use every tool');
+    const state = await waitIdle(handle, 'end_turn', 8);
+    expect(state.sandboxes).toHaveLength(1);
+    const results = toolResults(model.requests.at(-1)!);
+    expect(results.get('tu_write')?.is_error).toBeFalsy();
+    expect(results.get('tu_bash2')?.content).toContain('/workspace/notes');
+    expect(results.get('tu_bash2')?.content).toContain('mark=42');
+    expect(results.get('tu_bash2')?.content).toContain('agent');
+    expect(results.get('tu_read')?.content).toContain('gamma');
+    expect(results.get('tu_read')?.content).not.toContain('beta');
+    expect(results.get('tu_glob')?.content).toContain('a.txt');
+    expect(results.get('tu_grep')?.content).toContain('a.txt');
+    // The file is really in the session's workspace volume.
+    const container = docker.getContainer(sandboxNames(handle.workflowId).container);
+    const exec = await container.exec({ Cmd: ['cat', '/workspace/notes/a.txt'], AttachStdout: true, AttachStderr: true });
+    const stream = await exec.start({});
+    const chunks: Buffer[] = [];
+    await new Promise<void>((resolve) => {
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', resolve);
+    });
+    expect(Buffer.concat(chunks).toString()).toContain('alpha');
+    const events = await sessionEvents(client, handle);
+    expect(events.filter((e) => e.type === 'agent.tool_result')).toHaveLength(7);
+    expect(events.filter((e) => e.type === 'sandbox.provisioned')).toHaveLength(1);
+    await handle.cancel();
+    await waitFor(() => container.inspect().then(() => 'exists', () => 'gone'), (s) => s === 'gone', 30_000, 'container removal');
+  });
+
+  it('provisions a container with every hardening setting', async () => {
+    model.push(reply(toolUse('bash', { command: 'id -u' }, 'tu_id')), reply('ok'));
+    const handle = await startSession(client, queue, {}, 'who am i');
+    await waitIdle(handle, 'end_turn', 2);
+    const info = await docker.getContainer(sandboxNames(handle.workflowId).container).inspect();
+    const hc = info.HostConfig;
+    expect(hc.CapDrop).toEqual(['ALL']);
+    expect(hc.SecurityOpt).toContain('no-new-privileges:true');
+    expect(hc.ReadonlyRootfs).toBe(true);
+    expect(Object.keys(hc.Tmpfs ?? {})).toContain('/tmp');
+    expect(hc.Privileged).toBe(false);
+    expect(hc.NetworkMode).toBe('none');
+    expect(hc.PidsLimit).toBe(256);
+    expect(hc.Memory).toBe(256 * 1024 * 1024);
+    expect(hc.MemorySwap).toBe(hc.Memory);
+    expect(hc.NanoCpus).toBe(1e9);
+    expect(info.Config.User).toBe('1000:1000');
+    expect(info.Mounts.some((m) => m.Destination === '/workspace' && m.Type === 'volume')).toBe(true);
+    expect(info.Mounts.some((m) => m.Source.includes('docker.sock'))).toBe(false);
+    expect(toolResults(model.requests.at(-1)!).get('tu_id')?.content.trim()).toBe('1000');
+    await handle.cancel();
+  });
+
+  it('survives docker kill in the middle of a long bash call: a fresh container runs the call', async () => {
+    model.push(
+      reply(toolUse('bash', { command: 'echo before > /workspace/keep.txt' }, 'tu_prep')),
+      reply(toolUse('bash', { command: 'sleep 4; echo survived; cat /workspace/keep.txt' }, 'tu_long')),
+      reply('finished'),
+    );
+    const handle = await startSession(client, queue, {}, 'long job');
+    const names = sandboxNames(handle.workflowId);
+    // Wait until the long call is running, then kill the container under it.
+    await model.waitForRequests(model.requests.length + 2, 30_000);
+    const first = await waitFor(() => docker.getContainer(names.container).inspect(), (i) => i.State.Running, 30_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    await docker.getContainer(names.container).kill();
+    const state = await waitIdle(handle, 'end_turn', 3, 120_000);
+    const second = await docker.getContainer(names.container).inspect();
+    expect(second.Id).not.toBe(first.Id);
+    expect(state.sandboxes[0]?.container_id).toBe(second.Id);
+    const result = toolResults(model.requests.at(-1)!).get('tu_long');
+    expect(result?.is_error).toBeFalsy();
+    expect(result?.content).toContain('survived');
+    expect(result?.content).toContain('before'); // the workspace volume survived the container
+    // History shows the failed attempt: the execute activity started twice, the first failure was Sandbox.Lost.
+    const history = await readHistory(client, handle.workflowId);
+    const started = history.filter((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 0) > 1);
+    expect(started.some((e) => e.activityTaskStartedEventAttributes?.lastFailure?.applicationFailureInfo?.type === 'Sandbox.Lost')).toBe(true);
+    const events = await sessionEvents(client, handle);
+    expect(events.some((e) => e.type === 'sandbox.lost')).toBe(true);
+    expect(events.filter((e) => e.type === 'sandbox.provisioned')).toHaveLength(2);
+    await handle.cancel();
+    await cleanup(handle.workflowId);
+  });
+
+  it('interrupt cancels a running tool call; the session goes idle and takes the next message', async () => {
+    model.push(reply(toolUse('bash', { command: 'sleep 60; echo never' }, 'tu_sleep')));
+    const handle = await startSession(client, queue, {}, 'sleep');
+    await waitFor(() => sessionEvents(client, handle), (ev) => ev.some((e) => e.type === 'sandbox.provisioned'), 30_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    const t0 = Date.now();
+    await handle.signal(Signals.interrupt, {});
+    await waitIdle(handle, 'end_turn', 1, 30_000);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    model.push(reply('ok, stopped'));
+    await sendMessage(handle, 'what happened?');
+    await waitIdle(handle, 'end_turn', 2);
+    const result = toolResults(model.requests.at(-1)!).get('tu_sleep');
+    expect(result?.is_error).toBe(true);
+    expect(result?.content).toMatch(/interrupted/i);
+    await handle.cancel();
+    await cleanup(handle.workflowId);
+  });
+
+  it('waits with requires_action for an always_ask tool, then runs it when allowed and not when denied', async () => {
+    const agent = testAgent({
+      tools: [{ type: 'agent_toolset_20260401', configs: [{ name: 'bash', permission_policy: { type: 'always_ask' } }] }],
+    });
+    model.push(reply(toolUse('bash', { command: 'echo allowed-ran' }, 'tu_ask1'), toolUse('bash', { command: 'echo denied-ran' }, 'tu_ask2')), reply('done'));
+    const handle = await startSession(client, queue, { agent }, 'ask first');
+    const waiting = await waitIdle(handle, 'requires_action', 1);
+    expect(waiting.stop_reason).toEqual({ type: 'requires_action', event_ids: ['tu_ask1', 'tu_ask2'] });
+    expect(waiting.pending.map((p) => p.kind)).toEqual(['confirmation', 'confirmation']);
+    await handle.signal(Signals.toolConfirmation, { tool_use_id: 'tu_ask1', result: 'allow' });
+    await handle.signal(Signals.toolConfirmation, { tool_use_id: 'tu_ask2', result: 'deny', deny_message: 'not that one' });
+    await waitIdle(handle, 'end_turn', 2);
+    const results = toolResults(model.requests.at(-1)!);
+    expect(results.get('tu_ask1')?.content).toContain('allowed-ran');
+    expect(results.get('tu_ask2')).toEqual({ content: 'not that one', is_error: true });
+    await handle.cancel();
+    await cleanup(handle.workflowId);
+  });
+
+  it('hands a custom tool call to the client and feeds its answer back; unknown tools are tool errors', async () => {
+    const agent = testAgent({
+      tools: [{ type: 'custom', name: 'lookup', description: 'Look a thing up', input_schema: { type: 'object', properties: { q: { type: 'string' } } } }],
+    });
+    model.push(reply(toolUse('lookup', { q: 'x' }, 'tu_custom'), toolUse('no_such_tool', {}, 'tu_unknown')), reply('thanks'));
+    const handle = await startSession(client, queue, { agent }, 'look it up');
+    const waiting = await waitIdle(handle, 'requires_action', 1);
+    expect(waiting.pending).toEqual([{ tool_use_id: 'tu_custom', name: 'lookup', kind: 'custom_tool', input: { q: 'x' } }]);
+    await handle.signal(Signals.customToolResult, { custom_tool_use_id: 'tu_custom', content: 'the answer is 7' });
+    const done = await waitIdle(handle, 'end_turn', 2);
+    expect(done.sandboxes).toEqual([]); // no built-in tool ran: no container
+    const results = toolResults(model.requests.at(-1)!);
+    expect(results.get('tu_custom')).toEqual({ content: 'the answer is 7', is_error: false });
+    expect(results.get('tu_unknown')?.is_error).toBe(true);
+    expect(results.get('tu_unknown')?.content).toMatch(/Unknown tool "no_such_tool"/);
+    const events = await sessionEvents(client, handle);
+    expect(events.some((e) => e.type === 'agent.custom_tool_use' && e.name === 'lookup')).toBe(true);
+    await handle.cancel();
+  });
+
+  it('bounds a huge output with head and tail and names the file that holds all of it', async () => {
+    model.push(reply(toolUse('bash', { command: 'seq 1 200000' }, 'tu_big')), reply('ok'));
+    const handle = await startSession(client, queue, {}, 'big output');
+    await waitIdle(handle, 'end_turn', 2);
+    const result = toolResults(model.requests.at(-1)!).get('tu_big');
+    expect(result!.content.length).toBeLessThan(32_000);
+    expect(result!.content.startsWith('1\n2\n3\n')).toBe(true);
+    expect(result!.content.trimEnd().endsWith('200000')).toBe(true);
+    const events = await sessionEvents(client, handle);
+    const ev = events.find((e) => e.type === 'agent.tool_result' && e.tool_use_id === 'tu_big');
+    expect(ev?.truncated).toBe(true);
+    expect(String(ev?.output_path)).toMatch(/^\/tmp\/tandem\/outputs\//);
+    expect(result!.content).toContain(String(ev?.output_path));
+    await handle.cancel();
+    await cleanup(handle.workflowId);
+  });
+
+  it('stops an idle container after the idle timeout and brings a fresh one on the next tool call', async () => {
+    const agent = testAgent({ sandbox: { memory_mb: 256, idle_timeout_s: 2 } });
+    model.push(reply(toolUse('write', { file_path: '/workspace/x.txt', content: 'kept' }, 'tu_w')), reply('written'));
+    const handle = await startSession(client, queue, { agent }, 'write');
+    await waitIdle(handle, 'end_turn', 2);
+    const names = sandboxNames(handle.workflowId);
+    await waitFor(() => docker.getContainer(names.container).inspect(), (i) => !i.State.Running, 30_000, 'idle stop');
+    expect((await sessionState(handle)).sandboxes[0]?.state).toBe('stopped');
+    model.push(reply(toolUse('read', { file_path: '/workspace/x.txt' }, 'tu_r')), reply('read it'));
+    await sendMessage(handle, 'read it back');
+    const state = await waitIdle(handle, 'end_turn', 4);
+    expect(state.sandboxes[0]?.state).toBe('running');
+    expect(toolResults(model.requests.at(-1)!).get('tu_r')?.content).toContain('kept');
+    await handle.cancel();
+    await cleanup(handle.workflowId);
+  });
+});

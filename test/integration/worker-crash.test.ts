@@ -1,0 +1,94 @@
+/**
+ * A worker process killed with SIGKILL in the middle of a session: another worker finishes it, and every user
+ * message reaches the model exactly once.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Client } from '@temporalio/client';
+import { startMessagesServer, reply, toolUse, type MessagesServer } from '../fakes/messages-server.js';
+import { sandboxNames } from '../../src/activities/sandbox/docker.js';
+import Docker from 'dockerode';
+import {
+  sendMessage,
+  sessionEvents,
+  startSession,
+  testClient,
+  uniqueQueue,
+  waitFor,
+  waitIdle,
+  workerEnv,
+} from '../helpers/env.js';
+
+let client: Client;
+let model: MessagesServer;
+const workers: ChildProcess[] = [];
+const queue = uniqueQueue('crash');
+
+/** Starts `src/worker.ts` as its own process and waits until it polls. */
+async function spawnWorker(): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
+    env: { ...process.env, ...workerEnv(queue, model.url) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  workers.push(child);
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      output += c.toString();
+      if (output.includes('polling task queue')) resolve();
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`worker exited early (${code}): ${output.slice(-2000)}`)));
+  });
+  return child;
+}
+
+beforeAll(async () => {
+  client = await testClient();
+  model = await startMessagesServer();
+});
+
+afterAll(async () => {
+  for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');
+  await model?.close();
+});
+
+function userTexts(messages: Array<{ role: string; content: unknown }>): string[] {
+  return messages
+    .filter((m) => m.role === 'user')
+    .flatMap((m) => (m.content as Array<{ type: string; text?: string }>).filter((b) => b.type === 'text').map((b) => b.text!));
+}
+
+describe('worker crash', () => {
+  it('finishes a session on a new worker after SIGKILL mid tool call, losing and duplicating nothing', async () => {
+    model.push(reply(toolUse('bash', { command: 'sleep 3; echo slept' }, 'tu_sleep')), reply('all done'));
+    const first = await spawnWorker();
+    const handle = await startSession(client, queue, {}, 'please sleep');
+    // Kill the worker while the tool call runs in the sandbox.
+    await waitFor(() => sessionEvents(client, handle), (ev) => ev.some((e) => e.type === 'sandbox.provisioned'), 60_000, 'provisioning');
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+    // A message sent while no worker runs is kept in the log and applied once.
+    await sendMessage(handle, 'and then report', 'steer-1');
+    await sendMessage(handle, 'and then report', 'steer-1');
+    await spawnWorker();
+    const state = await waitIdle(handle, 'end_turn', 2, 120_000);
+    expect(state.turn).toBe(2);
+    const last = model.requests.at(-1)!.body.messages!;
+    expect(userTexts(last)).toEqual(['please sleep', 'and then report']);
+    const toolResult = (last.at(-1)!.content as Array<{ type: string; content?: string }>).find((b) => b.type === 'tool_result');
+    expect(toolResult?.content).toContain('slept');
+    model.assertDone();
+    const events = await sessionEvents(client, handle);
+    expect(events.filter((e) => e.type === 'user.message')).toHaveLength(2);
+    expect(events.filter((e) => e.type === 'agent.tool_result')).toHaveLength(1);
+    await handle.cancel();
+    await waitFor(
+      () => new Docker().getContainer(sandboxNames(handle.workflowId).container).inspect().then(() => 'exists', () => 'gone'),
+      (s) => s === 'gone',
+      30_000,
+      'sandbox removal',
+    );
+  });
+});
