@@ -1,5 +1,9 @@
 /** Shared plumbing of integration tests: a client, a worker on a unique task queue, waiting helpers. */
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { inject } from 'vitest';
@@ -66,6 +70,24 @@ export function testAgent(overrides: Partial<AgentDefinition> = {}): AgentDefini
   };
 }
 
+const started: WorkflowHandle[] = [];
+
+/**
+ * With `TANDEM_RECORD_HISTORIES=1`, saves the history of every session this file started under
+ * test/fixtures/histories (the replay test's inputs). Run after a change of the workflow code that is meant to be
+ * compatible, to add histories of the new code beside the old ones.
+ */
+export async function saveHistories(prefix: string): Promise<void> {
+  if (process.env.TANDEM_RECORD_HISTORIES !== '1') return;
+  const dir = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'histories');
+  mkdirSync(dir, { recursive: true });
+  for (const [i, h] of started.entries()) {
+    await h.result().catch(() => undefined);
+    const json = execFileSync(inject('temporalCli'), ['workflow', 'show', '-w', h.workflowId, '--address', inject('temporalAddress'), '-o', 'json']);
+    writeFileSync(join(dir, `${prefix}-${String(i + 1).padStart(2, '0')}.json`), json);
+  }
+}
+
 /** Starts a session with a first user message. */
 export async function startSession(
   client: Client,
@@ -78,11 +100,13 @@ export async function startSession(
     ...input,
     ...(firstMessage ? { initial_events: [{ content: [{ type: 'text', text: firstMessage }] }] } : {}),
   };
-  return client.workflow.start(SESSION_WORKFLOW, {
+  const handle = await client.workflow.start(SESSION_WORKFLOW, {
     taskQueue,
     workflowId: `sesn_${randomUUID().replace(/-/g, '').slice(0, 16)}`,
     args: [sessionInput],
   });
+  started.push(handle);
+  return handle;
 }
 
 /** Sends a user message. */

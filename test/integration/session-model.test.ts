@@ -5,11 +5,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import Docker from 'dockerode';
-import { startMessagesServer, reply, apiError, type MessagesServer, type RequestBody } from '../fakes/messages-server.js';
+import { startMessagesServer, reply, apiError, hang, type MessagesServer, type RequestBody } from '../fakes/messages-server.js';
 import { readHistory } from '../../src/client/log.js';
 import { LABEL_SESSION } from '../../src/activities/sandbox/docker.js';
 import { Signals } from '../../src/shared/names.js';
 import {
+  saveHistories,
   sendMessage,
   sessionEvents,
   sessionState,
@@ -34,6 +35,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await saveHistories('model');
   await worker?.shutdown();
   await worker?.done;
   await model?.close();
@@ -98,6 +100,24 @@ describe('agentSession with the scripted model', () => {
     const state = await waitIdle(handle, 'end_turn', 2);
     expect(state.turn).toBe(2);
     expect(userTexts(model.requests.at(-1)!.body)).toEqual(['start', 'also do X']);
+    await handle.cancel();
+  });
+
+  it('interrupt cancels a model call that never answers; the session goes idle and takes the next message', async () => {
+    model.push(hang());
+    const handle = await startSession(client, queue, {}, 'think forever');
+    await model.waitForRequests(model.requests.length + 1, 10_000);
+    await handle.signal(Signals.interrupt, {});
+    const idle = await waitIdle(handle, 'end_turn', 0, 20_000);
+    expect(idle.turn).toBe(0);
+    const events = await sessionEvents(client, handle);
+    const end = events.find((e) => e.type === 'span.model_request_end');
+    expect(end?.is_error).toBe(true);
+    expect((end?.error as { type: string }).type).toBe('Canceled');
+    model.push(reply('back again'));
+    await sendMessage(handle, 'hello?');
+    await waitIdle(handle, 'end_turn', 1);
+    expect(userTexts(model.requests.at(-1)!.body)).toEqual(['think forever', 'hello?']);
     await handle.cancel();
   });
 

@@ -223,7 +223,13 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
       if (ctx?.cancellationSignal.aborted) throw new CancelledFailure('tool call cancelled');
       const line = outcome?.exitCode === 0 ? outcome.stdout.trim().split('\n').pop() : undefined;
       if (!line) {
-        const state = await container.inspect().then((i) => i.State, () => undefined);
+        // The exec ended without a result. A killed container can still read as running for a moment.
+        let state: Docker.ContainerInspectInfo['State'] | undefined;
+        for (let i = 0; i < 15; i++) {
+          state = await container.inspect().then((info) => info.State, () => undefined);
+          if (!state?.Running) break;
+          await new Promise((r) => setTimeout(r, 200));
+        }
         if (!state?.Running) {
           const why = !state ? 'was removed' : state.OOMKilled ? 'was OOM-killed' : `exited (code ${state.ExitCode})`;
           throw lost(`sandbox container ${container.id.slice(0, 12)} ${why} during ${input.name}`);
@@ -262,18 +268,21 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
   /** Removes a session's container and workspace volume (the session has ended). */
   async function removeSandbox(ref: SandboxRef): Promise<void> {
     const names = sandboxNames(ref.session_id);
-    await docker
-      .getContainer(names.container)
-      .remove({ force: true })
-      .catch((err: unknown) => {
-        if (dockerStatus(err) !== 404) throw err;
-      });
-    await docker
-      .getVolume(names.volume)
-      .remove()
-      .catch((err: unknown) => {
-        if (dockerStatus(err) !== 404) throw err;
-      });
+    // 404: already gone; 409: a removal is already in progress (the reaper, or another attempt).
+    const gone = (err: unknown) => {
+      if (dockerStatus(err) !== 404 && dockerStatus(err) !== 409) throw err;
+    };
+    await docker.getContainer(names.container).remove({ force: true }).catch(gone);
+    await waitRemoved(names.container);
+    await docker.getVolume(names.volume).remove().catch(gone);
+  }
+
+  async function waitRemoved(name: string): Promise<void> {
+    for (let i = 0; i < 50; i++) {
+      const exists = await docker.getContainer(name).inspect().then(() => true, () => false);
+      if (!exists) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   return { provision, execute, stopSandbox, removeSandbox };

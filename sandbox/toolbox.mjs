@@ -1,0 +1,513 @@
+#!/usr/bin/env node
+// Tandem sandbox toolbox: runs INSIDE the sandbox container (Node 22+). The container has no network and a
+// read-only root, so the worker talks to it only through `docker exec`:
+//
+//   node /opt/tandem/toolbox.mjs serve        daemon (the container's main process); listens on a unix socket and
+//                                             holds the SDK's agent toolset (one persistent bash shell)
+//   node /opt/tandem/toolbox.mjs call         stdin: {"id","name","input"}  stdout: one JSON line
+//                                             {"content","is_error","truncated","output_path"?}; exit 0
+//   node /opt/tandem/toolbox.mjs cancel <id>  aborts the in-flight call <id>; prints `cancelled` or `not-found`
+//   node /opt/tandem/toolbox.mjs ping         prints `ok` once the daemon answers
+//   node /opt/tandem/toolbox.mjs check        imports the toolset and prints versions (image smoke test)
+//
+// Exit codes of the clients: 0 answered, 2 malformed request (not the model's fault), 3 daemon not reachable.
+//
+// Environment of the daemon:
+//   TANDEM_OUTPUT_CAP          max characters of a result's content (default 30000); longer output keeps head and
+//                              tail and the full text goes to <run dir>/outputs/<id>.txt
+//   TANDEM_SHELL_ENV_<NAME>    extra variable NAME for the bash shell (e.g. TANDEM_SHELL_ENV_HTTPS_PROXY)
+//   TANDEM_RUN_DIR             socket and outputs directory (default /tmp/tandem)
+//   TANDEM_WORKDIR             working directory of the tools (default /workspace)
+// Nothing else of the daemon's environment reaches the shell or the tools.
+
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { truncateFile, truncateOutput } from './truncate.mjs';
+
+const RUN_DIR = process.env.TANDEM_RUN_DIR || '/tmp/tandem';
+const SOCKET_PATH = path.join(RUN_DIR, 'toolbox.sock');
+const OUTPUT_DIR = path.join(RUN_DIR, 'outputs');
+const WORKDIR = process.env.TANDEM_WORKDIR || '/workspace';
+const DEFAULT_OUTPUT_CAP = 30000;
+const BASH_DEFAULT_TIMEOUT_MS = 120000;
+const BASH_MAX_TIMEOUT_MS = 600000;
+const CONNECT_WAIT_MS = 5000; // clients wait this long for the daemon's socket (container start-up race)
+const MAX_OUTPUT_FILES = 100; // oldest full-output files beyond this are deleted (tmpfs is small)
+const RESULT_CACHE_SIZE = 200; // finished results kept by id, so a retried call does not run twice
+
+const EXIT_BAD_REQUEST = 2;
+const EXIT_UNREACHABLE = 3;
+
+// ---------------------------------------------------------------------------------------------------------------
+// daemon
+
+async function serve() {
+  const cap = parseCap(process.env.TANDEM_OUTPUT_CAP);
+  const shellEnv = buildShellEnv(process.env);
+  // Scrub the daemon's own environment too: the SDK's grep spawns rg with (a filtered copy of) process.env.
+  for (const key of Object.keys(process.env)) if (!(key in shellEnv)) delete process.env[key];
+  Object.assign(process.env, shellEnv);
+
+  ensureHome(shellEnv.HOME);
+  fs.mkdirSync(RUN_DIR, { recursive: true, mode: 0o700 });
+  fs.chmodSync(RUN_DIR, 0o700);
+  fs.mkdirSync(OUTPUT_DIR, { recursive: true, mode: 0o700 });
+  try {
+    fs.unlinkSync(SOCKET_PATH);
+  } catch {}
+
+  const { betaAgentToolset20260401 } = await import('@anthropic-ai/sdk/tools/agent-toolset/node');
+  const toolset = betaAgentToolset20260401({ workdir: WORKDIR, allowedRoots: ['/tmp'], env: shellEnv });
+  const tools = new Map(toolset.map((t) => [t.name, t]));
+
+  /** id -> { promise, controller, name } for calls still running */
+  const inflight = new Map();
+  /** id -> result, for finished calls (insertion-ordered, bounded) */
+  const finished = new Map();
+
+  async function runCall(req) {
+    const { id, name, input } = req;
+    const started = Date.now();
+    const controller = new AbortController();
+    const promise = (async () => {
+      const tool = tools.get(name);
+      if (!tool) {
+        return errorResult(`unknown tool "${name}"; the sandbox has: ${[...tools.keys()].join(', ')}`);
+      }
+      const problem = validateInput(tool.input_schema, input);
+      if (problem) return errorResult(`invalid input for ${name}: ${problem}`);
+      let args = input;
+      let timeoutMs;
+      // bash writes its whole output to a file, so a huge output keeps its head as well as its tail (the SDK's
+      // shell alone keeps only the last 100 KiB); the braces run the command in the persistent shell itself.
+      let outFile;
+      if (name === 'bash') {
+        timeoutMs = Math.min(input.timeout_ms ?? BASH_DEFAULT_TIMEOUT_MS, BASH_MAX_TIMEOUT_MS);
+        args = { ...input, timeout_ms: timeoutMs };
+        if (typeof input.command === 'string' && input.command.trim() !== '') {
+          outFile = path.join(OUTPUT_DIR, `${safeFileName(id)}.txt`);
+          args.command = `{ ${input.command}\n} > '${outFile}' 2>&1`;
+        }
+      }
+      const toolUse = { type: 'tool_use', id, name, input };
+      const aborted = new Promise((resolve) =>
+        controller.signal.addEventListener('abort', () => resolve({ cancelled: true }), { once: true }),
+      );
+      const outcome = await Promise.race([
+        runTool(tool, args, { toolUse, toolUseBlock: toolUse, signal: controller.signal }),
+        aborted,
+      ]);
+      if (outcome.cancelled || controller.signal.aborted) {
+        const reset = name === 'bash' ? ' The shell was restarted: working directory and variables were reset.' : '';
+        return errorResult(`${name}: cancelled (interrupted before it finished).${reset}`);
+      }
+      let content = outcome.content;
+      if (outcome.isError && name === 'bash') {
+        const m = /timed out after (\d+)ms/.exec(content);
+        if (content === 'bash: bash session terminated') {
+          content =
+            'bash: the shell exited before the command finished (it ran `exit`, or the shell was killed). ' +
+            'The next call starts a fresh shell: working directory and variables are reset.';
+        } else if (m) {
+          const ms = Number(m[1]);
+          content =
+            `bash: the command timed out after ${ms} ms (${formatSeconds(ms)}) and was killed. ` +
+            'The shell was restarted: working directory and variables were reset. ' +
+            'Pass a larger timeout_ms (max 600000) or run long jobs in the background.';
+        }
+      }
+      if (outFile) return withFileOutput(content, outcome.isError, outFile, cap);
+      return { content, is_error: outcome.isError, truncated: false };
+    })()
+      .catch((e) => errorResult(`${name}: internal error: ${e instanceof Error ? e.message : String(e)}`))
+      .then((result) => boundResult(id, result, cap));
+
+    const entry = { promise, controller, name };
+    inflight.set(id, entry);
+    try {
+      const result = await promise;
+      if (!controller.signal.aborted) remember(finished, id, result);
+      log(`${id} ${name} ${Date.now() - started}ms${result.is_error ? ' error' : ''}${result.truncated ? ' truncated' : ''}`);
+      return result;
+    } finally {
+      if (inflight.get(id) === entry) inflight.delete(id);
+    }
+  }
+
+  async function handle(req) {
+    switch (req?.op) {
+      case 'ping':
+        return { ok: true };
+      case 'cancel': {
+        const entry = inflight.get(req.id);
+        if (!entry) return { status: 'not-found' };
+        entry.controller.abort(new Error('cancelled'));
+        log(`${req.id} ${entry.name} cancel requested`);
+        return { status: 'cancelled' };
+      }
+      case 'call': {
+        if (typeof req.id !== 'string' || !req.id) return { bad_request: 'id must be a non-empty string' };
+        // The same id again (a retried activity): join the running call or replay its result instead of
+        // running the tool a second time.
+        const running = inflight.get(req.id);
+        if (running) return running.promise;
+        const done = finished.get(req.id);
+        if (done) return done;
+        return runCall(req);
+      }
+      default:
+        return { bad_request: `unknown op ${JSON.stringify(req?.op)}` };
+    }
+  }
+
+  const server = net.createServer((socket) => {
+    let buf = '';
+    socket.setEncoding('utf8');
+    socket.on('error', () => {});
+    socket.on('data', (chunk) => {
+      buf += chunk;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      const line = buf.slice(0, nl);
+      buf = '';
+      socket.pause();
+      let req;
+      try {
+        req = JSON.parse(line);
+      } catch (e) {
+        socket.end(JSON.stringify({ bad_request: `request is not JSON: ${e.message}` }) + '\n');
+        return;
+      }
+      handle(req).then(
+        (res) => socket.end(JSON.stringify(res) + '\n'),
+        (e) => socket.end(JSON.stringify({ bad_request: `daemon error: ${e?.message ?? e}` }) + '\n'),
+      );
+    });
+  });
+  server.on('error', (e) => {
+    log(`socket error: ${e.message}`);
+    process.exit(1);
+  });
+  const stop = () => {
+    for (const t of toolset) t.close?.();
+    server.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('uncaughtException', (e) => log(`uncaught: ${e?.stack ?? e}`));
+  process.on('unhandledRejection', (e) => log(`unhandled rejection: ${e?.stack ?? e}`));
+
+  const oldMask = process.umask(0o077);
+  server.listen(SOCKET_PATH, () => {
+    process.umask(oldMask);
+    log(`ready on ${SOCKET_PATH} (node ${process.version}, workdir ${WORKDIR}, output cap ${cap})`);
+  });
+
+  function boundResult(id, result, cap) {
+    const { text, truncated } = truncateOutput(result.content, cap);
+    if (!truncated) return result;
+    const outputPath = path.join(OUTPUT_DIR, `${safeFileName(id)}.txt`);
+    let saved = false;
+    try {
+      fs.writeFileSync(outputPath, result.content, { mode: 0o600 });
+      saved = true;
+      pruneOutputs();
+    } catch (e) {
+      log(`could not save full output of ${id}: ${e.message}`);
+    }
+    const bounded = saved ? truncateOutput(result.content, cap, { outputPath }) : { text };
+    return {
+      content: bounded.text,
+      is_error: result.is_error,
+      truncated: true,
+      ...(saved ? { output_path: outputPath } : {}),
+    };
+  }
+}
+
+/**
+ * The result of a bash call whose output went to `outFile`: the (bounded) output, or the SDK's own message (exit
+ * code, timeout) when there was none, or both. The file stays only when the output had to be cut.
+ */
+function withFileOutput(message, isError, outFile, cap) {
+  let out = { text: '', truncated: false };
+  try {
+    out = truncateFile(outFile, cap - 400, fs);
+  } catch {
+    // no file: the command never ran (shell restart, cancellation before start)
+  }
+  if (!out.truncated) fs.rmSync(outFile, { force: true });
+  else pruneOutputs();
+  const output = out.text.replace(/\n+$/, '');
+  // The SDK reports a failed command as its output, or "exit N" when it printed nothing (here: always).
+  const sdkMessage = /^exit -?\d+$/.test(message) || message === '' ? '' : message;
+  let content = output || message;
+  if (sdkMessage && output) content = `${output}\n${sdkMessage}`;
+  else if (isError && output && /^exit -?\d+$/.test(message)) content = `${output}\n[${message}]`;
+  return { content, is_error: isError, truncated: out.truncated, ...(out.truncated ? { output_path: outFile } : {}) };
+}
+
+async function runTool(tool, input, context) {
+  try {
+    const content = await tool.run(tool.parse ? tool.parse(input) : input, context);
+    return { content: contentToText(content), isError: false };
+  } catch (e) {
+    // The SDK's ToolError carries the model-visible content; anything else becomes its message.
+    const content = e && typeof e === 'object' && 'content' in e ? e.content : e instanceof Error ? e.message : e;
+    return { content: contentToText(content), isError: true };
+  }
+}
+
+function contentToText(content) {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content
+      .map((b) => (b?.type === 'text' ? b.text : `[${b?.type ?? 'unknown'} block omitted]`))
+      .join('\n');
+  }
+  return String(content ?? '');
+}
+
+function errorResult(message) {
+  return { content: message, is_error: true, truncated: false };
+}
+
+/** Checks `input` against the tool's JSON schema (object, required, property types). Returns a problem or null. */
+function validateInput(schema, input) {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    return `input must be a JSON object, got ${describe(input)}`;
+  }
+  for (const key of schema.required ?? []) {
+    if (input[key] === undefined) return `missing required field "${key}"`;
+  }
+  for (const [key, prop] of Object.entries(schema.properties ?? {})) {
+    const value = input[key];
+    if (value === undefined || value === null) continue;
+    const problem = checkType(prop, value);
+    if (problem) return `field "${key}" ${problem}`;
+  }
+  if ('timeout_ms' in (schema.properties ?? {}) && typeof input.timeout_ms === 'number' && input.timeout_ms <= 0) {
+    return 'field "timeout_ms" must be a positive integer';
+  }
+  return null;
+}
+
+function checkType(prop, value) {
+  switch (prop.type) {
+    case 'string':
+      return typeof value === 'string' ? null : `must be a string, got ${describe(value)}`;
+    case 'boolean':
+      return typeof value === 'boolean' ? null : `must be a boolean, got ${describe(value)}`;
+    case 'integer':
+      return Number.isInteger(value) ? null : `must be an integer, got ${describe(value)}`;
+    case 'number':
+      return typeof value === 'number' ? null : `must be a number, got ${describe(value)}`;
+    case 'array': {
+      if (!Array.isArray(value)) return `must be an array, got ${describe(value)}`;
+      if (prop.items) {
+        for (const [i, item] of value.entries()) {
+          const p = checkType(prop.items, item);
+          if (p) return `[${i}] ${p}`;
+        }
+      }
+      return null;
+    }
+    default:
+      return null;
+  }
+}
+
+function describe(v) {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+function parseCap(raw) {
+  const n = Number(raw);
+  return raw && Number.isFinite(n) && n >= 100 ? Math.floor(n) : DEFAULT_OUTPUT_CAP;
+}
+
+/** The bash shell's whole environment: a fixed minimum plus explicit TANDEM_SHELL_ENV_<NAME> entries. */
+function buildShellEnv(env) {
+  const shellEnv = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: '/home/agent',
+    LANG: 'C.UTF-8',
+    TERM: 'dumb',
+  };
+  for (const [key, value] of Object.entries(env)) {
+    const m = /^TANDEM_SHELL_ENV_([A-Za-z_][A-Za-z0-9_]*)$/.exec(key);
+    if (m && value !== undefined) shellEnv[m[1]] = value;
+  }
+  return shellEnv;
+}
+
+/** /home/agent is a link into /tmp (the root is read-only); create its target so $HOME is writable. */
+function ensureHome(home) {
+  try {
+    const target = fs.readlinkSync(home);
+    fs.mkdirSync(path.resolve(path.dirname(home), target), { recursive: true, mode: 0o700 });
+  } catch {}
+}
+
+function pruneOutputs() {
+  const files = fs
+    .readdirSync(OUTPUT_DIR)
+    .map((f) => {
+      const p = path.join(OUTPUT_DIR, f);
+      try {
+        return { p, t: fs.statSync(p).mtimeMs };
+      } catch {
+        return null;
+      }
+    })
+    .filter(Boolean)
+    .sort((a, b) => b.t - a.t);
+  for (const { p } of files.slice(MAX_OUTPUT_FILES)) {
+    try {
+      fs.unlinkSync(p);
+    } catch {}
+  }
+}
+
+function safeFileName(id) {
+  return id.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^\.+/, '_').slice(0, 200) || 'output';
+}
+
+function remember(map, key, value) {
+  map.set(key, value);
+  if (map.size > RESULT_CACHE_SIZE) map.delete(map.keys().next().value);
+}
+
+function formatSeconds(ms) {
+  return `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)} s`;
+}
+
+function log(msg) {
+  process.stderr.write(`toolbox: ${new Date().toISOString()} ${msg}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// clients
+
+function request(req) {
+  const deadline = Date.now() + CONNECT_WAIT_MS;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      let answered = false;
+      let connected = false;
+      let buf = '';
+      const socket = net.createConnection(SOCKET_PATH);
+      socket.setEncoding('utf8');
+      socket.on('connect', () => {
+        connected = true;
+        socket.write(JSON.stringify(req) + '\n');
+      });
+      socket.on('data', (d) => (buf += d));
+      socket.on('end', () => {
+        const line = buf.trim();
+        if (!line) return reject(new Unreachable('the daemon closed the connection without answering'));
+        answered = true;
+        try {
+          resolve(JSON.parse(line));
+        } catch (e) {
+          reject(new Unreachable(`unreadable answer from the daemon: ${e.message}`));
+        }
+      });
+      socket.on('error', (e) => {
+        if (answered) return;
+        if (!connected && (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') && Date.now() < deadline) {
+          setTimeout(attempt, 100);
+          return;
+        }
+        reject(new Unreachable(`${e.code ?? e.message}`));
+      });
+    };
+    attempt();
+  });
+}
+
+class Unreachable extends Error {}
+
+async function readStdin() {
+  const chunks = [];
+  for await (const chunk of process.stdin) chunks.push(chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function badRequest(msg) {
+  process.stderr.write(`toolbox: bad request: ${msg}\n`);
+  process.exit(EXIT_BAD_REQUEST);
+}
+
+async function client(cmd, args) {
+  try {
+    if (cmd === 'ping') {
+      const res = await request({ op: 'ping' });
+      if (!res.ok) throw new Unreachable('unexpected answer');
+      process.stdout.write('ok\n');
+      return;
+    }
+    if (cmd === 'cancel') {
+      if (!args[0]) badRequest('usage: toolbox.mjs cancel <id>');
+      const res = await request({ op: 'cancel', id: args[0] });
+      if (res.bad_request) badRequest(res.bad_request);
+      process.stdout.write(`${res.status}\n`);
+      return;
+    }
+    // call
+    const raw = await readStdin();
+    let req;
+    try {
+      req = JSON.parse(raw);
+    } catch (e) {
+      badRequest(`stdin is not one JSON object: ${e.message}`);
+    }
+    if (req === null || typeof req !== 'object' || Array.isArray(req)) badRequest('stdin must be a JSON object');
+    if (typeof req.id !== 'string' || !req.id) badRequest('"id" must be a non-empty string');
+    if (typeof req.name !== 'string') badRequest('"name" must be a string');
+    const res = await request({ op: 'call', id: req.id, name: req.name, input: req.input });
+    if (res.bad_request) badRequest(res.bad_request);
+    const out = { content: res.content, is_error: res.is_error, truncated: res.truncated };
+    if (res.output_path) out.output_path = res.output_path;
+    process.stdout.write(JSON.stringify(out) + '\n');
+  } catch (e) {
+    if (e instanceof Unreachable) {
+      process.stderr.write(`toolbox: daemon not reachable at ${SOCKET_PATH}: ${e.message}\n`);
+      process.exit(EXIT_UNREACHABLE);
+    }
+    throw e;
+  }
+}
+
+async function check() {
+  const { betaAgentToolset20260401 } = await import('@anthropic-ai/sdk/tools/agent-toolset/node');
+  const names = betaAgentToolset20260401({ workdir: '/tmp' }).map((t) => t.name);
+  const sdk = JSON.parse(
+    fs.readFileSync(new URL('./node_modules/@anthropic-ai/sdk/package.json', import.meta.url), 'utf8'),
+  );
+  process.stdout.write(`node ${process.version}, @anthropic-ai/sdk ${sdk.version}, tools: ${names.join(' ')}\n`);
+}
+
+const [cmd, ...args] = process.argv.slice(2);
+switch (cmd) {
+  case 'serve':
+    await serve();
+    break;
+  case 'call':
+  case 'cancel':
+  case 'ping':
+    await client(cmd, args);
+    break;
+  case 'check':
+    await check();
+    break;
+  default:
+    process.stderr.write('usage: toolbox.mjs serve | call | cancel <id> | ping | check\n');
+    process.exit(EXIT_BAD_REQUEST);
+}

@@ -1,0 +1,121 @@
+/** The context builder: session events in, a valid Messages API conversation out. */
+import { describe, expect, it } from 'vitest';
+import { buildMessages, buildRequest, type ToolDefinition } from '../../src/harness/context.js';
+import type { SessionEvent, SessionEventType } from '../../src/shared/events.js';
+import type { AgentDefinition } from '../../src/shared/types.js';
+
+let seq = 0;
+function ev(type: SessionEventType, fields: Record<string, unknown> = {}): SessionEvent {
+  seq++;
+  return { id: `${seq}.0`, seq, type, processed_at: '2026-01-01T00:00:00.000Z', ...fields };
+}
+const user = (text: string) => ev('user.message', { content: [{ type: 'text', text }] });
+const say = (req: string, text: string) => ev('agent.message', { model_request_id: req, content: [{ type: 'text', text }] });
+const use = (req: string, id: string, name = 'bash', input: Record<string, unknown> = { command: 'ls' }) =>
+  ev('agent.tool_use', { model_request_id: req, tool_use_id: id, name, input });
+const result = (id: string, text: string, is_error = false) =>
+  ev('agent.tool_result', { tool_use_id: id, content: [{ type: 'text', text }], is_error });
+
+describe('buildMessages', () => {
+  it('alternates user and assistant turns and merges consecutive user messages', () => {
+    const messages = buildMessages([user('a'), user('b'), say('r1', 'hi'), user('c')]);
+    expect(messages).toEqual([
+      { role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] },
+      { role: 'assistant', content: [{ type: 'text', text: 'hi' }] },
+      { role: 'user', content: [{ type: 'text', text: 'c' }] },
+    ]);
+  });
+
+  it('puts tool results right after the tool calls and a steering message after the results', () => {
+    const messages = buildMessages([
+      user('go'),
+      say('r1', 'running'),
+      use('r1', 't1'),
+      use('r1', 't2'),
+      user('steer: also check X'), // arrived while the tools ran
+      result('t2', 'two'),
+      result('t1', 'one'),
+    ]);
+    expect(messages).toHaveLength(3);
+    expect(messages[1]).toEqual({
+      role: 'assistant',
+      content: [
+        { type: 'text', text: 'running' },
+        { type: 'tool_use', id: 't1', name: 'bash', input: { command: 'ls' } },
+        { type: 'tool_use', id: 't2', name: 'bash', input: { command: 'ls' } },
+      ],
+    });
+    expect(messages[2]!.content).toEqual([
+      { type: 'tool_result', tool_use_id: 't1', content: 'one', is_error: false },
+      { type: 'tool_result', tool_use_id: 't2', content: 'two', is_error: false },
+      { type: 'text', text: 'steer: also check X' },
+    ]);
+  });
+
+  it('gives an interrupted tool call an error result, so the conversation stays valid', () => {
+    const messages = buildMessages([user('go'), use('r1', 't1'), user('stop that, do Y')]);
+    expect(messages[2]!.content[0]).toMatchObject({ type: 'tool_result', tool_use_id: 't1', is_error: true });
+    expect(messages[2]!.content[1]).toEqual({ type: 'text', text: 'stop that, do Y' });
+  });
+
+  it('uses custom tool results from the client and ignores results for calls it does not know', () => {
+    const messages = buildMessages([
+      user('go'),
+      ev('agent.custom_tool_use', { model_request_id: 'r1', tool_use_id: 'c1', name: 'lookup', input: {} }),
+      ev('user.custom_tool_result', { custom_tool_use_id: 'c1', content: 'found it' }),
+      ev('user.custom_tool_result', { custom_tool_use_id: 'zzz', content: 'stray' }),
+    ]);
+    expect(messages[2]!.content).toEqual([{ type: 'tool_result', tool_use_id: 'c1', content: 'found it', is_error: false }]);
+  });
+
+  it('keeps thinking blocks with their signatures in the assistant turn', () => {
+    const block = { type: 'thinking', thinking: 'hmm', signature: 'sig' };
+    const messages = buildMessages([user('q'), ev('agent.thinking', { model_request_id: 'r1', block }), say('r1', 'a')]);
+    expect(messages[1]!.content).toEqual([block, { type: 'text', text: 'a' }]);
+  });
+
+  it('ignores status, span and sandbox events', () => {
+    const messages = buildMessages([
+      ev('session.status_running'),
+      user('q'),
+      ev('span.model_request_start'),
+      ev('sandbox.provisioned', { sandbox: {} }),
+      ev('session.error', { error: { type: 'x', message: 'y' } }),
+    ]);
+    expect(messages).toEqual([{ role: 'user', content: [{ type: 'text', text: 'q' }] }]);
+  });
+});
+
+describe('buildRequest', () => {
+  const builtins = new Map<string, ToolDefinition>(
+    ['bash', 'read', 'write', 'edit', 'glob', 'grep'].map((n) => [n, { name: n, description: n, input_schema: { type: 'object' } }]),
+  );
+  const agent: AgentDefinition = {
+    name: 'a',
+    model: { id: 'claude-x', max_tokens: 1234 },
+    system: 'be brief',
+    tools: [
+      { type: 'agent_toolset_20260401', configs: [{ name: 'grep', enabled: false }] },
+      { type: 'custom', name: 'lookup', description: 'look', input_schema: { type: 'object' } },
+    ],
+  };
+
+  it('offers enabled built-ins and custom tools, stable content first, with cache breakpoints', () => {
+    const req = buildRequest(agent, [user('q1'), say('r1', 'a1'), user('q2')], builtins);
+    expect(req.model).toBe('claude-x');
+    expect(req.max_tokens).toBe(1234);
+    expect(req.tools!.map((t) => t.name)).toEqual(['bash', 'read', 'write', 'edit', 'glob', 'lookup']);
+    expect(req.tools!.at(-1)!.cache_control).toEqual({ type: 'ephemeral' });
+    expect(req.system).toEqual([{ type: 'text', text: 'be brief', cache_control: { type: 'ephemeral' } }]);
+    expect(req.messages.at(-1)!.content.at(-1)).toEqual({ type: 'text', text: 'q2', cache_control: { type: 'ephemeral' } });
+    // Only the newest user turn carries a message breakpoint.
+    expect(JSON.stringify(req.messages[0])).not.toContain('cache_control');
+  });
+
+  it('offers no tools when the agent has none', () => {
+    const req = buildRequest({ name: 'b', model: 'm' }, [user('q')], builtins);
+    expect(req.tools).toBeUndefined();
+    expect(req.system).toBeUndefined();
+    expect(req.max_tokens).toBe(8192);
+  });
+});
