@@ -5,7 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import Anthropic from '@anthropic-ai/sdk';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { createActivities } from './activities/index.js';
 import { LABEL_MANAGED, LABEL_SESSION } from './activities/sandbox/docker.js';
@@ -124,6 +124,7 @@ export async function reapClosedSessions(
 }
 
 async function main(): Promise<void> {
+  Runtime.install({ logger: new DefaultLogger((process.env.TANDEM_LOG_LEVEL ?? 'INFO') as 'INFO') });
   const w = await createWorker();
   const stop = () => void w.shutdown();
   process.once('SIGINT', stop);

@@ -3,6 +3,7 @@
  * non-zero exit.
  */
 import { Command } from 'commander';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { AgentFileError, loadAgentFile } from '../config/agent.js';
 import { TandemClient } from '../client/index.js';
 import { formatEvent } from './format.js';
@@ -123,4 +124,6 @@ export function buildProgram(): Command {
   return program;
 }
 
+// The worker's own lifecycle lines are noise on a terminal; TANDEM_LOG_LEVEL=INFO (or DEBUG) brings them back.
+Runtime.install({ logger: new DefaultLogger((process.env.TANDEM_LOG_LEVEL ?? 'WARN') as 'WARN') });
 await buildProgram().parseAsync(process.argv);

@@ -62,7 +62,7 @@ export function uniqueQueue(prefix = 'test'): string {
 export function testAgent(overrides: Partial<AgentDefinition> = {}): AgentDefinition {
   return {
     name: 'test-agent',
-    model: 'claude-sonnet-4-5',
+    model: 'claude-sonnet-5-5',
     system: 'You are a test agent.',
     tools: [{ type: 'agent_toolset_20260401' }],
     sandbox: { memory_mb: 256, idle_timeout_s: 600 },

@@ -22,7 +22,7 @@ function fails(text: string, file = 'agent.yaml'): AgentFileError {
 const FULL = `# a full agent
 name: full-agent
 model:
-  id: claude-sonnet-4-5
+  id: claude-sonnet-5-5
   max_tokens: 4096
   effort: high
 system: You fix bugs.
@@ -74,7 +74,7 @@ describe('agent definition files', () => {
   it('parses a full YAML file into the expected object', () => {
     const expected: AgentDefinition = {
       name: 'full-agent',
-      model: { id: 'claude-sonnet-4-5', max_tokens: 4096, effort: 'high' },
+      model: { id: 'claude-sonnet-5-5', max_tokens: 4096, effort: 'high' },
       system: 'You fix bugs.',
       description: 'All the fields.',
       tools: [
@@ -271,7 +271,7 @@ describe('agent definition files', () => {
     const agent = parseAgentDefinition(await readFile(EXAMPLE, 'utf8'), EXAMPLE);
     expect(agent).toMatchObject({
       name: 'coding-agent',
-      model: 'claude-sonnet-4-5',
+      model: 'claude-sonnet-5-5',
       sandbox: { cpu: 1, memory_mb: 1024 },
       limits: { max_turns: 30 },
     });
