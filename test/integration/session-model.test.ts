@@ -73,6 +73,19 @@ describe('agentSession with the scripted model', () => {
     // The request carried the system prompt and the user's text through the real SDK.
     const body = model.requests.at(-1)!.body;
     expect(userTexts(body)).toEqual(['Hi!']);
+    // The search attributes find the session, as `temporal workflow list --query` would.
+    const query = `WorkflowId = "${handle.workflowId}" AND TandemStatus = "idle" AND TandemAgent = "test-agent"`;
+    const found = await waitFor(
+      async () => {
+        const ids: string[] = [];
+        for await (const w of client.workflow.list({ query })) ids.push(w.workflowId);
+        return ids;
+      },
+      (ids) => ids.length === 1,
+      20_000,
+      'visibility',
+    );
+    expect(found).toEqual([handle.workflowId]);
     await handle.cancel();
   });
 

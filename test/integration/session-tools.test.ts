@@ -6,7 +6,8 @@ import type { Client } from '@temporalio/client';
 import Docker from 'dockerode';
 import { startMessagesServer, reply, toolUse, text, type MessagesServer, type RecordedRequest } from '../fakes/messages-server.js';
 import { readHistory } from '../../src/client/log.js';
-import { sandboxNames } from '../../src/activities/sandbox/docker.js';
+import { createSandboxActivities, sandboxNames } from '../../src/activities/sandbox/docker.js';
+import { reapClosedSessions } from '../../src/worker.js';
 import { Signals } from '../../src/shared/names.js';
 import {
   saveHistories,
@@ -216,6 +217,35 @@ describe('tools in a real container', () => {
     const events = await sessionEvents(client, handle);
     expect(events.some((e) => e.type === 'agent.custom_tool_use' && e.name === 'lookup')).toBe(true);
     await handle.cancel();
+  });
+
+  it('gives the model a tool error when every attempt loses its container', async () => {
+    // The command kills the sandbox's toolbox, so the container dies on each of the 3 attempts.
+    model.push(reply(toolUse('bash', { command: 'kill -9 $(pgrep -f "toolbox.mjs serve")' }, 'tu_die')), reply('gave up'));
+    const handle = await startSession(client, queue, {}, 'break it');
+    const state = await waitIdle(handle, 'end_turn', 2, 120_000);
+    expect(state.status).toBe('idle');
+    const result = toolResults(model.requests.at(-1)!).get('tu_die');
+    expect(result?.is_error).toBe(true);
+    expect(result?.content).toMatch(/failed after 3 attempt\(s\).*Sandbox\.Lost/);
+    const events = await sessionEvents(client, handle);
+    expect(events.find((e) => e.type === 'agent.tool_result')?.error).toMatchObject({ type: 'Sandbox.Lost' });
+    await handle.cancel();
+    await cleanup(handle.workflowId);
+  });
+
+  it('removes the sandbox of a session that was terminated (worker reaper)', async () => {
+    model.push(reply(toolUse('bash', { command: 'true' }, 'tu_true')), reply('ok'));
+    const handle = await startSession(client, queue, {}, 'then terminate');
+    await waitIdle(handle, 'end_turn', 2);
+    const names = sandboxNames(handle.workflowId);
+    expect((await docker.getContainer(names.container).inspect()).State.Running).toBe(true);
+    await handle.terminate('test');
+    const { removeSandbox } = createSandboxActivities({ docker, settings: { image: 'tandem-sandbox:latest', outputCap: 30_000 } });
+    const removed = await reapClosedSessions(docker, client, removeSandbox);
+    expect(removed).toContain(handle.workflowId);
+    await expect(docker.getContainer(names.container).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    await expect(docker.getVolume(names.volume).inspect()).rejects.toMatchObject({ statusCode: 404 });
   });
 
   it('bounds a huge output with head and tail and names the file that holds all of it', async () => {
