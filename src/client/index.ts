@@ -51,6 +51,15 @@ export function compareEventIds(a: string, b: string): number {
   return (as ?? 0) - (bs ?? 0) || (ai ?? 0) - (bi ?? 0);
 }
 
+/** Turns "not found" errors of any Temporal call into one clear sentence about the session. */
+function explainNotFound(sessionId: string) {
+  return (err: unknown): never => {
+    const code = (err as { code?: number })?.code ?? (err as { cause?: { code?: number } })?.cause?.code;
+    if (err instanceof WorkflowNotFoundError || code === 5) throw new Error(`no running session "${sessionId}"`);
+    throw err;
+  };
+}
+
 function isAfter(e: SessionEvent, after: string | number | undefined): boolean {
   if (after === undefined) return true;
   const id = typeof after === 'number' ? `${after}.999999` : after.includes('.') ? after : `${after}.999999`;
@@ -97,13 +106,7 @@ export class TandemClient {
   private async signal(sessionId: string, name: string, payload: object): Promise<void> {
     const check = checkSignal(name, payload);
     if (!check.ok) throw new Error(check.error);
-    await this.temporal.workflow
-      .getHandle(sessionId)
-      .signal(name, check.value)
-      .catch((err: unknown) => {
-        if (err instanceof WorkflowNotFoundError) throw new Error(`no running session "${sessionId}"`);
-        throw err;
-      });
+    await this.temporal.workflow.getHandle(sessionId).signal(name, check.value).catch(explainNotFound(sessionId));
   }
 
   /** Sends a user message (a new turn, or steering while the agent works). `id` de-duplicates retries. */
@@ -142,7 +145,7 @@ export class TandemClient {
   /** Status, usage, turns and sandboxes: the `getSession` query, or the closed workflow's status. */
   async getSession(sessionId: string): Promise<SessionState & { workflow_status: string }> {
     const handle = this.temporal.workflow.getHandle(sessionId);
-    const description = await handle.describe();
+    const description = await handle.describe().catch(explainNotFound(sessionId));
     const state = await handle.query<SessionState>(GET_SESSION_QUERY);
     return { ...state, workflow_status: description.status.name };
   }
@@ -150,7 +153,7 @@ export class TandemClient {
   /** Reads the session log, sliced. */
   async getEvents(sessionId: string, query: EventQuery = {}): Promise<SessionEvent[]> {
     const decoder = new LogDecoder(decodeJsonPayload);
-    const history = await readHistory(this.temporal, sessionId);
+    const history = await readHistory(this.temporal, sessionId).catch(explainNotFound(sessionId));
     const events = history
       .flatMap((e) => decoder.decode(e))
       .filter((e) => isAfter(e, query.after) && (!query.types || query.types.includes(e.type)));
@@ -179,7 +182,7 @@ export class TandemClient {
         res = opts.signal ? await this.temporal.withAbortSignal(opts.signal, poll) : await poll();
       } catch (err) {
         if (opts.signal?.aborted) return;
-        throw err;
+        return explainNotFound(sessionId)(err);
       }
       for (const raw of res.history?.events ?? []) {
         for (const e of decoder.decode(raw)) if (isAfter(e, opts.after)) yield e;
