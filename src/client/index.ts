@@ -9,7 +9,7 @@ import { LogDecoder } from '../harness/decode.js';
 import { checkSignal, type SessionEvent, type SessionEventType } from '../shared/events.js';
 import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, SESSION_WORKFLOW, Signals } from '../shared/names.js';
 import type { AgentDefinition, SessionInput, SessionState } from '../shared/types.js';
-import { decodeJsonPayload, readHistory } from './log.js';
+import { decodeJsonPayload, readRunChain, readSessionLog } from './log.js';
 
 /** Options of {@link TandemClient.connect}. */
 export interface ConnectOptions {
@@ -150,45 +150,73 @@ export class TandemClient {
     return { ...state, workflow_status: description.status.name };
   }
 
-  /** Reads the session log, sliced. */
-  async getEvents(sessionId: string, query: EventQuery = {}): Promise<SessionEvent[]> {
-    const decoder = new LogDecoder(decodeJsonPayload);
-    const history = await readHistory(this.temporal, sessionId).catch(explainNotFound(sessionId));
-    const events = history
-      .flatMap((e) => decoder.decode(e))
-      .filter((e) => isAfter(e, query.after) && (!query.types || query.types.includes(e.type)));
+  /** Reads the session log (every run of its chain, or the chain ending at `runId`), sliced. */
+  async getEvents(sessionId: string, query: EventQuery & { runId?: string } = {}): Promise<SessionEvent[]> {
+    const log = await readSessionLog(this.temporal, sessionId, query.runId).catch(explainNotFound(sessionId));
+    const events = log.events.filter((e) => isAfter(e, query.after) && (!query.types || query.types.includes(e.type)));
     return query.limit !== undefined ? events.slice(0, query.limit) : events;
   }
 
   /**
-   * Yields the session's events as they are written (history long-polling), starting after `after`, until the
-   * session closes or `signal` aborts.
+   * Yields the session's events as they are written, in order and each once, starting after `after`: it reads the
+   * closed runs of the chain, then long-polls the open run's history, and moves on to the next run when the
+   * session continues as new (or to the new branch after a rewind). Ends when the session closes or `signal`
+   * aborts.
    */
-  async *followEvents(sessionId: string, opts: { after?: string | number; signal?: AbortSignal } = {}): AsyncGenerator<SessionEvent> {
-    const decoder = new LogDecoder(decodeJsonPayload);
-    let nextPageToken: Uint8Array | undefined;
+  async *followEvents(
+    sessionId: string,
+    opts: { after?: string | number; signal?: AbortSignal } = {},
+  ): AsyncGenerator<SessionEvent> {
+    let last: string | number | undefined = opts.after;
+    const fresh = (events: SessionEvent[]) => {
+      const out = events.filter((e) => isAfter(e, last));
+      if (out.length > 0) last = out[out.length - 1]!.id;
+      return out;
+    };
     for (;;) {
-      if (opts.signal?.aborted) return;
-      const poll = () =>
-        this.temporal.workflowService.getWorkflowExecutionHistory({
-          namespace: this.temporal.options.namespace,
-          execution: { workflowId: sessionId },
-          nextPageToken,
-          waitNewEvent: true,
-          maximumPageSize: 1000,
-        });
-      let res: Awaited<ReturnType<typeof poll>>;
-      try {
-        res = opts.signal ? await this.temporal.withAbortSignal(opts.signal, poll) : await poll();
-      } catch (err) {
+      const runs = await readRunChain(this.temporal, sessionId).catch(explainNotFound(sessionId));
+      const decoder = new LogDecoder(decodeJsonPayload);
+      for (const run of runs.slice(0, -1)) for (const raw of run.events) yield* fresh(decoder.decode(raw, run.offset));
+      let { runId, offset } = runs[runs.length - 1]!;
+      let nextPageToken: Uint8Array | undefined;
+      let count = 0;
+      for (;;) {
         if (opts.signal?.aborted) return;
-        return explainNotFound(sessionId)(err);
+        const poll = () =>
+          this.temporal.workflowService.getWorkflowExecutionHistory({
+            namespace: this.temporal.options.namespace,
+            execution: { workflowId: sessionId, runId },
+            nextPageToken,
+            waitNewEvent: true,
+            maximumPageSize: 1000,
+          });
+        let res: Awaited<ReturnType<typeof poll>>;
+        try {
+          res = opts.signal ? await this.temporal.withAbortSignal(opts.signal, poll) : await poll();
+        } catch (err) {
+          if (opts.signal?.aborted) return;
+          return explainNotFound(sessionId)(err);
+        }
+        const raws = res.history?.events ?? [];
+        for (const raw of raws) yield* fresh(decoder.decode(raw, offset));
+        count += raws.length;
+        if (res.nextPageToken?.length) {
+          nextPageToken = res.nextPageToken;
+          continue;
+        }
+        // The run has closed: continue with the next run of the chain, or stop with the session.
+        const continued = raws.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId;
+        if (continued) {
+          runId = continued;
+          offset += count;
+          count = 0;
+          nextPageToken = undefined;
+          continue;
+        }
+        const latest = (await this.temporal.workflow.getHandle(sessionId).describe()).runId;
+        if (latest === runId) return;
+        break; // a new branch (rewind): read its chain from the start, skipping what was already yielded
       }
-      for (const raw of res.history?.events ?? []) {
-        for (const e of decoder.decode(raw)) if (isAfter(e, opts.after)) yield e;
-      }
-      if (!res.nextPageToken?.length) return; // the run has closed
-      nextPageToken = res.nextPageToken;
     }
   }
 }

@@ -1,6 +1,7 @@
 /**
- * Reads a session's log: the workflow history of one run, decoded into session events. The activity layer uses it
- * to build the model's context; clients use it to show the log.
+ * Reads a session's log: the workflow histories of every run of its continue-as-new chain, decoded into session
+ * events with positions that keep their order across runs. The activity layer uses it to build the model's
+ * context; clients use it to show, slice and follow the log.
  */
 import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
@@ -14,13 +15,8 @@ type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 export const decodeJsonPayload: PayloadDecoder = (p) =>
   defaultPayloadConverter.fromPayload(p as Parameters<typeof defaultPayloadConverter.fromPayload>[0]);
 
-/** Reads the raw history events of one run, optionally only up to (and including) event `upTo`. */
-export async function readHistory(
-  client: Client,
-  workflowId: string,
-  runId?: string,
-  upTo?: number,
-): Promise<HistoryEvent[]> {
+/** Reads the raw history events of one run (the latest run when `runId` is unset). */
+export async function readHistory(client: Client, workflowId: string, runId?: string): Promise<HistoryEvent[]> {
   const events: HistoryEvent[] = [];
   let nextPageToken: Uint8Array | undefined;
   do {
@@ -30,31 +26,93 @@ export async function readHistory(
       nextPageToken,
       maximumPageSize: 1000,
     });
-    for (const e of res.history?.events ?? []) {
-      if (upTo !== undefined && Number(e.eventId) > upTo) return events;
-      events.push(e);
-    }
+    events.push(...(res.history?.events ?? []));
     nextPageToken = res.nextPageToken?.length ? res.nextPageToken : undefined;
   } while (nextPageToken);
   return events;
 }
 
-/** A decoded run: its session events and the session input from its first event. */
+/** Closed runs never change: their histories are kept (a bounded number, least recently used first out). */
+const closedRuns = new Map<string, HistoryEvent[]>();
+const CLOSED_RUN_CACHE = 64;
+
+function isClosing(e: HistoryEvent | undefined): boolean {
+  return !!(
+    e?.workflowExecutionContinuedAsNewEventAttributes ||
+    e?.workflowExecutionCompletedEventAttributes ||
+    e?.workflowExecutionFailedEventAttributes ||
+    e?.workflowExecutionTerminatedEventAttributes ||
+    e?.workflowExecutionCanceledEventAttributes ||
+    e?.workflowExecutionTimedOutEventAttributes
+  );
+}
+
+/** The history of one run, from the cache when the run has closed. */
+async function runHistory(client: Client, workflowId: string, runId: string): Promise<HistoryEvent[]> {
+  const cached = closedRuns.get(`${workflowId}/${runId}`);
+  if (cached) return cached;
+  const events = await readHistory(client, workflowId, runId);
+  if (isClosing(events.at(-1))) {
+    closedRuns.set(`${workflowId}/${runId}`, events);
+    if (closedRuns.size > CLOSED_RUN_CACHE) closedRuns.delete(closedRuns.keys().next().value!);
+  }
+  return events;
+}
+
+/** One run of a session and where its events sit in the chain. */
+export interface RunSpan {
+  runId: string;
+  /** Positions of this run's events are `offset + eventId`. */
+  offset: number;
+  events: HistoryEvent[];
+}
+
+/**
+ * The runs of a session, oldest first, ending with `runId` (default: the latest run). Each run's first event
+ * names the run it continued from, so the chain is walked backwards and returned forwards.
+ */
+export async function readRunChain(client: Client, workflowId: string, runId?: string): Promise<RunSpan[]> {
+  const latest = runId ?? (await client.workflow.getHandle(workflowId).describe()).runId;
+  const runs: Array<{ runId: string; events: HistoryEvent[] }> = [];
+  for (let current: string | undefined = latest; current; ) {
+    const events = await runHistory(client, workflowId, current);
+    runs.unshift({ runId: current, events });
+    current = events[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
+  }
+  let offset = 0;
+  return runs.map((r) => {
+    const span = { ...r, offset };
+    offset += r.events.length;
+    return span;
+  });
+}
+
+/** A decoded log: its session events and the decoder (which holds the session input). */
 export interface DecodedLog {
   events: SessionEvent[];
   decoder: LogDecoder;
+  runs: RunSpan[];
 }
 
-/** Reads and decodes one run of a session's log, optionally only the events before `before`. */
+/** Decodes a chain of runs into one ordered log. `before` cuts the last run before the first event it matches. */
+export function decodeRuns(runs: RunSpan[], before?: (e: HistoryEvent) => boolean): DecodedLog {
+  const decoder = new LogDecoder(decodeJsonPayload);
+  const events: SessionEvent[] = [];
+  for (const [i, run] of runs.entries()) {
+    const last = i === runs.length - 1;
+    const end = last && before ? run.events.findIndex(before) : -1;
+    const slice = end >= 0 ? run.events.slice(0, end) : run.events;
+    for (const e of slice) events.push(...decoder.decode(e, run.offset));
+  }
+  return { events, decoder, runs };
+}
+
+/** Reads and decodes a session's whole log (every run up to `runId`, default the latest). */
 export async function readSessionLog(
   client: Client,
   workflowId: string,
   runId?: string,
   before?: (e: HistoryEvent) => boolean,
 ): Promise<DecodedLog> {
-  const decoder = new LogDecoder(decodeJsonPayload);
-  const history = await readHistory(client, workflowId, runId);
-  const end = before ? history.findIndex(before) : -1;
-  const slice = end >= 0 ? history.slice(0, end) : history;
-  return { events: slice.flatMap((e) => decoder.decode(e)), decoder };
+  return decodeRuns(await readRunChain(client, workflowId, runId), before);
 }

@@ -108,6 +108,7 @@ export class LogDecoder {
         this.input = this.payload(e.workflowExecutionStartedEventAttributes?.input) as SessionInput;
         const tools = resolveTools(this.input.agent);
         this.customTools = new Set([...tools.values()].filter((t) => t.kind === 'custom').map((t) => t.name));
+        if (this.input.carry) break; // a continued run: its first events are in the runs before it
         for (const m of this.input.initial_events ?? []) {
           const check = checkSignal(Signals.message, m);
           if (check.ok) emit('user.message', { content: (check.value as UserMessage).content });

@@ -61,7 +61,7 @@ export interface SandboxConfig {
 
 /** Limits of a session. */
 export interface Limits {
-  /** Model calls per user turn before the session goes idle with `budget_reached`. Default 50. */
+  /** Model calls per user turn before the session goes idle with `budget_reached`. Default 200. */
   max_turns?: number;
   /** Total output tokens for the session before `budget_reached`. Unlimited by default. */
   max_output_tokens?: number;
@@ -139,6 +139,20 @@ export interface SessionInput {
   limits?: Limits;
   /** Vault references (names only, never values). */
   vault_ids?: string[];
+  /** Set by the session itself when it continues as new: what the next run carries over. */
+  carry?: CarriedState;
+}
+
+/** What a session carries into its next run (continue-as-new). The log itself stays in the earlier runs. */
+export interface CarriedState {
+  state: SessionState;
+  /** Client-chosen signal ids seen so far (the most recent ones), so a retried send stays de-duplicated. */
+  seen_ids: string[];
+  /** A user message arrived that no model call has seen yet. */
+  new_input: boolean;
+  wake_requested: boolean;
+  /** Set when the run ended in the middle of a turn (between a tool result and the next model call). */
+  in_turn: { calls: number } | null;
 }
 
 /** `stop_reason` of an idle session. */

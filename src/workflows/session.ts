@@ -6,9 +6,11 @@
 import {
   ActivityCancellationType,
   ActivityFailure,
+  allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
   condition,
+  continueAsNew,
   isCancellation,
   proxyActivities,
   setCurrentDetails,
@@ -25,6 +27,7 @@ import { MEMO_EVENT, SA_AGENT, SA_STATUS, Signals } from '../shared/names.js';
 import { resolveTools } from '../shared/tools.js';
 import type {
   CallModelResult,
+  CarriedState,
   ModelBlock,
   PendingAction,
   SandboxRef,
@@ -57,7 +60,7 @@ export async function agentSession(input: SessionInput): Promise<void> {
   const limits = { ...input.agent.limits, ...input.limits };
   const sandboxRef: SandboxRef = { session_id: info.workflowId, config: { ...input.agent.sandbox, ...input.sandbox } };
   const tools = resolveTools(input.agent);
-  const maxTurns = limits.max_turns ?? 50;
+  const maxTurns = limits.max_turns ?? 200;
   const idleTimeoutMs = (sandboxRef.config.idle_timeout_s ?? 600) * 1000;
 
   const model = proxyActivities<Activities>({
@@ -82,7 +85,8 @@ export async function agentSession(input: SessionInput): Promise<void> {
     retry: { initialInterval: '1 second', maximumAttempts: 5 },
   });
 
-  const state: SessionState = {
+  const carry = input.carry;
+  const state: SessionState = carry?.state ?? {
     id: info.workflowId,
     status: 'idle',
     stop_reason: null,
@@ -92,10 +96,10 @@ export async function agentSession(input: SessionInput): Promise<void> {
     pending: [],
     last_error: null,
   };
-  const seenIds = new Set<string>();
+  const seenIds = new Set<string>(carry?.seen_ids ?? []);
   const answers = new Map<string, UserToolConfirmation | UserCustomToolResult>();
-  let newInput = (input.initial_events?.length ?? 0) > 0;
-  let wakeRequested = false;
+  let newInput = carry ? carry.new_input : (input.initial_events?.length ?? 0) > 0;
+  let wakeRequested = carry?.wake_requested ?? false;
   let interrupted = false;
   let inFlight: CancellationScope | undefined;
 
@@ -259,13 +263,32 @@ export async function agentSession(input: SessionInput): Promise<void> {
     for (const k of Object.keys(state.usage) as Array<keyof typeof state.usage>) state.usage[k] += result.usage[k];
   }
 
+  /**
+   * Continues as new when the server suggests it, at a safe point: no activity in flight, no pending tool call,
+   * every handler done. The log stays in the earlier runs; the next run carries only the decision state.
+   */
+  async function continueAsNewIfSuggested(inTurn: CarriedState['in_turn']): Promise<void> {
+    if (!workflowInfo().continueAsNewSuggested) return;
+    await condition(allHandlersFinished);
+    const { initial_events: _firstMessages, carry: _previous, ...rest } = input;
+    const next: CarriedState = {
+      state,
+      seen_ids: [...seenIds].slice(-1000),
+      new_input: newInput,
+      wake_requested: wakeRequested,
+      in_turn: inTurn,
+    };
+    await continueAsNew<typeof agentSession>({ ...rest, carry: next });
+  }
+
   /** One user turn: model calls and tool calls until the model ends its turn, then the stop reason. */
-  async function runTurn(): Promise<StopReason> {
+  async function runTurn(firstCall = 0): Promise<StopReason> {
     setStatus('running');
-    for (let calls = 0; ; calls++) {
+    for (let calls = firstCall; ; calls++) {
       if (interrupted) return { type: 'end_turn' };
       const overBudget = limits.max_output_tokens !== undefined && state.usage.output_tokens >= limits.max_output_tokens;
       if (calls >= maxTurns || overBudget) return { type: 'budget_reached' };
+      if (calls > firstCall) await continueAsNewIfSuggested({ calls });
       newInput = false;
       let result: CallModelResult;
       try {
@@ -297,15 +320,22 @@ export async function agentSession(input: SessionInput): Promise<void> {
     }
   }
 
-  upsertSearchAttributes([
-    { key: agentKey, value: input.agent.name },
-    { key: statusKey, value: 'idle' },
-  ]);
+  if (!carry) {
+    upsertSearchAttributes([
+      { key: agentKey, value: input.agent.name },
+      { key: statusKey, value: 'idle' },
+    ]);
+  }
 
   try {
+    if (carry?.in_turn) {
+      interrupted = false;
+      setStatus('idle', await runTurn(carry.in_turn.calls));
+    }
     for (;;) {
       const sandboxRunning = () => state.sandboxes.some((s) => s.state === 'running');
       const hasWork = () => newInput || (wakeRequested && state.stop_reason?.type === 'retries_exhausted');
+      await continueAsNewIfSuggested(null);
       if (!hasWork()) {
         setStatus('idle', state.stop_reason ?? { type: 'end_turn' });
         const woke = sandboxRunning() ? await condition(hasWork, idleTimeoutMs) : (await condition(hasWork), true);
