@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { AgentFileError, loadAgentFile } from '../config/agent.js';
 import { TandemClient } from '../client/index.js';
+import { EVENT_TYPES, type SessionEventType } from '../shared/events.js';
 import { formatEvent } from './format.js';
 import { runDev, runDemo, runWorker } from './dev.js';
 import { explainIdle, printUntilIdle } from './follow.js';
@@ -105,17 +106,55 @@ export function buildProgram(): Command {
 
   program
     .command('events')
-    .description('print the session log')
+    .description('print the session log (every run of it), one line an event')
     .argument('<session-id>')
-    .option('--after <id>', 'only events after this id')
-    .option('--follow', 'keep printing new events')
+    .option('--after <id>', 'only events after this event id or position')
+    .option('--limit <n>', 'at most this many events')
+    .option('--type <type...>', 'only events of these types (e.g. agent.tool_use agent.tool_result)')
+    .option('--run <run-id>', 'read the branch ending at this run (an old branch after a rewind)')
+    .option('--follow', 'keep printing new events as they are written')
     .option('--json', 'NDJSON output')
-    .action(async (sessionId: string, o: { after?: string; follow?: boolean; json?: boolean }) => {
+    .action(
+      async (
+        sessionId: string,
+        o: { after?: string; limit?: string; type?: string[]; run?: string; follow?: boolean; json?: boolean },
+      ) => {
+        try {
+          const types = o.type as SessionEventType[] | undefined;
+          const unknown = types?.filter((t) => !(EVENT_TYPES as readonly string[]).includes(t));
+          if (unknown?.length) throw new Error(`unknown event type ${unknown.join(', ')}; known: ${EVENT_TYPES.join(', ')}`);
+          const limit = o.limit === undefined ? undefined : Number(o.limit);
+          if (limit !== undefined && !(Number.isInteger(limit) && limit >= 0)) throw new Error('--limit takes a whole number');
+          const client = await TandemClient.connect();
+          const color = !o.json && process.stdout.isTTY === true && !process.env.NO_COLOR;
+          let printed = 0;
+          const events = o.follow
+            ? client.followEvents(sessionId, { after: o.after })
+            : await client.getEvents(sessionId, { after: o.after, runId: o.run });
+          for await (const e of events) {
+            if (types && !types.includes(e.type)) continue;
+            if (limit !== undefined && printed >= limit) break;
+            console.log(o.json ? JSON.stringify(e) : formatEvent(e, color));
+            printed++;
+          }
+        } catch (err) {
+          fail(err);
+        }
+      },
+    );
+
+  program
+    .command('rewind')
+    .description('go back to just before an event; the session continues from there, the old branch stays readable')
+    .argument('<session-id>')
+    .requiredOption('--to <event-id>', 'the first event to undo (an id from tandem events)')
+    .option('--reason <text>', 'why (recorded with the reset)', 'tandem rewind')
+    .action(async (sessionId: string, o: { to: string; reason: string }) => {
       try {
         const client = await TandemClient.connect();
-        const color = !o.json && process.stdout.isTTY === true && !process.env.NO_COLOR;
-        const events = o.follow ? client.followEvents(sessionId, { after: o.after }) : await client.getEvents(sessionId, { after: o.after });
-        for await (const e of events) console.log(o.json ? JSON.stringify(e) : formatEvent(e, color));
+        const { runId, previousRunId } = await client.rewind(sessionId, o.to, o.reason);
+        console.log(`session ${sessionId} rewound to before event ${o.to}`);
+        console.log(`new run ${runId}; the old branch: tandem events ${sessionId} --run ${previousRunId}`);
       } catch (err) {
         fail(err);
       }

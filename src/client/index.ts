@@ -3,8 +3,9 @@
  * possible with a plain Temporal client (signals by name, the `getSession` query, workflow history); this adds
  * types, validation and decoding.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import proto from '@temporalio/proto';
 import { LogDecoder } from '../harness/decode.js';
 import { checkSignal, type SessionEvent, type SessionEventType } from '../shared/events.js';
 import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, SESSION_WORKFLOW, Signals } from '../shared/names.js';
@@ -148,6 +149,37 @@ export class TandemClient {
     const description = await handle.describe().catch(explainNotFound(sessionId));
     const state = await handle.query<SessionState>(GET_SESSION_QUERY);
     return { ...state, workflow_status: description.status.name };
+  }
+
+  /**
+   * Rewinds the session to just before the event `to` (an event id or history position): a Temporal reset to the
+   * last workflow task that started before it, without re-applying later signals. The session goes on from there;
+   * the old branch stays readable under its run id.
+   */
+  async rewind(sessionId: string, to: string | number, reason = 'tandem rewind'): Promise<{ runId: string; previousRunId: string }> {
+    const runs = await readRunChain(this.temporal, sessionId).catch(explainNotFound(sessionId));
+    const seq = typeof to === 'number' ? to : Number(String(to).split('.')[0]);
+    const run = runs.find((r) => seq > r.offset && seq <= r.offset + r.events.length);
+    if (!Number.isInteger(seq) || !run) throw new Error(`event ${to} is not in the log of session "${sessionId}"`);
+    const eventId = seq - run.offset;
+    let started: number | undefined;
+    for (const e of run.events) {
+      if (Number(e.eventId) >= eventId) break;
+      if (e.workflowTaskStartedEventAttributes) started = Number(e.eventId);
+    }
+    const finish = run.events.find(
+      (e) => started !== undefined && Number(e.workflowTaskCompletedEventAttributes?.startedEventId) === started,
+    );
+    if (!finish) throw new Error(`cannot rewind session "${sessionId}" to before its first step (event ${to})`);
+    const res = await this.temporal.workflowService.resetWorkflowExecution({
+      namespace: this.temporal.options.namespace,
+      workflowExecution: { workflowId: sessionId, runId: run.runId },
+      reason,
+      workflowTaskFinishEventId: finish.eventId,
+      requestId: randomUUID(),
+      resetReapplyType: proto.temporal.api.enums.v1.ResetReapplyType.RESET_REAPPLY_TYPE_NONE,
+    });
+    return { runId: res.runId ?? '', previousRunId: run.runId };
   }
 
   /** Reads the session log (every run of its chain, or the chain ending at `runId`), sliced. */

@@ -165,3 +165,29 @@ describe('tandem CLI', () => {
     model.assertDone();
   });
 });
+
+describe('tandem rewind and events slicing', () => {
+  it('rewinds a session from the command line and shows both branches', async () => {
+    model.push(reply('one'), reply('two'));
+    const run = await tandem(['run', 'examples/coding-agent.yaml', 'q1']);
+    const id = sessionIdOf(run);
+    expect((await tandem(['send', id, 'q2', '--wait'])).code).toBe(0);
+    const users = await tandem(['events', id, '--type', 'user.message', '--json']);
+    const lines = users.stdout.trim().split('\n').map((l) => JSON.parse(l) as { id: string });
+    expect(lines).toHaveLength(2);
+    const rewind = await tandem(['rewind', id, '--to', lines[1]!.id]);
+    expect(rewind.code).toBe(0);
+    const oldRun = /--run (\S+)/.exec(rewind.stdout)?.[1];
+    expect(oldRun).toBeTruthy();
+    await waitFor(() => tandem(['events', id, '--json']), (r) => !r.stdout.includes('"q2"') && r.stdout.trim().endsWith('}'), 30_000);
+    const old = await tandem(['events', id, '--run', oldRun!, '--type', 'agent.message']);
+    expect(old.stdout).toMatch(/agent\.message\s+two/);
+    const limited = await tandem(['events', id, '--limit', '2', '--json']);
+    expect(limited.stdout.trim().split('\n')).toHaveLength(2);
+    const bad = await tandem(['events', id, '--type', 'agent.nonsense']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/unknown event type agent\.nonsense/);
+    await client.workflow.getHandle(id).cancel();
+    model.assertDone();
+  });
+});

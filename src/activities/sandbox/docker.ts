@@ -207,15 +207,20 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
         return undefined;
       }
     })();
+    // The toolbox answers a repeated call id with the first result, so a retry after a lost worker never runs a
+    // tool twice. The id names this activity (run and activity id), so a rewind, which schedules it anew, does.
+    const callId = ctx
+      ? `${input.tool_use_id}.${createHash('sha256').update(`${ctx.info.workflowExecution?.runId}/${ctx.info.activityId}`).digest('hex').slice(0, 10)}`
+      : input.tool_use_id;
     const { container, created } = await ensureRunning(input.sandbox);
     const beat = setInterval(() => heartbeat({ tool: input.name }), 2000);
     const onCancel = () => {
-      void run(container, [...TOOLBOX, 'cancel', input.tool_use_id]).catch(() => undefined);
+      void run(container, [...TOOLBOX, 'cancel', callId]).catch(() => undefined);
     };
     ctx?.cancellationSignal.addEventListener('abort', onCancel);
     try {
       heartbeat({ tool: input.name });
-      const request = JSON.stringify({ id: input.tool_use_id, name: input.name, input: input.input });
+      const request = JSON.stringify({ id: callId, name: input.name, input: input.input });
       const outcome = await run(container, [...TOOLBOX, 'call'], request).catch((err: unknown) => {
         if (dockerStatus(err) === 404 || dockerStatus(err) === 409) return undefined;
         throw err;
