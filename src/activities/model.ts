@@ -9,7 +9,14 @@ import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { readSessionLog } from '../client/log.js';
-import { buildRequest, type BuiltinDefinitions, type ModelRequest, type ToolDefinition } from '../harness/context.js';
+import {
+  buildRequest,
+  estimateTokens,
+  summaryRequest,
+  type BuiltinDefinitions,
+  type ModelRequest,
+  type ToolDefinition,
+} from '../harness/context.js';
 import { Failure } from '../shared/failures.js';
 import type { CallModelInput, CallModelResult, ModelBlock, Usage } from '../shared/types.js';
 
@@ -100,32 +107,41 @@ export function createModelActivities({ anthropic, temporal }: ModelDeps) {
         e.activityTaskScheduledEventAttributes?.activityId === activityId &&
         e.activityTaskScheduledEventAttributes.activityType?.name === 'callModel',
     );
-    const agent = log.decoder.input?.agent;
-    if (!agent) throw ApplicationFailure.nonRetryable('session log has no input', Failure.LogInvalid);
-    const request: ModelRequest = buildRequest(agent, log.events, builtinDefinitions);
-
+    const input0 = log.decoder.input;
+    if (!input0) throw ApplicationFailure.nonRetryable('session log has no input', Failure.LogInvalid);
+    const agent = input0.agent;
+    const budgetTokens = { ...agent.limits, ...input0.limits }.context_tokens;
     const started = Date.now();
-    let ttft: number | null = null;
-    const beat = setInterval(() => ctx.heartbeat({ phase: ttft === null ? 'waiting' : 'streaming' }), 2000);
+    const beat = setInterval(() => ctx.heartbeat({ phase: 'model' }), 2000);
     try {
-      ctx.heartbeat({ phase: 'request' });
-      const stream = anthropic.messages.stream(request as Anthropic.Messages.MessageStreamParams, {
-        signal: ctx.cancellationSignal,
-      });
-      stream.on('streamEvent', (event) => {
-        if (ttft === null && event.type === 'content_block_delta') ttft = Date.now() - started;
-        ctx.heartbeat({ phase: 'streaming' });
-      });
-      const message = await stream.finalMessage();
+      let built = buildRequest(agent, log.events, builtinDefinitions, { budgetTokens });
+      let compaction: CallModelResult['compaction'];
+      let extraUsage: Usage | undefined;
+      if (built.compact) {
+        // Over budget even after trimming tool results: summarise the older turns, then build again.
+        const summary = await stream(summaryRequest(agent, built.compact.head), ctx);
+        const text = summary.message.content.map((b) => (b.type === 'text' ? b.text : '')).join('').trim();
+        const tokensBefore = estimateTokens(built.request);
+        const trimmed = built.trimmed;
+        const kept = { summary: text, first_kept_id: built.compact.first_kept_id };
+        built = buildRequest(agent, log.events, builtinDefinitions, { budgetTokens, compaction: kept });
+        compaction = { ...kept, tokens_before: tokensBefore, tokens_after: estimateTokens(built.request), trimmed_tool_results: trimmed };
+        extraUsage = toUsage(summary.message.usage);
+      }
+      const callStarted = Date.now();
+      const { message, ttft } = await stream(built.request, ctx);
+      const usage = toUsage(message.usage);
+      if (extraUsage) for (const k of Object.keys(usage) as Array<keyof Usage>) usage[k] += extraUsage[k];
       return {
         message_id: message.id,
         model: message.model,
         content: toBlocks(message.content),
         stop_reason: message.stop_reason,
-        usage: toUsage(message.usage),
+        usage,
         started_at: new Date(started).toISOString(),
-        ttft_ms: ttft,
+        ttft_ms: ttft === null ? null : ttft + (callStarted - started),
         duration_ms: Date.now() - started,
+        ...(compaction ? { compaction } : {}),
       };
     } catch (err) {
       if (ctx.cancellationSignal.aborted) throw new CancelledFailure('model call cancelled');
@@ -133,6 +149,21 @@ export function createModelActivities({ anthropic, temporal }: ModelDeps) {
     } finally {
       clearInterval(beat);
     }
+  }
+
+  /** Streams one request, heartbeating per chunk; returns the final message and the time to its first token. */
+  async function stream(request: ModelRequest, ctx: Context): Promise<{ message: Anthropic.Messages.Message; ttft: number | null }> {
+    const started = Date.now();
+    let ttft: number | null = null;
+    ctx.heartbeat({ phase: 'request' });
+    const s = anthropic.messages.stream(request as Anthropic.Messages.MessageStreamParams, {
+      signal: ctx.cancellationSignal,
+    });
+    s.on('streamEvent', (event) => {
+      if (ttft === null && event.type === 'content_block_delta') ttft = Date.now() - started;
+      ctx.heartbeat({ phase: 'streaming' });
+    });
+    return { message: await s.finalMessage(), ttft };
   }
   return { callModel };
 }

@@ -39,6 +39,9 @@ export interface EventQuery {
   types?: SessionEventType[];
 }
 
+/** The largest user event the client sends: Temporal refuses payloads over 2 MB, and history should stay lean. */
+export const MAX_SIGNAL_BYTES = 1024 * 1024;
+
 /** A new session ID: `sesn_` and 20 random base32 characters. */
 export function newSessionId(): string {
   const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
@@ -107,6 +110,9 @@ export class TandemClient {
   private async signal(sessionId: string, name: string, payload: object): Promise<void> {
     const check = checkSignal(name, payload);
     if (!check.ok) throw new Error(check.error);
+    const bytes = Buffer.byteLength(JSON.stringify(check.value));
+    if (bytes > MAX_SIGNAL_BYTES)
+      throw new Error(`${name} is ${bytes} bytes; at most ${MAX_SIGNAL_BYTES} fit in one event: put large inputs in files`);
     await this.temporal.workflow.getHandle(sessionId).signal(name, check.value).catch(explainNotFound(sessionId));
   }
 

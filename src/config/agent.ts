@@ -126,6 +126,7 @@ const limitsSchema = strict({
   max_output_tokens: intIn(1).optional(),
   model_attempts: intIn(1, 20).optional(),
   tool_attempts: intIn(1, 10).optional(),
+  context_tokens: intIn(1000, 2_000_000).optional(),
 });
 
 /** Schema of an agent definition file: the Managed Agents agent fields plus Tandem's `sandbox` and `limits`. */

@@ -42,9 +42,43 @@ export type BuiltinDefinitions = ReadonlyMap<string, ToolDefinition>;
 
 const INTERRUPTED = 'No result: the tool call was interrupted before it finished.';
 
-/** Builds the Messages API conversation from session events, in log order. */
-export function buildMessages(events: readonly SessionEvent[]): ContextMessage[] {
+/** A compaction: the summary that stands for every conversation event before `first_kept_id`. */
+export interface Compaction {
+  summary: string;
+  first_kept_id: string;
+}
+
+/** The latest compaction recorded in the log, if any. */
+export function latestCompaction(events: readonly SessionEvent[]): Compaction | undefined {
+  for (let i = events.length - 1; i >= 0; i--) {
+    const e = events[i]!;
+    if (e.type === 'agent.thread_context_compacted')
+      return { summary: e.summary as string, first_kept_id: e.first_kept_id as string };
+  }
+  return undefined;
+}
+
+const SUMMARY_HEADER = 'Summary of the earlier part of this session (older turns were compacted):';
+
+/** The conversation plus, for each message, the id of the event it starts with. */
+export interface BuiltMessages {
+  messages: ContextMessage[];
+  starts: string[];
+}
+
+/**
+ * Builds the Messages API conversation from session events, in log order. With a compaction, the events before
+ * its `first_kept_id` are replaced by one user message holding the summary.
+ */
+export function buildMessages(events: readonly SessionEvent[], compaction?: Compaction): BuiltMessages {
   const messages: ContextMessage[] = [];
+  const starts: string[] = [];
+  if (compaction) {
+    messages.push({ role: 'user', content: [{ type: 'text', text: `${SUMMARY_HEADER}\n\n${compaction.summary}` }] });
+    starts.push('0.0');
+    events = events.filter((e) => compareIds(e.id, compaction.first_kept_id) >= 0);
+  }
+  let at = '0.0'; // id of the event being read
   let openUses: string[] = []; // tool_use ids of the last assistant turn still owed a result
   const results = new Map<string, { content: string; is_error: boolean }>();
   let deferred: TextBlock[] = []; // user text that arrived while tools were running
@@ -54,7 +88,10 @@ export function buildMessages(events: readonly SessionEvent[]): ContextMessage[]
     if (blocks.length === 0) return;
     const last = messages[messages.length - 1];
     if (last?.role === 'user') last.content.push(...blocks);
-    else messages.push({ role: 'user', content: blocks });
+    else {
+      messages.push({ role: 'user', content: blocks });
+      starts.push(at);
+    }
   };
   const closeToolTurn = () => {
     if (openUses.length === 0) return;
@@ -69,6 +106,7 @@ export function buildMessages(events: readonly SessionEvent[]): ContextMessage[]
   };
 
   for (const e of events) {
+    at = e.id;
     switch (e.type) {
       case 'user.message': {
         const text = e.content as TextBlock[];
@@ -84,6 +122,7 @@ export function buildMessages(events: readonly SessionEvent[]): ContextMessage[]
         if (request !== currentRequest) {
           closeToolTurn();
           messages.push({ role: 'assistant', content: [] });
+          starts.push(e.id);
           currentRequest = request;
         }
         const turn = messages[messages.length - 1]!;
@@ -115,7 +154,18 @@ export function buildMessages(events: readonly SessionEvent[]): ContextMessage[]
     }
   }
   closeToolTurn();
-  return messages;
+  return { messages, starts };
+}
+
+function compareIds(a: string, b: string): number {
+  const [as, ai] = a.split('.').map(Number);
+  const [bs, bi] = b.split('.').map(Number);
+  return (as ?? 0) - (bs ?? 0) || (ai ?? 0) - (bi ?? 0);
+}
+
+/** Rough token count of a request part (4 characters a token), used against the context budget. */
+export function estimateTokens(value: unknown): number {
+  return Math.ceil(JSON.stringify(value).length / 4);
 }
 
 /** The tool definitions an agent offers: enabled built-ins (SDK definitions) and custom tools. */
@@ -132,29 +182,106 @@ export function toolDefinitions(agent: AgentDefinition, builtins: BuiltinDefinit
   return out;
 }
 
+/** Default context budget in (estimated) tokens. */
+export const DEFAULT_CONTEXT_TOKENS = 160_000;
+
+/** Options of {@link buildRequest}. */
+export interface ContextOptions {
+  /** Context budget in estimated tokens. */
+  budgetTokens?: number;
+  /** A compaction made for this very call (not yet in the log). */
+  compaction?: Compaction;
+}
+
+/** What {@link buildRequest} made, and what it could not fit. */
+export interface BuiltRequest {
+  request: ModelRequest;
+  /** Tool results replaced by a placeholder to fit the budget. */
+  trimmed: number;
+  /** Set when the request is still over budget: summarise `head`; the rest starts at `first_kept_id`. */
+  compact?: { head: ContextMessage[]; first_kept_id: string };
+}
+
+function trimmedNote(chars: number): string {
+  return `[tool output removed from the context to stay within its budget: ${chars} characters; it is still in the session log]`;
+}
+
 /**
  * The full request: stable content first (tools, system), then the conversation, with prompt-cache breakpoints on
- * the last tool, the system prompt and the newest user turn so that repeated calls hit the cache.
+ * the last tool, the system prompt and the newest user turn so that repeated calls hit the cache. Over the budget,
+ * old tool results are trimmed first (oldest first, never the newest turn); if that is not enough, the result asks
+ * for a compaction of the older turns.
  */
 export function buildRequest(
   agent: AgentDefinition,
   events: readonly SessionEvent[],
   builtins: BuiltinDefinitions,
-): ModelRequest {
+  opts: ContextOptions = {},
+): BuiltRequest {
+  const budget = opts.budgetTokens ?? agent.limits?.context_tokens ?? DEFAULT_CONTEXT_TOKENS;
   const tools = toolDefinitions(agent, builtins);
   const lastTool = tools[tools.length - 1];
   if (lastTool) lastTool.cache_control = { type: 'ephemeral' };
-  const messages = buildMessages(events);
-  const lastUser = [...messages].reverse().find((m) => m.role === 'user');
-  const lastBlock = lastUser?.content[lastUser.content.length - 1];
-  if (lastBlock && (lastBlock.type === 'text' || lastBlock.type === 'tool_result'))
-    Object.assign(lastBlock, { cache_control: { type: 'ephemeral' } });
+  const { messages, starts } = buildMessages(events, opts.compaction ?? latestCompaction(events));
   const maxTokens = typeof agent.model === 'string' ? undefined : agent.model.max_tokens;
-  return {
+  const request: ModelRequest = {
     model: modelId(agent),
     max_tokens: maxTokens ?? 8192,
     ...(agent.system ? { system: [{ type: 'text', text: agent.system, cache_control: { type: 'ephemeral' } }] } : {}),
     messages,
     ...(tools.length > 0 ? { tools } : {}),
+  };
+
+  let size = estimateTokens(request);
+  let trimmed = 0;
+  for (let i = 0; i < messages.length - 2 && size > budget; i++) {
+    for (const block of messages[i]!.content) {
+      if (block.type !== 'tool_result' || size <= budget) continue;
+      const note = trimmedNote(block.content.length);
+      if (note.length >= block.content.length) continue;
+      size -= Math.floor((block.content.length - note.length) / 4);
+      block.content = note;
+      trimmed++;
+    }
+  }
+  let compact: BuiltRequest['compact'];
+  if (size > budget) {
+    // Keep the newest turns that fit in half the budget, starting at an assistant turn so tool calls and their
+    // results stay together; everything before goes into the summary.
+    const fixed = estimateTokens({ ...request, messages: [] });
+    let split: number | undefined;
+    for (let i = messages.length - 1; i >= 1; i--) {
+      if (messages[i]!.role !== 'assistant') continue;
+      if (fixed + estimateTokens(messages.slice(i)) > budget / 2 && split !== undefined) break;
+      split = i;
+    }
+    if (split !== undefined) compact = { head: messages.slice(0, split), first_kept_id: starts[split]! };
+  }
+
+  const lastUser = [...messages].reverse().find((m) => m.role === 'user');
+  const lastBlock = lastUser?.content[lastUser.content.length - 1];
+  if (lastBlock && (lastBlock.type === 'text' || lastBlock.type === 'tool_result'))
+    Object.assign(lastBlock, { cache_control: { type: 'ephemeral' } });
+  return { request, trimmed, ...(compact ? { compact } : {}) };
+}
+
+/** The request that asks the model for a summary of `head` (the turns a compaction replaces). */
+export function summaryRequest(agent: AgentDefinition, head: ContextMessage[]): ModelRequest {
+  const messages = head.map((m) => ({ role: m.role, content: m.content.map((b) => ({ ...b })) }));
+  const instruction: ContextBlock = {
+    type: 'text',
+    text:
+      'Summarise the conversation above so that the work can go on from the summary alone: the goal, what was ' +
+      'done and decided, files and commands that matter, results of tests, open problems and the next steps. ' +
+      'Answer with the summary only.',
+  };
+  const last = messages[messages.length - 1];
+  if (last?.role === 'user') last.content.push(instruction);
+  else messages.push({ role: 'user', content: [instruction] });
+  return {
+    model: modelId(agent),
+    max_tokens: 4096,
+    system: [{ type: 'text', text: 'You compact the context of a long-running agent session into a faithful summary.' }],
+    messages,
   };
 }

@@ -192,6 +192,7 @@ export class LogDecoder {
     const start = `${s.seq}.0`;
     if (s.type === 'callModel') {
       const r = result as CallModelResult;
+      if (r.compaction) emit('agent.thread_context_compacted', { model_request_id: start, ...r.compaction });
       for (const b of r.content) {
         if (b.type === 'text') emit('agent.message', { model_request_id: start, content: [{ type: 'text', text: b.text }] });
         else if (b.type === 'thinking' || b.type === 'redacted_thinking') emit('agent.thinking', { model_request_id: start, block: b });

@@ -69,6 +69,11 @@ export interface Limits {
   model_attempts?: number;
   /** Attempts of one tool call, including fresh containers after `Sandbox.Lost`. Default 3. */
   tool_attempts?: number;
+  /**
+   * Context budget of one model call, in estimated tokens (4 characters a token). Over it, old tool results are
+   * trimmed, then older turns are compacted into a summary. Default 160000.
+   */
+  context_tokens?: number;
 }
 
 /** An agent definition, pinned into the session at start (Managed Agents fields plus `sandbox` and `limits`). */
@@ -237,6 +242,14 @@ export interface CallModelResult {
   started_at: string;
   ttft_ms: number | null;
   duration_ms: number;
+  /** Set when this call first compacted older turns into a summary (its usage is included in `usage`). */
+  compaction?: {
+    summary: string;
+    first_kept_id: string;
+    tokens_before: number;
+    tokens_after: number;
+    trimmed_tool_results: number;
+  };
 }
 
 /** Identifies a session's sandbox; deterministic from the session ID (cattle). */

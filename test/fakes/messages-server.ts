@@ -177,6 +177,11 @@ export interface MessagesServerOptions {
   port?: number;
   /** Default 127.0.0.1. */
   host?: string;
+  /**
+   * Consulted before the script for every Messages request: a step it returns answers the request without using
+   * up the script (for requests whose number a test cannot know in advance, such as summaries for compaction).
+   */
+  responder?: (req: RecordedRequest) => PlainStep | undefined;
   /** Print unexpected requests to stderr. Default true. */
   logUnexpected?: boolean;
 }
@@ -479,6 +484,7 @@ export async function startMessagesServer(opts: MessagesServerOptions = {}): Pro
     chunkChars: Math.max(1, opts.chunkChars ?? 16),
   };
   const loop = opts.loop ?? false;
+  const responder = opts.responder;
   const logUnexpected = opts.logUnexpected ?? true;
   let cursor = 0; // next step to play (monotonic; modulo script length when looping)
   let played = 0; // steps consumed (for assertDone without looping)
@@ -596,6 +602,11 @@ export async function startMessagesServer(opts: MessagesServerOptions = {}): Pro
       return;
     }
 
+    const answered = responder?.(r);
+    if (answered) {
+      await play(answered, r, res, body.stream === true, -1);
+      return;
+    }
     const next = nextStep();
     if (!next) {
       const msg = fail(r, 'no step left');

@@ -265,6 +265,25 @@ describe('tools in a real container', () => {
     await cleanup(handle.workflowId);
   });
 
+  it('keeps every event under the payload limit when a tool writes 5 MB of output; the session goes on', async () => {
+    model.push(
+      reply(toolUse('bash', { command: "head -c 5000000 /dev/zero | tr '\\0' 'z'; echo; echo END" }, 'tu_5mb')),
+      reply(toolUse('bash', { command: 'echo still-working' }, 'tu_after')),
+      reply('ok'),
+    );
+    const handle = await startSession(client, queue, {}, 'flood');
+    await waitIdle(handle, 'end_turn', 3);
+    const results = toolResults(model.requests.at(-1)!);
+    expect(results.get('tu_5mb')!.content.length).toBeLessThanOrEqual(30_000);
+    expect(results.get('tu_5mb')!.content).toContain('END');
+    expect(results.get('tu_after')!.content).toBe('still-working');
+    const history = await readHistory(client, handle.workflowId);
+    const largest = Math.max(...history.map((e) => JSON.stringify(e).length));
+    expect(largest).toBeLessThan(256 * 1024);
+    await handle.cancel();
+    await cleanup(handle.workflowId);
+  });
+
   it('stops an idle container after the idle timeout and brings a fresh one on the next tool call', async () => {
     const agent = testAgent({ sandbox: { memory_mb: 256, idle_timeout_s: 2 } });
     model.push(reply(toolUse('write', { file_path: '/workspace/x.txt', content: 'kept' }, 'tu_w')), reply('written'));

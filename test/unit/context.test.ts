@@ -1,6 +1,13 @@
 /** The context builder: session events in, a valid Messages API conversation out. */
 import { describe, expect, it } from 'vitest';
-import { buildMessages, buildRequest, type ToolDefinition } from '../../src/harness/context.js';
+import {
+  buildMessages,
+  buildRequest,
+  estimateTokens,
+  latestCompaction,
+  summaryRequest,
+  type ToolDefinition,
+} from '../../src/harness/context.js';
 import type { SessionEvent, SessionEventType } from '../../src/shared/events.js';
 import type { AgentDefinition } from '../../src/shared/types.js';
 
@@ -18,7 +25,7 @@ const result = (id: string, text: string, is_error = false) =>
 
 describe('buildMessages', () => {
   it('alternates user and assistant turns and merges consecutive user messages', () => {
-    const messages = buildMessages([user('a'), user('b'), say('r1', 'hi'), user('c')]);
+    const { messages } = buildMessages([user('a'), user('b'), say('r1', 'hi'), user('c')]);
     expect(messages).toEqual([
       { role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] },
       { role: 'assistant', content: [{ type: 'text', text: 'hi' }] },
@@ -27,7 +34,7 @@ describe('buildMessages', () => {
   });
 
   it('puts tool results right after the tool calls and a steering message after the results', () => {
-    const messages = buildMessages([
+    const { messages } = buildMessages([
       user('go'),
       say('r1', 'running'),
       use('r1', 't1'),
@@ -53,13 +60,13 @@ describe('buildMessages', () => {
   });
 
   it('gives an interrupted tool call an error result, so the conversation stays valid', () => {
-    const messages = buildMessages([user('go'), use('r1', 't1'), user('stop that, do Y')]);
+    const { messages } = buildMessages([user('go'), use('r1', 't1'), user('stop that, do Y')]);
     expect(messages[2]!.content[0]).toMatchObject({ type: 'tool_result', tool_use_id: 't1', is_error: true });
     expect(messages[2]!.content[1]).toEqual({ type: 'text', text: 'stop that, do Y' });
   });
 
   it('uses custom tool results from the client and ignores results for calls it does not know', () => {
-    const messages = buildMessages([
+    const { messages } = buildMessages([
       user('go'),
       ev('agent.custom_tool_use', { model_request_id: 'r1', tool_use_id: 'c1', name: 'lookup', input: {} }),
       ev('user.custom_tool_result', { custom_tool_use_id: 'c1', content: 'found it' }),
@@ -70,12 +77,12 @@ describe('buildMessages', () => {
 
   it('keeps thinking blocks with their signatures in the assistant turn', () => {
     const block = { type: 'thinking', thinking: 'hmm', signature: 'sig' };
-    const messages = buildMessages([user('q'), ev('agent.thinking', { model_request_id: 'r1', block }), say('r1', 'a')]);
+    const { messages } = buildMessages([user('q'), ev('agent.thinking', { model_request_id: 'r1', block }), say('r1', 'a')]);
     expect(messages[1]!.content).toEqual([block, { type: 'text', text: 'a' }]);
   });
 
   it('ignores status, span and sandbox events', () => {
-    const messages = buildMessages([
+    const { messages } = buildMessages([
       ev('session.status_running'),
       user('q'),
       ev('span.model_request_start'),
@@ -101,7 +108,7 @@ describe('buildRequest', () => {
   };
 
   it('offers enabled built-ins and custom tools, stable content first, with cache breakpoints', () => {
-    const req = buildRequest(agent, [user('q1'), say('r1', 'a1'), user('q2')], builtins);
+    const { request: req } = buildRequest(agent, [user('q1'), say('r1', 'a1'), user('q2')], builtins);
     expect(req.model).toBe('claude-x');
     expect(req.max_tokens).toBe(1234);
     expect(req.tools!.map((t) => t.name)).toEqual(['bash', 'read', 'write', 'edit', 'glob', 'lookup']);
@@ -113,9 +120,80 @@ describe('buildRequest', () => {
   });
 
   it('offers no tools when the agent has none', () => {
-    const req = buildRequest({ name: 'b', model: 'm' }, [user('q')], builtins);
+    const { request: req } = buildRequest({ name: 'b', model: 'm' }, [user('q')], builtins);
     expect(req.tools).toBeUndefined();
     expect(req.system).toBeUndefined();
     expect(req.max_tokens).toBe(8192);
+  });
+});
+
+describe('context budget', () => {
+  const builtins = new Map<string, ToolDefinition>([['bash', { name: 'bash', description: 'bash', input_schema: { type: 'object' } }]]);
+  const agent: AgentDefinition = { name: 'a', model: 'm', tools: [{ type: 'agent_toolset_20260401' }] };
+  /** A session of `turns` tool calls, each returning `size` characters, then a user question. */
+  function toolSession(turns: number, size: number): SessionEvent[] {
+    const events = [user('start')];
+    for (let i = 0; i < turns; i++) {
+      events.push(use(`r${i}`, `t${i}`), result(`t${i}`, `${i}:`.padEnd(size, 'x')));
+    }
+    events.push(say('rz', 'done'), user('next question'));
+    return events;
+  }
+
+  it('leaves a request under budget alone', () => {
+    const built = buildRequest(agent, toolSession(3, 100), builtins, { budgetTokens: 10_000 });
+    expect(built.trimmed).toBe(0);
+    expect(built.compact).toBeUndefined();
+  });
+
+  it('trims the oldest tool results first and keeps the newest turn whole', () => {
+    const events = toolSession(10, 4000); // ~10k tokens of tool output
+    const built = buildRequest(agent, events, builtins, { budgetTokens: 6000 });
+    expect(built.compact).toBeUndefined();
+    expect(estimateTokens(built.request)).toBeLessThanOrEqual(6000);
+    const results = built.request.messages.flatMap((m) => m.content).filter((b) => b.type === 'tool_result') as Array<{ content: string }>;
+    expect(results[0]!.content).toMatch(/^\[tool output removed from the context/);
+    expect(results.at(-1)!.content.startsWith('9:')).toBe(true);
+    expect(built.trimmed).toBeGreaterThan(0);
+    expect(built.trimmed).toBeLessThan(10);
+  });
+
+  it('asks for a compaction at an assistant turn when trimming is not enough, and applies a summary', () => {
+    const events: SessionEvent[] = [];
+    for (let i = 0; i < 12; i++) events.push(user(`question ${i} `.padEnd(2000, '?')), say(`r${i}`, `answer ${i} `.padEnd(2000, '!')));
+    events.push(user('latest question'));
+    const built = buildRequest(agent, events, builtins, { budgetTokens: 4000 });
+    expect(built.compact).toBeDefined();
+    const firstKept = events.find((e) => e.id === built.compact!.first_kept_id)!;
+    expect(firstKept.type).toBe('agent.message');
+    expect(built.compact!.head.at(-1)!.role).toBe('user');
+
+    const summarised = buildRequest(agent, events, builtins, {
+      budgetTokens: 4000,
+      compaction: { summary: 'the gist', first_kept_id: built.compact!.first_kept_id },
+    });
+    expect(summarised.compact).toBeUndefined();
+    expect(estimateTokens(summarised.request)).toBeLessThanOrEqual(4000);
+    const [first, second] = summarised.request.messages;
+    expect(first!.role).toBe('user');
+    expect((first!.content[0] as { text: string }).text).toContain('the gist');
+    expect(second!.role).toBe('assistant');
+    expect(JSON.stringify(summarised.request.messages)).toContain('latest question');
+    expect(JSON.stringify(summarised.request.messages)).not.toContain('question 0 ');
+
+    // Once the compaction is in the log, later builds apply it by themselves.
+    const logged = [...events, ev('agent.thread_context_compacted', { summary: 'the gist', first_kept_id: built.compact!.first_kept_id })];
+    expect(latestCompaction(logged)).toEqual({ summary: 'the gist', first_kept_id: built.compact!.first_kept_id });
+    expect(buildRequest(agent, logged, builtins, { budgetTokens: 4000 }).request.messages).toEqual(summarised.request.messages);
+  });
+
+  it('builds a summary request that ends with the instruction in a user turn', () => {
+    const head = buildMessages([user('a'), use('r1', 't1'), result('t1', 'out')]).messages;
+    const req = summaryRequest(agent, head);
+    expect(req.messages.at(-1)!.role).toBe('user');
+    expect(JSON.stringify(req.messages.at(-1))).toContain('Summarise the conversation above');
+    expect(req.tools).toBeUndefined();
+    // The head itself is not modified.
+    expect(JSON.stringify(head)).not.toContain('Summarise');
   });
 });
