@@ -83,6 +83,7 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
   const results = new Map<string, { content: string; is_error: boolean }>();
   let deferred: TextBlock[] = []; // user text that arrived while tools were running
   let currentRequest: string | undefined;
+  let modelInFlight = false;
 
   const pushUser = (blocks: ContextBlock[]) => {
     if (blocks.length === 0) return;
@@ -109,11 +110,22 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
     at = e.id;
     switch (e.type) {
       case 'user.message': {
+        // A message that arrives while the model answers or tools run is read after that answer or those results.
         const text = e.content as TextBlock[];
-        if (openUses.length > 0) deferred.push(...text);
+        if (openUses.length > 0 || modelInFlight) deferred.push(...text);
         else pushUser(text.map((b) => ({ type: 'text', text: b.text })));
         break;
       }
+      case 'span.model_request_start':
+        modelInFlight = true;
+        break;
+      case 'span.model_request_end':
+        modelInFlight = false;
+        if (openUses.length === 0) {
+          pushUser(deferred);
+          deferred = [];
+        }
+        break;
       case 'agent.message':
       case 'agent.thinking':
       case 'agent.tool_use':

@@ -112,7 +112,10 @@ describe('agentSession with the scripted model', () => {
     await sendMessage(handle, 'also do X');
     const state = await waitIdle(handle, 'end_turn', 2);
     expect(state.turn).toBe(2);
-    expect(userTexts(model.requests.at(-1)!.body)).toEqual(['start', 'also do X']);
+    // The steering message came in while the model answered: it follows that answer.
+    const body = model.requests.at(-1)!.body;
+    expect(body.messages?.map((m) => m.role)).toEqual(['user', 'assistant', 'user']);
+    expect(userTexts(body)).toEqual(['start', 'also do X']);
     await handle.cancel();
   });
 

@@ -59,6 +59,28 @@ describe('buildMessages', () => {
     ]);
   });
 
+  it('places a message that arrived during a model call after that call\'s answer', () => {
+    const { messages } = buildMessages([
+      user('go'),
+      ev('span.model_request_start'),
+      user('steer while it thinks'),
+      say('2.0', 'first answer'),
+      ev('span.model_request_end', { is_error: false }),
+    ]);
+    expect(messages.map((m) => m.role)).toEqual(['user', 'assistant', 'user']);
+    expect(messages[2]!.content).toEqual([{ type: 'text', text: 'steer while it thinks' }]);
+  });
+
+  it('keeps a message that arrived during a failed or cancelled model call', () => {
+    const { messages } = buildMessages([
+      user('go'),
+      ev('span.model_request_start'),
+      user('more'),
+      ev('span.model_request_end', { is_error: true }),
+    ]);
+    expect(messages).toEqual([{ role: 'user', content: [{ type: 'text', text: 'go' }, { type: 'text', text: 'more' }] }]);
+  });
+
   it('gives an interrupted tool call an error result, so the conversation stays valid', () => {
     const { messages } = buildMessages([user('go'), use('r1', 't1'), user('stop that, do Y')]);
     expect(messages[2]!.content[0]).toMatchObject({ type: 'tool_result', tool_use_id: 't1', is_error: true });

@@ -1,0 +1,64 @@
+/** Decoding recorded session histories into session events, and building a valid conversation from them. */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+import { decodeJsonPayload } from '../../src/client/log.js';
+import { buildMessages } from '../../src/harness/context.js';
+import { LogDecoder } from '../../src/harness/decode.js';
+import type { SessionEvent } from '../../src/shared/events.js';
+
+const dir = join(import.meta.dirname, '..', 'fixtures', 'histories');
+function decode(file: string, offset = 0): SessionEvent[] {
+  const history = historyFromJSON(JSON.parse(readFileSync(join(dir, file), 'utf8')));
+  const decoder = new LogDecoder(decodeJsonPayload);
+  return (history.events ?? []).flatMap((e) => decoder.decode(e, offset));
+}
+
+describe('LogDecoder on recorded histories', () => {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+
+  it.each(files)('%s decodes into ordered events with unique positional ids', (file) => {
+    const events = decode(file);
+    expect(events.length).toBeGreaterThan(0);
+    expect(events[0]!.type).toBe('user.message');
+    const ids = events.map((e) => e.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (let i = 1; i < events.length; i++) expect(events[i]!.seq).toBeGreaterThanOrEqual(events[i - 1]!.seq);
+    expect(events.every((e) => !Number.isNaN(Date.parse(e.processed_at)))).toBe(true);
+  });
+
+  it.each(files)('%s builds a conversation the Messages API accepts', (file) => {
+    const { messages } = buildMessages(decode(file));
+    expect(messages[0]!.role).toBe('user');
+    for (let i = 1; i < messages.length; i++) expect(messages[i]!.role).not.toBe(messages[i - 1]!.role);
+    // Every tool_use is answered by a tool_result in the very next message.
+    messages.forEach((m, i) => {
+      const uses = m.content.filter((b) => b.type === 'tool_use').map((b) => (b as { id: string }).id);
+      if (uses.length === 0) return;
+      const next = messages[i + 1];
+      if (!next) return; // the log ends in the middle of a tool call (cancelled session)
+      const answered = next.content.filter((b) => b.type === 'tool_result').map((b) => (b as { tool_use_id: string }).tool_use_id);
+      expect(answered).toEqual(uses);
+    });
+  });
+
+  it('shifts positions by the offset of a later run', () => {
+    const plain = decode('tools-01.json');
+    const shifted = decode('tools-01.json', 1000);
+    expect(shifted.map((e) => e.seq)).toEqual(plain.map((e) => e.seq + 1000));
+    expect(shifted[0]!.id).toBe(`${plain[0]!.seq + 1000}.0`);
+  });
+
+  it('reads tool calls, their results, the sandbox and the model spans of a tool session', () => {
+    const events = decode('tools-01.json'); // the session that used all six tools
+    const uses = events.filter((e) => e.type === 'agent.tool_use');
+    const results = events.filter((e) => e.type === 'agent.tool_result');
+    expect(uses.map((e) => e.name)).toEqual(['write', 'bash', 'bash', 'edit', 'read', 'glob', 'grep']);
+    expect(results.map((e) => e.tool_use_id)).toEqual(uses.map((e) => e.tool_use_id));
+    expect(events.filter((e) => e.type === 'sandbox.provisioned')).toHaveLength(1);
+    const starts = events.filter((e) => e.type === 'span.model_request_start').length;
+    expect(events.filter((e) => e.type === 'span.model_request_end')).toHaveLength(starts);
+    expect(events.at(-1)!.type).toBe('session.status_terminated');
+  });
+});
