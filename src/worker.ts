@@ -55,6 +55,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     temporal: client,
     docker,
     sandbox: { image: config.TANDEM_SANDBOX_IMAGE, runtime: config.TANDEM_SANDBOX_RUNTIME, outputCap: config.TANDEM_OUTPUT_CAP },
+    modelStallMs: config.TANDEM_MODEL_STALL_S * 1000,
   });
   const worker = await Worker.create({
     connection: nativeConnection,

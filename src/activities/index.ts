@@ -11,12 +11,14 @@ export interface ActivityDeps {
   temporal: Client;
   docker: Docker;
   sandbox: SandboxSettings;
+  /** Silence after which a model stream is abandoned and retried. */
+  modelStallMs?: number;
 }
 
 /** Creates all activities of Tandem. */
 export function createActivities(deps: ActivityDeps) {
   return {
-    ...createModelActivities(deps),
+    ...createModelActivities({ anthropic: deps.anthropic, temporal: deps.temporal, stallMs: deps.modelStallMs }),
     ...createSandboxActivities({ docker: deps.docker, settings: deps.sandbox }),
   };
 }

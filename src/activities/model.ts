@@ -88,10 +88,35 @@ function toBlocks(content: Anthropic.Messages.ContentBlock[]): ModelBlock[] {
 export interface ModelDeps {
   anthropic: Anthropic;
   temporal: Client;
+  /** A stream that sends nothing for this long is abandoned as `Model.Timeout` (and retried). Default 90 s. */
+  stallMs?: number;
+}
+
+/** Text beyond this many characters in one block is cut (head and tail kept): history events must stay small. */
+export const MAX_TEXT_BLOCK = 200_000;
+/** A tool call whose input JSON is larger than this is replaced by a note, and the tool reports the error. */
+export const MAX_TOOL_INPUT = 256 * 1024;
+
+/** Bounds what a model reply may put into history (DESIGN rule 10 for the model's side). */
+export function boundBlocks(blocks: ModelBlock[]): ModelBlock[] {
+  return blocks.map((b) => {
+    if (b.type === 'text' && b.text.length > MAX_TEXT_BLOCK) {
+      const omitted = b.text.length - MAX_TEXT_BLOCK;
+      const head = b.text.slice(0, MAX_TEXT_BLOCK / 2);
+      const tail = b.text.slice(b.text.length - MAX_TEXT_BLOCK / 2);
+      return { type: 'text', text: `${head}\n[... ${omitted} characters of this reply omitted by Tandem ...]\n${tail}` };
+    }
+    if (b.type === 'tool_use') {
+      const size = JSON.stringify(b.input).length;
+      if (size > MAX_TOOL_INPUT)
+        return { ...b, input: { tandem_error: `the tool input was ${size} bytes; at most ${MAX_TOOL_INPUT} are accepted` } };
+    }
+    return b;
+  });
 }
 
 /** Creates `callModel`. */
-export function createModelActivities({ anthropic, temporal }: ModelDeps) {
+export function createModelActivities({ anthropic, temporal, stallMs = 90_000 }: ModelDeps) {
   /** Builds the context from the log up to `cursor` and streams one model call. */
   async function callModel(input: CallModelInput): Promise<CallModelResult> {
     const ctx = Context.current();
@@ -135,7 +160,7 @@ export function createModelActivities({ anthropic, temporal }: ModelDeps) {
       return {
         message_id: message.id,
         model: message.model,
-        content: toBlocks(message.content),
+        content: boundBlocks(toBlocks(message.content)),
         stop_reason: message.stop_reason,
         usage,
         started_at: new Date(started).toISOString(),
@@ -145,25 +170,51 @@ export function createModelActivities({ anthropic, temporal }: ModelDeps) {
       };
     } catch (err) {
       if (ctx.cancellationSignal.aborted) throw new CancelledFailure('model call cancelled');
+      if (err instanceof ApplicationFailure) throw err;
       throw translateModelError(err);
     } finally {
       clearInterval(beat);
     }
   }
 
-  /** Streams one request, heartbeating per chunk; returns the final message and the time to its first token. */
+  /**
+   * Streams one request, heartbeating per chunk; returns the final message and the time to its first token. A
+   * stream that stays silent for `stallMs` is abandoned with a retryable `Model.Timeout`.
+   */
   async function stream(request: ModelRequest, ctx: Context): Promise<{ message: Anthropic.Messages.Message; ttft: number | null }> {
     const started = Date.now();
     let ttft: number | null = null;
-    ctx.heartbeat({ phase: 'request' });
-    const s = anthropic.messages.stream(request as Anthropic.Messages.MessageStreamParams, {
-      signal: ctx.cancellationSignal,
-    });
-    s.on('streamEvent', (event) => {
-      if (ttft === null && event.type === 'content_block_delta') ttft = Date.now() - started;
-      ctx.heartbeat({ phase: 'streaming' });
-    });
-    return { message: await s.finalMessage(), ttft };
+    const abort = new AbortController();
+    const onCancel = () => abort.abort();
+    ctx.cancellationSignal.addEventListener('abort', onCancel);
+    let stalled = false;
+    let watchdog: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => {
+        stalled = true;
+        abort.abort();
+      }, stallMs);
+    };
+    try {
+      arm();
+      ctx.heartbeat({ phase: 'request' });
+      const s = anthropic.messages.stream(request as Anthropic.Messages.MessageStreamParams, { signal: abort.signal });
+      s.on('streamEvent', (event) => {
+        if (ttft === null && event.type === 'content_block_delta') ttft = Date.now() - started;
+        arm();
+        ctx.heartbeat({ phase: 'streaming' });
+      });
+      return { message: await s.finalMessage(), ttft };
+    } catch (err) {
+      if (stalled) {
+        throw ApplicationFailure.retryable(`model API sent nothing for ${Math.round(stallMs / 1000)} s`, Failure.ModelTimeout);
+      }
+      throw err;
+    } finally {
+      clearTimeout(watchdog);
+      ctx.cancellationSignal.removeEventListener('abort', onCancel);
+    }
   }
   return { callModel };
 }

@@ -11,6 +11,7 @@ const schema = z.object({
   TANDEM_OUTPUT_CAP: z.coerce.number().int().min(1000).default(30_000),
   TANDEM_DATA_DIR: z.string().optional(),
   TANDEM_REAP_INTERVAL_S: z.coerce.number().min(0).default(60),
+  TANDEM_MODEL_STALL_S: z.coerce.number().min(1).default(90),
 });
 
 /** Validated runtime configuration. */

@@ -14,6 +14,7 @@ import {
   isCancellation,
   proxyActivities,
   setCurrentDetails,
+  setDefaultSignalHandler,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
@@ -65,7 +66,7 @@ export async function agentSession(input: SessionInput): Promise<void> {
 
   const model = proxyActivities<Activities>({
     startToCloseTimeout: '10 minutes',
-    heartbeatTimeout: '30 seconds',
+    heartbeatTimeout: '10 seconds',
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: {
       initialInterval: '1 second',
@@ -142,6 +143,9 @@ export async function agentSession(input: SessionInput): Promise<void> {
   }
 
   setHandler(getSessionQuery, () => state);
+  setDefaultSignalHandler((name) => {
+    reportError({ type: 'Signal.Invalid', message: `unknown signal "${name}"`, retryable: false });
+  });
   setHandler(userMessageSignal, (payload) => {
     if (accept(Signals.message, payload)) newInput = true;
   });
@@ -218,7 +222,10 @@ export async function agentSession(input: SessionInput): Promise<void> {
     const waiting: PendingAction[] = [];
     for (const use of uses) {
       const tool = tools.get(use.name);
-      if (!tool) {
+      const refused = use.input.tandem_error; // set by callModel when the input was too large to keep
+      if (typeof refused === 'string') {
+        record({ type: 'agent.tool_result', tool_use_id: use.id, is_error: true, content: [{ type: 'text', text: refused }] });
+      } else if (!tool) {
         record({
           type: 'agent.tool_result',
           tool_use_id: use.id,

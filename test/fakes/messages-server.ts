@@ -39,6 +39,8 @@ export interface ToolUseBlockSpec {
   id?: string;
   name: string;
   input: unknown;
+  /** Streamed verbatim as the input JSON instead of `input` (to send invalid JSON, as a model can). */
+  rawInput?: string;
 }
 
 export interface ThinkingBlockSpec {
@@ -352,7 +354,7 @@ function chunk(s: string, size: number): string[] {
 
 type WireBlock =
   | { type: 'text'; text: string }
-  | { type: 'tool_use'; id: string; name: string; input: unknown; caller: { type: 'direct' } }
+  | { type: 'tool_use'; id: string; name: string; input: unknown; caller: { type: 'direct' }; rawInput?: string }
   | { type: 'thinking'; thinking: string; signature: string };
 
 interface Plan {
@@ -374,7 +376,14 @@ function planReply(r: Reply, req: RecordedRequest): Plan {
       case 'text':
         return { type: 'text', text: b.text };
       case 'tool_use':
-        return { type: 'tool_use', id: b.id ?? randomId('toolu_01'), name: b.name, input: b.input, caller: { type: 'direct' } };
+        return {
+          type: 'tool_use',
+          id: b.id ?? randomId('toolu_01'),
+          name: b.name,
+          input: b.input,
+          caller: { type: 'direct' },
+          ...(b.rawInput !== undefined ? { rawInput: b.rawInput } : {}),
+        };
       case 'thinking':
         return { type: 'thinking', thinking: b.thinking, signature: b.signature ?? randomId('sig_', 48) };
       default: {
@@ -439,7 +448,7 @@ function sseEvents(plan: Plan, chunkChars: number): Array<{ event: string; data:
       case 'tool_use':
         // The real API opens with an empty partial_json.
         push('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: '' } }, true);
-        for (const j of chunk(JSON.stringify(b.input ?? {}), chunkChars)) {
+        for (const j of chunk(b.rawInput ?? JSON.stringify(b.input ?? {}), chunkChars)) {
           push('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: j } }, true);
         }
         break;

@@ -108,8 +108,8 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
     return { name: names.container, container_id: id, image: ref.config.image ?? settings.image, volume: names.volume, state };
   }
 
-  /** Runs a command in the container, feeding `stdin`; resolves with its output and exit code. */
-  async function run(container: Docker.Container, cmd: string[], stdin?: string): Promise<ExecOutcome> {
+  /** Runs a command in the container, feeding `stdin`; resolves with its output and exit code (or when `signal` aborts). */
+  async function run(container: Docker.Container, cmd: string[], stdin?: string, signal?: AbortSignal): Promise<ExecOutcome> {
     const exec = await container.exec({
       Cmd: cmd,
       User: SANDBOX_USER,
@@ -129,6 +129,10 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
       stream.on('end', resolve);
       stream.on('close', resolve);
       stream.on('error', () => resolve());
+      signal?.addEventListener('abort', () => {
+        stream.destroy();
+        resolve();
+      });
     });
     if (stdin !== undefined) stream.end(stdin);
     await done;
@@ -213,7 +217,16 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
       ? `${input.tool_use_id}.${createHash('sha256').update(`${ctx.info.workflowExecution?.runId}/${ctx.info.activityId}`).digest('hex').slice(0, 10)}`
       : input.tool_use_id;
     const { container, created } = await ensureRunning(input.sandbox);
-    const beat = setInterval(() => heartbeat({ tool: input.name }), 2000);
+    // Every 2 s: heartbeat (which carries cancellation), and check that the container still runs: a paused or
+    // dead container would otherwise hold the call until its timeout.
+    const gone = new AbortController();
+    const beat = setInterval(() => {
+      heartbeat({ tool: input.name });
+      void container.inspect().then(
+        (i) => (!i.State.Running || i.State.Paused) && gone.abort(),
+        () => gone.abort(),
+      );
+    }, 2000);
     const onCancel = () => {
       void run(container, [...TOOLBOX, 'cancel', callId]).catch(() => undefined);
     };
@@ -221,22 +234,28 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
     try {
       heartbeat({ tool: input.name });
       const request = JSON.stringify({ id: callId, name: input.name, input: input.input });
-      const outcome = await run(container, [...TOOLBOX, 'call'], request).catch((err: unknown) => {
+      const outcome = await run(container, [...TOOLBOX, 'call'], request, gone.signal).catch((err: unknown) => {
         if (dockerStatus(err) === 404 || dockerStatus(err) === 409) return undefined;
         throw err;
       });
       if (ctx?.cancellationSignal.aborted) throw new CancelledFailure('tool call cancelled');
-      const line = outcome?.exitCode === 0 ? outcome.stdout.trim().split('\n').pop() : undefined;
+      const line = outcome?.exitCode === 0 && !gone.signal.aborted ? outcome.stdout.trim().split('\n').pop() : undefined;
       if (!line) {
         // The exec ended without a result. A killed container can still read as running for a moment.
         let state: Docker.ContainerInspectInfo['State'] | undefined;
         for (let i = 0; i < 15; i++) {
           state = await container.inspect().then((info) => info.State, () => undefined);
-          if (!state?.Running) break;
+          if (!state?.Running || state.Paused) break;
           await new Promise((r) => setTimeout(r, 200));
         }
-        if (!state?.Running) {
-          const why = !state ? 'was removed' : state.OOMKilled ? 'was OOM-killed' : `exited (code ${state.ExitCode})`;
+        if (!state?.Running || state.Paused) {
+          const why = !state
+            ? 'was removed'
+            : state.Paused
+              ? 'was paused'
+              : state.OOMKilled
+                ? 'was OOM-killed'
+                : `exited (code ${state.ExitCode})`;
           throw lost(`sandbox container ${container.id.slice(0, 12)} ${why} during ${input.name}`);
         }
         throw ApplicationFailure.create({
