@@ -58,7 +58,7 @@ async function serve() {
   } catch {}
 
   const { betaAgentToolset20260401 } = await import('@anthropic-ai/sdk/tools/agent-toolset/node');
-  const toolset = betaAgentToolset20260401({ workdir: WORKDIR, allowedRoots: ['/tmp'], env: shellEnv });
+  const toolset = betaAgentToolset20260401({ workdir: WORKDIR, allowedRoots: [...new Set(['/tmp', RUN_DIR])], env: shellEnv });
   const tools = new Map(toolset.map((t) => [t.name, t]));
 
   /** id -> { promise, controller, name } for calls still running */

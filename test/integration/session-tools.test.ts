@@ -259,7 +259,7 @@ describe('tools in a real container', () => {
     const events = await sessionEvents(client, handle);
     const ev = events.find((e) => e.type === 'agent.tool_result' && e.tool_use_id === 'tu_big');
     expect(ev?.truncated).toBe(true);
-    expect(String(ev?.output_path)).toMatch(/^\/tmp\/tandem\/outputs\//);
+    expect(String(ev?.output_path)).toMatch(/^\/run\/tandem\/outputs\//);
     expect(result!.content).toContain(String(ev?.output_path));
     await handle.cancel();
     await cleanup(handle.workflowId);

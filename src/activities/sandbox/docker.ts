@@ -25,6 +25,8 @@ export const LABEL_MANAGED = 'tandem.managed';
 export const LABEL_SESSION = 'tandem.session';
 
 const TOOLBOX = ['node', '/opt/tandem/toolbox.mjs'];
+/** The toolbox's own tmpfs: its socket and the full output of truncated results. */
+const RUN_DIR = '/run/tandem';
 const SANDBOX_USER = '1000:1000';
 
 /** Worker-level settings of the sandbox provider. */
@@ -58,13 +60,18 @@ export function containerSpec(
     Cmd: [...TOOLBOX, 'serve'],
     User: SANDBOX_USER,
     WorkingDir: '/workspace',
-    Env: [`TANDEM_OUTPUT_CAP=${settings.outputCap}`],
+    // The toolbox keeps its socket and full outputs on a tmpfs of its own, so a full /tmp cannot silence it.
+    Env: [`TANDEM_OUTPUT_CAP=${settings.outputCap}`, `TANDEM_RUN_DIR=${RUN_DIR}`],
     Labels: { [LABEL_MANAGED]: 'true', [LABEL_SESSION]: ref.session_id },
     NetworkDisabled: true,
     HostConfig: {
       Init: true,
       ReadonlyRootfs: true,
-      Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=256m' },
+      // tmpfs pages count against the memory limit: keep /tmp well below it, so filling it cannot OOM the sandbox.
+      Tmpfs: {
+        '/tmp': `rw,nosuid,nodev,size=${Math.max(16, Math.min(1024, Math.floor((c.memory_mb ?? 1024) / 4)))}m`,
+        [RUN_DIR]: 'rw,nosuid,nodev,size=64m,uid=1000,gid=1000,mode=0700',
+      },
       Binds: [`${names.volume}:/workspace`],
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges:true'],

@@ -1,0 +1,161 @@
+/**
+ * Faults and abuse in the hands: containers killed, paused, OOM-killed or stripped of their volume mid-call;
+ * hostile tool inputs; escape attempts. Each case ends with the same check (expectSessionIntact).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import Docker from 'dockerode';
+import { TandemClient } from '../../src/client/index.js';
+import { sandboxNames } from '../../src/activities/sandbox/docker.js';
+import { reply, startMessagesServer, toolUse, type MessagesServer, type RecordedRequest } from '../fakes/messages-server.js';
+import { startWorker, testAgent, testClient, uniqueQueue, waitFor } from '../helpers/env.js';
+import { expectSessionIntact, idle } from './check.js';
+
+let tandem: TandemClient;
+let model: MessagesServer;
+let worker: Awaited<ReturnType<typeof startWorker>>;
+const docker = new Docker();
+const queue = uniqueQueue('fault-sandbox');
+
+beforeAll(async () => {
+  tandem = new TandemClient(await testClient(), queue);
+  model = await startMessagesServer();
+  worker = await startWorker(queue, model.url);
+});
+
+afterAll(async () => {
+  await worker?.shutdown();
+  await worker?.done;
+  await model?.close();
+});
+
+/** The tool results the model saw in its last request, by tool_use id. */
+function results(req: RecordedRequest): Map<string, { content: string; is_error?: boolean }> {
+  const out = new Map<string, { content: string; is_error?: boolean }>();
+  for (const m of req.body.messages ?? [])
+    for (const b of m.content as Array<{ type: string; tool_use_id?: string; content?: string; is_error?: boolean }>)
+      if (b.type === 'tool_result') out.set(b.tool_use_id!, { content: b.content ?? '', is_error: b.is_error });
+  return out;
+}
+
+async function end(id: string): Promise<void> {
+  await tandem.temporal.workflow.getHandle(id).cancel();
+  await tandem.temporal.workflow.getHandle(id).result().catch(() => undefined);
+}
+
+/** Starts a session whose one tool call sleeps, and applies `fault` to its container mid-call. */
+async function midCall(fault: (c: Docker.Container, names: { container: string; volume: string }) => Promise<void>, agent = testAgent()) {
+  model.push(
+    reply(toolUse('bash', { command: 'echo before > /workspace/mark; sleep 3; echo after-$(cat /workspace/mark 2>/dev/null || echo none)' }, 'tu_mid')),
+    reply('finished'),
+  );
+  const id = await tandem.start({ agent, message: 'do the long thing' });
+  const names = sandboxNames(id);
+  await waitFor(() => tandem.getEvents(id), (ev) => ev.some((e) => e.type === 'sandbox.provisioned'), 60_000, 'provisioned');
+  await new Promise((r) => setTimeout(r, 1200));
+  await fault(docker.getContainer(names.container), names);
+  await idle(tandem, id, 2);
+  return { id, result: results(model.requests.at(-1)!).get('tu_mid')! };
+}
+
+describe('container faults in the middle of a tool call', () => {
+  it('killed: a fresh container runs the call again on the same workspace', async () => {
+    const { id, result } = await midCall((c) => c.kill());
+    expect(result.content).toContain('after-before');
+    await expectSessionIntact(tandem, model, id, ['do the long thing']);
+    await end(id);
+  });
+
+  it('paused: the call is not stuck until its timeout; a fresh container runs it', async () => {
+    const t0 = Date.now();
+    const { id, result } = await midCall((c) => c.pause());
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    expect(result.content).toContain('after-');
+    const events = await expectSessionIntact(tandem, model, id, ['do the long thing']);
+    expect(events.some((e) => e.type === 'sandbox.lost' && JSON.stringify(e.error).includes('paused'))).toBe(true);
+    await end(id);
+  });
+
+  it('volume removed with the container: the call runs again in a fresh, empty workspace', async () => {
+    const { id, result } = await midCall(async (c, names) => {
+      await c.remove({ force: true });
+      await docker.getVolume(names.volume).remove().catch(() => undefined);
+    });
+    expect(result.content).toContain('after-before');
+    await expectSessionIntact(tandem, model, id, ['do the long thing']);
+    await end(id);
+  });
+
+  it('OOM: a tool that allocates past the memory limit fails as a tool error; the sandbox goes on', async () => {
+    model.push(
+      reply(toolUse('bash', { command: "python3 -c 'b = bytearray(900 * 1024 * 1024); print(len(b))'" }, 'tu_oom')),
+      reply(toolUse('bash', { command: 'echo alive' }, 'tu_alive')),
+      reply('ok'),
+    );
+    const id = await tandem.start({ agent: testAgent({ sandbox: { memory_mb: 256 } }), message: 'eat memory' });
+    await idle(tandem, id, 3);
+    const r = results(model.requests.at(-1)!);
+    expect(r.get('tu_oom')!.is_error).toBe(true);
+    expect(r.get('tu_alive')!.content).toBe('alive');
+    await expectSessionIntact(tandem, model, id, ['eat memory']);
+    await end(id);
+  });
+});
+
+describe('hostile tool inputs', () => {
+  it('paths outside the workspace, binary reads, 10 MB writes, a full /tmp, a fork bomb: the limits hold', async () => {
+    model.push(
+      reply(
+        toolUse('read', { file_path: '/etc/passwd' }, 'tu_outside'),
+        toolUse('write', { file_path: '/workspace/../etc/evil', content: 'x' }, 'tu_escape_write'),
+        toolUse('read', { file_path: '/usr/bin/ls' }, 'tu_binary'),
+        toolUse('bash', { command: 'head -c 10000000 /dev/urandom > /workspace/big.bin && ls -l /workspace/big.bin | cut -d" " -f5' }, 'tu_10mb'),
+        toolUse('bash', { command: 'dd if=/dev/zero of=/tmp/fill bs=1M count=1000 2>&1; rm -f /tmp/fill' }, 'tu_fill'),
+        toolUse('bash', { command: 'bomb() { bomb | bomb & }; bomb; sleep 2; echo survived', timeout_ms: 15000 }, 'tu_bomb'),
+        toolUse('bash', { command: 'echo after-bomb' }, 'tu_after'),
+      ),
+      reply('done'),
+    );
+    const id = await tandem.start({ agent: testAgent(), message: 'misbehave' });
+    await idle(tandem, id, 2, 180_000);
+    const r = results(model.requests.at(-1)!);
+    expect(r.get('tu_outside')!.is_error).toBe(true);
+    expect(r.get('tu_escape_write')!.is_error).toBe(true);
+    expect(r.get('tu_binary')!.content.length).toBeLessThanOrEqual(30_000);
+    expect(r.get('tu_10mb')!.content.trim()).toBe('10000000');
+    expect(r.get('tu_fill')!.content).toMatch(/No space left on device/);
+    expect(r.get('tu_bomb')).toBeDefined(); // a result, whatever the bomb did
+    expect(r.get('tu_after')!.content).toBe('after-bomb');
+    const info = await docker.getContainer(sandboxNames(id).container).inspect();
+    expect(info.HostConfig.PidsLimit).toBe(256);
+    await expectSessionIntact(tandem, model, id, ['misbehave']);
+    await end(id);
+  });
+
+  it('escape attempts fail inside the container and come back as tool results', async () => {
+    const attempts: Record<string, string> = {
+      mount: 'mount -t tmpfs none /mnt 2>&1; echo "rc=$?"',
+      rawsock: `python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)' 2>&1 | tail -1`,
+      dockersock: 'ls -l /var/run/docker.sock 2>&1; ls /run 2>&1 | grep -c docker',
+      rootfs: 'echo x > /usr/bin/evil 2>&1; echo x > /etc/evil 2>&1; echo "rc=$?"',
+      setuid: `python3 -c 'import os; os.setuid(0)' 2>&1 | tail -1; grep -E '^(NoNewPrivs|CapEff)' /proc/self/status`,
+      hostenv: 'cat /proc/*/environ 2>/dev/null | tr "\\0" "\\n" | grep -ciE "anthropic|temporal|api_key|docker_host" || true',
+      network: `python3 -c 'import socket; socket.create_connection(("1.1.1.1", 80), timeout=3)' 2>&1 | tail -1`,
+    };
+    model.push(reply(...Object.entries(attempts).map(([k, command]) => toolUse('bash', { command }, `tu_${k}`))), reply('all blocked'));
+    const id = await tandem.start({ agent: testAgent(), message: 'try to escape' });
+    await idle(tandem, id, 2, 120_000);
+    const r = results(model.requests.at(-1)!);
+    const out = (k: string) => r.get(`tu_${k}`)!.content;
+    expect(out('mount')).toMatch(/permission denied|must be superuser|Operation not permitted/i);
+    expect(out('rawsock')).toMatch(/PermissionError|Operation not permitted/);
+    expect(out('dockersock')).toMatch(/No such file or directory/);
+    expect(out('rootfs')).toMatch(/Read-only file system/);
+    expect(out('setuid')).toMatch(/PermissionError|Operation not permitted/);
+    expect(out('setuid')).toMatch(/NoNewPrivs:\s+1/);
+    expect(out('setuid')).toMatch(/CapEff:\s+0000000000000000/);
+    expect(out('hostenv').trim()).toBe('0'); // no worker-side variable in any process of the sandbox
+    expect(out('network')).toMatch(/Network is unreachable|OSError|timed out/);
+    await expectSessionIntact(tandem, model, id, ['try to escape']);
+    await end(id);
+  });
+});
