@@ -60,6 +60,8 @@ export function translateModelError(err: unknown): ApplicationFailure {
   if (err instanceof Anthropic.APIConnectionTimeoutError)
     return ApplicationFailure.retryable(`model API timed out: ${err.message}`, Failure.ModelTimeout);
   const message = err instanceof Error ? err.message : String(err);
+  if (/not valid JSON|Unexpected token|JSON at position/i.test(message))
+    return ApplicationFailure.retryable(`model reply could not be read: ${message}`, Failure.ModelInvalidResponse);
   return ApplicationFailure.retryable(`model API connection failed: ${message}`, Failure.ModelConnection);
 }
 

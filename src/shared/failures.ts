@@ -15,6 +15,8 @@ export const Failure = {
   ModelConflict: 'Model.Conflict',
   /** The connection failed or the stream was cut; retryable. */
   ModelConnection: 'Model.Connection',
+  /** The reply could not be read (for example a tool input that is not valid JSON); retryable: a new sample. */
+  ModelInvalidResponse: 'Model.InvalidResponse',
   /** 400; not retryable. */
   ModelBadRequest: 'Model.BadRequest',
   /** 400 because the prompt is longer than the model's window; not retryable. */
