@@ -1,0 +1,69 @@
+/** Output of a bench run: the table on stdout, and the JSON, Markdown and PNG files under bench/results/. */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { renderChart } from './chart.js';
+import type { Section } from './section.js';
+
+/** What describes one run (the head of the JSON and Markdown files). */
+export interface RunInfo {
+  date: string;
+  started_at: string;
+  finished_at?: string;
+  quick: boolean;
+  scripted_model: { latency_ms: number; ttft_ms: number };
+  machine: { cpus: number; cpu_model: string; memory_gb: number; node: string };
+  git: { commit: string; dirty: boolean };
+  docker: string;
+  benchmarks: string[];
+}
+
+/** Prints one section as an aligned table. */
+export function printSection(s: Section): void {
+  const width = Math.max(...s.rows.map((r) => r.metric.length));
+  const lines = [``, `== ${s.title}`, `   ${s.method}`, ...s.rows.map((r) => `   ${r.metric.padEnd(width)}  ${r.value}`), ``];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** The Markdown report. */
+export function markdown(info: RunInfo, sections: Section[], chartFile?: string): string {
+  const out: string[] = [];
+  out.push(`# Tandem benchmarks, ${info.date}${info.quick ? ' (quick)' : ''}`, '');
+  out.push(
+    `Machine: ${info.machine.cpus} cores (${info.machine.cpu_model}), ${info.machine.memory_gb} GB, Node ${info.machine.node}, ` +
+      `Docker ${info.docker}. Commit ${info.git.commit}${info.git.dirty ? ' (with uncommitted changes)' : ''}. ` +
+      `Scripted model: ${info.scripted_model.latency_ms} ms latency + ${info.scripted_model.ttft_ms} ms time to first token. ` +
+      `Reproduce with \`npm run bench${info.quick ? ' -- --quick' : ''}\`.`,
+    '',
+  );
+  if (chartFile) out.push(`![distributions](${chartFile})`, '');
+  for (const s of sections) {
+    out.push(`## ${s.title}`, '', s.method, '', '| metric | value |', '| --- | --- |');
+    for (const r of s.rows) out.push(`| ${r.metric} | ${r.value.replace(/\|/g, '\\|')} |`);
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+/** Writes `<date>[-quick].json|md|png` into `dir`; returns the paths written. */
+export async function writeResults(dir: string, info: RunInfo, sections: Section[]): Promise<string[]> {
+  mkdirSync(dir, { recursive: true });
+  const base = join(dir, `${info.date}${info.quick ? '-quick' : ''}`);
+  const written: string[] = [];
+  const json = { ...info, results: Object.fromEntries(sections.map((s) => [s.key, { title: s.title, method: s.method, rows: s.rows, ...s.data }])) };
+  writeFileSync(`${base}.json`, JSON.stringify(json, null, 1) + '\n');
+  written.push(`${base}.json`);
+  let chart: string | undefined;
+  try {
+    const png = await renderChart(sections.flatMap((s) => s.panels), `Tandem benchmarks ${info.date}${info.quick ? ' (quick)' : ''}`);
+    if (png) {
+      writeFileSync(`${base}.png`, png);
+      written.push(`${base}.png`);
+      chart = `${info.date}${info.quick ? '-quick' : ''}.png`;
+    }
+  } catch (err) {
+    process.stdout.write(`chart: not drawn: ${(err as Error).message}\n`);
+  }
+  writeFileSync(`${base}.md`, markdown(info, sections, chart));
+  written.push(`${base}.md`);
+  return written.map((p) => relative(process.cwd(), p));
+}
