@@ -151,6 +151,28 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
     };
   }
 
+  /**
+   * Waits (heartbeating) while the Docker engine does not answer, for up to two minutes: an engine restart should
+   * cost a tool call some seconds, not its retry budget.
+   */
+  async function waitForEngine(timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await docker.ping();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline)
+          throw ApplicationFailure.create({
+            type: Failure.SandboxProvisionFailed,
+            message: `the Docker engine did not answer for ${timeoutMs / 1000} s: ${(err as Error).message}`,
+          });
+        heartbeat({ waiting: 'docker engine' });
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
   /** Waits until the toolbox daemon answers, or fails with `Sandbox.Lost` after `timeoutMs`. */
   async function waitReady(container: Docker.Container, timeoutMs = 20_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -167,6 +189,7 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
    * removed and a fresh one is created on the same workspace volume (unless the workspace is ephemeral).
    */
   async function ensureRunning(ref: SandboxRef): Promise<{ container: Docker.Container; created?: SandboxInfo }> {
+    await waitForEngine();
     const spec = containerSpec(ref, settings);
     const existing = docker.getContainer(spec.name);
     const inspected = await existing.inspect().catch((err: unknown) => {
