@@ -22,6 +22,8 @@ interface TurnSample {
   events: number;
   /** The session continued as new right after this turn. */
   continued_as_new: boolean;
+  /** Wall time of the turn: message sent until the bench saw the session idle (the model answers at once). */
+  ms: number;
 }
 
 /** Measures history bytes per turn over one long session. */
@@ -46,6 +48,7 @@ export async function benchHistory(env: BenchEnv, queue: string): Promise<Sectio
   const runs: string[] = [];
   let prev = { runId: '', bytes: 0, events: 0 };
   const t0 = Date.now();
+  let sent = Date.now();
   await tandem.start({ agent: env.agent(id), message: 'Turn 1.', sessionId: id });
   for (let k = 1; k <= turns; k++) {
     for (;;) {
@@ -53,11 +56,19 @@ export async function benchHistory(env: BenchEnv, queue: string): Promise<Sectio
       if (s && s.turn >= k && s.status === 'idle') break;
       await sleep(10);
     }
+    const took = Date.now() - sent;
     const runId = (await handle.describe()).runId;
     if (!runs.includes(runId)) runs.push(runId);
     const now = await runBytes(runId);
     if (runId === prev.runId || prev.runId === '') {
-      samples.push({ turn: k, run: runs.indexOf(runId), bytes: now.bytes - prev.bytes, events: now.events - prev.events, continued_as_new: false });
+      samples.push({
+        turn: k,
+        run: runs.indexOf(runId),
+        bytes: now.bytes - prev.bytes,
+        events: now.events - prev.events,
+        continued_as_new: false,
+        ms: took,
+      });
     } else {
       // The session continued as new right after this turn: the turn's events are at the end of the run it closed.
       const closed = await runBytes(prev.runId);
@@ -67,11 +78,15 @@ export async function benchHistory(env: BenchEnv, queue: string): Promise<Sectio
         bytes: closed.bytes - prev.bytes,
         events: closed.events - prev.events,
         continued_as_new: true,
+        ms: took,
       });
     }
     prev = { runId, ...now };
     if (k % 100 === 0) log(`history: turn ${k}/${turns} (${runs.length} run(s), ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-    if (k < turns) await tandem.sendMessage(id, `Turn ${k + 1}.`);
+    if (k < turns) {
+      sent = Date.now();
+      await tandem.sendMessage(id, `Turn ${k + 1}.`);
+    }
   }
   await handle.terminate('bench done');
 
@@ -80,6 +95,10 @@ export async function benchHistory(env: BenchEnv, queue: string): Promise<Sectio
   const windowMean = (turn: number) => {
     const w = samples.filter((s) => s.turn > turn - 10 && s.turn <= turn && !s.continued_as_new && s.turn > 1);
     return Math.round(w.reduce((n, s) => n + s.bytes, 0) / (w.length || 1));
+  };
+  const windowMs = (turn: number) => {
+    const w = samples.filter((s) => s.turn > turn - 10 && s.turn <= turn && s.turn > 1);
+    return Math.round(w.reduce((n, s) => n + s.ms, 0) / (w.length || 1));
   };
   const first = marks[0]!;
   const last = marks.at(-1)!;
@@ -97,12 +116,18 @@ export async function benchHistory(env: BenchEnv, queue: string): Promise<Sectio
         value: `${at(m).bytes} B / ${at(m).events} (${windowMean(m)} B)`,
       })),
       { metric: `turn ${last} over turn ${first} (window means)`, value: `${growth.toFixed(3)}× (${Math.abs(growth - 1) <= 0.05 ? 'flat' : 'NOT flat'})` },
+      {
+        metric: `turn wall time (model answers at once), mean of the same turns`,
+        value: marks.map((m) => `${windowMs(m)} ms`).join(' / '),
+      },
       { metric: 'runs (continue-as-new after turn)', value: `${runs.length}${canTurns.length ? ` (after ${canTurns.join(', ')})` : ''}` },
       { metric: 'history total, all runs', value: `${Math.round(samples.reduce((n, s) => n + s.bytes, 0) / 1024)} KiB` },
     ],
     data: {
       turns,
-      marks: Object.fromEntries(marks.map((m) => [m, { bytes: at(m).bytes, events: at(m).events, window_mean_bytes: windowMean(m) }])),
+      marks: Object.fromEntries(
+        marks.map((m) => [m, { bytes: at(m).bytes, events: at(m).events, window_mean_bytes: windowMean(m), window_mean_turn_ms: windowMs(m) }]),
+      ),
       growth_last_over_first: Math.round(growth * 1000) / 1000,
       runs: runs.length,
       continued_as_new_after_turns: canTurns,
@@ -116,6 +141,13 @@ export async function benchHistory(env: BenchEnv, queue: string): Promise<Sectio
         xLabel: 'turn',
         yLabel: 'bytes',
         points: samples.filter((s) => s.turn > 1).map((s) => ({ x: s.turn, y: s.bytes, mark: s.continued_as_new })),
+      },
+      {
+        kind: 'series',
+        title: `Turn wall time over the same session (the scripted model answers at once)`,
+        xLabel: 'turn',
+        yLabel: 'ms',
+        points: samples.filter((s) => s.turn > 1).map((s) => ({ x: s.turn, y: s.ms, mark: s.continued_as_new })),
       },
     ],
   };

@@ -8,7 +8,7 @@
  * <date>-quick.* instead.
  */
 import { execFileSync } from 'node:child_process';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -57,6 +57,7 @@ async function main(): Promise<void> {
     git: { commit: git('rev-parse', '--short', 'HEAD'), dirty: git('status', '--porcelain', '--', 'src', 'sandbox', 'test') !== '' },
     docker: dockerVersion(),
     benchmarks: only,
+    load_average: { start: loadavg().map((v) => Math.round(v * 100) / 100) },
   };
   log(`tandem bench${opts.quick ? ' (quick)' : ''}: ${only.join(', ')}; scripted model ${opts.latencyMs} ms latency + ${opts.ttftMs} ms TTFT`);
 
@@ -101,6 +102,7 @@ async function main(): Promise<void> {
     await env.close();
   }
   info.finished_at = new Date().toISOString();
+  info.load_average.end = loadavg().map((v) => Math.round(v * 100) / 100);
   const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
   const files = await writeResults(dir, info, sections);
   log(`wrote ${files.join(', ')}`);

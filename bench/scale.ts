@@ -86,6 +86,7 @@ export async function benchScale(env: BenchEnv): Promise<Section> {
         first_turns_per_second: Math.round(turnsPerS * 10) / 10,
         start_seconds: (tAcked - t0) / 1000,
         start_latency: summarize(startLatency),
+        start_latency_samples: startLatency,
         all_idle_seconds: (tIdle - t0) / 1000,
         worker_rss_kb: { before: before.rssKb, after: after.rssKb, peak: after.hwmKb },
         rss_per_idle_session_kb: Math.round(perSessionKb * 10) / 10,

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import proto from '@temporalio/proto';
 import { sandboxNames } from '../src/activities/sandbox/docker.js';
 import { readHistory } from '../src/client/log.js';
-import { log, type BenchEnv } from './lib/env.js';
+import { log, processCpuMs, type BenchEnv } from './lib/env.js';
 import { ms, p50p95, type Section } from './lib/section.js';
 import { pool, reduction, sleep, summarize } from './lib/stats.js';
 
@@ -95,6 +95,14 @@ export async function benchTtft(env: BenchEnv, queue: string): Promise<Section> 
   const tandem = env.tandem(queue);
   const floorQueue = env.queue('floor');
   const floorWorker = await env.spawnWorker(floorQueue, 'bench/floor/worker.ts');
+  const tandemWorker = env.workersOn(queue)[0];
+  if (!tandemWorker) throw new Error(`no worker on ${queue}`);
+  const serverPid = env.server.process.pid!;
+  /** CPU used per session of a round, by the round's worker process and by the Temporal server. */
+  const cpu: Record<'lazy' | 'floor', { worker: number; server: number; sessions: number }> = {
+    lazy: { worker: 0, server: 0, sessions: 0 },
+    floor: { worker: 0, server: 0, sessions: 0 },
+  };
   const bundle = makeRepoBundle();
   const eagerIds: string[] = [];
 
@@ -179,8 +187,16 @@ export async function benchTtft(env: BenchEnv, queue: string): Promise<Section> 
     for (const [round, mode] of rounds.entries()) {
       const n = round < 3 ? half : perMode - half;
       const t = Date.now();
+      const worker = mode === 'floor' ? floorWorker : tandemWorker;
+      const cpu0 = { worker: worker.cpuMs(), server: processCpuMs(serverPid) };
       samples.push(...(await pool(Array.from({ length: n }), concurrency, () => one(mode), stagger)));
       log(`ttft: ${n} ${mode} sessions at concurrency ${concurrency} in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      if (mode === 'lazy' || mode === 'floor') {
+        await sleep(1500); // the rest of each first turn (the reply's end, the idle status) belongs to the round
+        cpu[mode].worker += worker.cpuMs() - cpu0.worker;
+        cpu[mode].server += processCpuMs(serverPid) - cpu0.server;
+        cpu[mode].sessions += n;
+      }
     }
 
     // Worker-side first token and breakdown, read from each session's log after the runs (outside the timed path).
@@ -206,6 +222,12 @@ export async function benchTtft(env: BenchEnv, queue: string): Promise<Section> 
   const lazyParts = parts('lazy');
   const floorParts = parts('floor');
   const overhead = lazy.p50 - modelTtft;
+  const perSession = (m: 'lazy' | 'floor') => ({
+    worker_ms: Math.round(cpu[m].worker / cpu[m].sessions),
+    server_ms: Math.round(cpu[m].server / cpu[m].sessions),
+  });
+  const cpuLazy = perSession('lazy');
+  const cpuFloor = perSession('floor');
   const breakdownRow = (p: Record<string, { p50: number }>) => BREAKDOWN.map((k) => `${SHORT[k]} ${Math.round(p[k]!.p50)}`).join(' · ') + ' ms';
 
   return {
@@ -227,6 +249,10 @@ export async function benchTtft(env: BenchEnv, queue: string): Promise<Section> 
       { metric: 'Temporal floor (1-activity workflow) p50 / p95', value: `${p50p95(floor)} (${ms(floor.p50 - modelTtft)} over the model)` },
       { metric: 'lazy: start to model request, p50 of each part', value: breakdownRow(lazyParts) },
       { metric: 'floor: the same', value: breakdownRow(floorParts) },
+      {
+        metric: 'CPU per session (first turn), worker / Temporal server',
+        value: `lazy ${cpuLazy.worker_ms} / ${cpuLazy.server_ms} ms, floor ${cpuFloor.worker_ms} / ${cpuFloor.server_ms} ms`,
+      },
       { metric: 'eager: provision (create + start + ready) p50 / p95', value: p50p95(provision) },
       { metric: 'eager: git clone p50 / p95', value: p50p95(clone) },
       { metric: 'cross-check, server side: lazy / eager p50', value: `${ms(lazyServer.p50)} / ${ms(eagerServer.p50)}` },
@@ -244,6 +270,7 @@ export async function benchTtft(env: BenchEnv, queue: string): Promise<Section> 
       target_met: overhead <= 50,
       lazy_serial: lazySerial,
       floor,
+      cpu_per_session: { lazy: cpuLazy, floor: cpuFloor },
       lazy_breakdown: lazyParts,
       floor_breakdown: floorParts,
       eager_provision: provision,
@@ -259,6 +286,16 @@ export async function benchTtft(env: BenchEnv, queue: string): Promise<Section> 
         distributions: [
           { label: 'lazy (Tandem)', samples: of('lazy', 'ttft_ms') },
           { label: 'eager (provision + clone)', samples: of('eager', 'ttft_ms') },
+          { label: 'Temporal floor (1 activity)', samples: of('floor', 'ttft_ms') },
+          { label: `lazy, one at a time`, samples: of('lazy_serial', 'ttft_ms') },
+        ],
+      },
+      {
+        kind: 'strip',
+        title: `Time to first token without a sandbox on the path (zoom; the model's own is ${modelTtft} ms)`,
+        unit: 'ms',
+        distributions: [
+          { label: 'lazy (Tandem)', samples: of('lazy', 'ttft_ms') },
           { label: 'Temporal floor (1 activity)', samples: of('floor', 'ttft_ms') },
           { label: `lazy, one at a time`, samples: of('lazy_serial', 'ttft_ms') },
         ],

@@ -169,7 +169,7 @@ export async function renderChart(panels: Panel[], title: string): Promise<Buffe
       if (pts.some((q) => q.mark)) {
         g.fillStyle = '#dc2626';
         g.font = font(12);
-        g.fillText('● turn that ended a run (continue-as-new)', x1 + 8, plotTop + 20);
+        g.fillText('● the turn after which the session continued as new', x0 + 10, plotTop + 4);
       }
     }
     y += h + 24;

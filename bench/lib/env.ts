@@ -43,6 +43,8 @@ export interface WorkerProcess {
   identity: string;
   /** Resident memory now and at its peak, in KiB (from /proc/<pid>/status). */
   memory(): { rssKb: number; hwmKb: number };
+  /** CPU time (user + system) the process has used so far, in ms. */
+  cpuMs(): number;
   /** Sends `signal` and waits for the process to exit. */
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
@@ -52,6 +54,13 @@ export const SESSION_PREFIX = 'sesn_bench_';
 const SESSION_RE = /sesn_bench_[a-z0-9_]+/;
 
 type Handler = (req: RecordedRequest) => PlainStep;
+
+/** CPU time (user + system) a process has used so far, in ms (from /proc/<pid>/stat; clock ticks of 10 ms). */
+export function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
 
 /** A free TCP port on loopback. */
 export function freePort(): Promise<number> {
@@ -224,6 +233,7 @@ export class BenchEnv {
         const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
         return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
       },
+      cpuMs: () => processCpuMs(child.pid!),
       kill: async (signal: NodeJS.Signals = 'SIGTERM') => {
         expectedExit = true;
         if (child.exitCode !== null || child.signalCode !== null) return;
@@ -236,6 +246,11 @@ export class BenchEnv {
     };
     this.workers.add(w);
     return w;
+  }
+
+  /** The running worker processes on `queue`. */
+  workersOn(queue: string): WorkerProcess[] {
+    return [...this.workers].filter((w) => w.queue === queue);
   }
 
   /** The worker process whose identity is `identity`, if it is one of ours. */
@@ -304,10 +319,20 @@ export class BenchEnv {
   /** Stops the workers, the scripted model and the dev server, and removes the bench's sandboxes. */
   async close(): Promise<void> {
     await Promise.all([...this.workers].map((w) => w.kill('SIGTERM').catch(() => undefined)));
-    const removed = await this.removeBenchSandboxes().catch((err: unknown) => {
-      log(`cleanup: could not list or remove containers: ${(err as Error).message}`);
-      return 0;
-    });
+    // The engine may be restarting (another suite on this machine restarts dockerd): retry for a minute.
+    let removed = 0;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        removed = await this.removeBenchSandboxes();
+        break;
+      } catch (err) {
+        if (attempt >= 12) {
+          log(`cleanup: could not list or remove containers: ${(err as Error).message}; remove containers labelled ${LABEL_SESSION}=${SESSION_PREFIX}* by hand`);
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 5000));
+      }
+    }
     if (removed) log(`cleanup: removed ${removed} bench container(s) and their volumes`);
     await this.model.close().catch(() => undefined);
     await this.temporal.connection.close().catch(() => undefined);

@@ -15,6 +15,8 @@ export interface RunInfo {
   git: { commit: string; dirty: boolean };
   docker: string;
   benchmarks: string[];
+  /** 1, 5 and 15 minute load averages when the run started and ended (other work on the machine shows here). */
+  load_average: { start: number[]; end?: number[] };
 }
 
 /** Prints one section as an aligned table. */
@@ -32,6 +34,7 @@ export function markdown(info: RunInfo, sections: Section[], chartFile?: string)
     `Machine: ${info.machine.cpus} cores (${info.machine.cpu_model}), ${info.machine.memory_gb} GB, Node ${info.machine.node}, ` +
       `Docker ${info.docker}. Commit ${info.git.commit}${info.git.dirty ? ' (with uncommitted changes)' : ''}. ` +
       `Scripted model: ${info.scripted_model.latency_ms} ms latency + ${info.scripted_model.ttft_ms} ms time to first token. ` +
+      `Load average ${info.load_average.start.join(' / ')} at the start, ${info.load_average.end?.join(' / ') ?? '?'} at the end. ` +
       `Reproduce with \`npm run bench${info.quick ? ' -- --quick' : ''}\`.`,
     '',
   );
