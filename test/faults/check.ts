@@ -32,6 +32,7 @@ export async function expectSessionIntact(
   model: MessagesServer,
   id: string,
   userTexts: string[],
+  opts: { scripted?: boolean } = {},
 ): Promise<SessionEvent[]> {
   const events = await tandem.getEvents(id);
   for (let i = 1; i < events.length; i++) expect(compareEventIds(events[i - 1]!.id, events[i]!.id)).toBeLessThan(0);
@@ -41,14 +42,16 @@ export async function expectSessionIntact(
   expect([...results].sort()).toEqual([...uses].sort());
 
   const before = await tandem.getSession(id);
-  model.push(reply('still here'));
+  if (opts.scripted !== false) model.push(reply('still here'));
   await tandem.sendMessage(id, 'are you still there?');
   const after = await idle(tandem, id, before.turn + 1);
   expect(after.stop_reason?.type).toBe('end_turn');
-  // The model saw every user message exactly once.
+  // The model saw every user message exactly once, and so does the log.
   const seen = (model.requests.at(-1)!.body.messages ?? [])
     .filter((m) => m.role === 'user')
     .flatMap((m) => (m.content as Array<{ type: string; text?: string }>).filter((b) => b.type === 'text').map((b) => b.text));
-  expect(seen).toEqual([...userTexts, 'are you still there?']);
+  if (opts.scripted !== false) expect(seen).toEqual([...userTexts, 'are you still there?']);
+  const logged = await tandem.getEvents(id, { types: ['user.message'] });
+  expect(logged.map(texts)).toEqual([...userTexts, 'are you still there?']);
   return events;
 }

@@ -224,10 +224,21 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
     return { container, created: await info(ref, container.id, 'running') };
   }
 
+  /** Runs `fn` while heartbeating every 2 s: creating a container on a loaded engine can take longer than the timeout. */
+  async function beating<T>(details: unknown, fn: () => Promise<T>): Promise<T> {
+    heartbeat(details);
+    const timer = setInterval(() => heartbeat(details), 2000);
+    try {
+      return await fn();
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
   /** Creates (or finds) the session's sandbox. Called lazily, on the first tool call. */
   async function provision(ref: SandboxRef): Promise<ProvisionResult> {
     const started = Date.now();
-    const { container, created } = await ensureRunning(ref);
+    const { container, created } = await beating({ phase: 'provision' }, () => ensureRunning(ref));
     return { sandbox: created ?? (await info(ref, container.id, 'running')), duration_ms: Date.now() - started };
   }
 
@@ -246,7 +257,7 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
     const callId = ctx
       ? `${input.tool_use_id}.${createHash('sha256').update(`${ctx.info.workflowExecution?.runId}/${ctx.info.activityId}`).digest('hex').slice(0, 10)}`
       : input.tool_use_id;
-    const { container, created } = await ensureRunning(input.sandbox);
+    const { container, created } = await beating({ phase: 'provision' }, () => ensureRunning(input.sandbox));
     // Every 2 s: heartbeat (which carries cancellation), and check that the container still runs: a paused or
     // dead container would otherwise hold the call until its timeout.
     const gone = new AbortController();
