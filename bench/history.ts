@@ -5,7 +5,7 @@
  * it closed). History must grow linearly: the bytes of turn 400 should equal those of turn 10.
  */
 import proto from '@temporalio/proto';
-import { readHistory } from '../src/client/log.js';
+import { readHistory, readRunChain } from '../src/client/log.js';
 import { GET_SESSION_QUERY } from '../src/shared/names.js';
 import type { SessionState } from '../src/shared/types.js';
 import { reply } from '../test/fakes/messages-server.js';
@@ -14,6 +14,8 @@ import type { Section } from './lib/section.js';
 import { sleep } from './lib/stats.js';
 
 const HistoryEvent = proto.temporal.api.history.v1.HistoryEvent;
+const eventMs = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
+  t ? Number(t.seconds) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : Number.NaN;
 
 interface TurnSample {
   turn: number;
@@ -24,6 +26,8 @@ interface TurnSample {
   continued_as_new: boolean;
   /** Wall time of the turn: message sent until the bench saw the session idle (the model answers at once). */
   ms: number;
+  /** The turn's callModel activity, started to completed (reading the log, building the request, ~1 ms of model). */
+  read_ms?: number;
 }
 
 /** Measures history bytes per turn over one long session. */
@@ -88,6 +92,23 @@ export async function benchHistory(env: BenchEnv, queue: string): Promise<Sectio
       await tandem.sendMessage(id, `Turn ${k + 1}.`);
     }
   }
+  // The callModel activity of each turn, from its start to its completion (history event times). With the model
+  // answering at once, that is almost all reading the log and building the request.
+  const calls: number[] = [];
+  for (const run of await readRunChain(env.temporal, id)) {
+    const scheduled = new Map<string, { type: string; started?: number }>();
+    for (const e of run.events) {
+      const a = e.activityTaskScheduledEventAttributes;
+      if (a) scheduled.set(String(e.eventId), { type: a.activityType?.name ?? '' });
+      const st = e.activityTaskStartedEventAttributes;
+      const sched = st ? scheduled.get(String(st.scheduledEventId)) : undefined;
+      if (sched) sched.started = eventMs(e.eventTime);
+      const c = e.activityTaskCompletedEventAttributes;
+      const done = c ? scheduled.get(String(c.scheduledEventId)) : undefined;
+      if (done?.type === 'callModel' && done.started !== undefined) calls.push(eventMs(e.eventTime) - done.started);
+    }
+  }
+  for (const s of samples) s.read_ms = calls[s.turn - 1] ?? Number.NaN;
   await handle.terminate('bench done');
 
   const at = (turn: number) => samples.find((s) => s.turn === turn)!;
@@ -99,6 +120,10 @@ export async function benchHistory(env: BenchEnv, queue: string): Promise<Sectio
   const windowMs = (turn: number) => {
     const w = samples.filter((s) => s.turn > turn - 10 && s.turn <= turn && s.turn > 1);
     return Math.round(w.reduce((n, s) => n + s.ms, 0) / (w.length || 1));
+  };
+  const windowRead = (turn: number) => {
+    const w = samples.filter((s) => s.turn > turn - 10 && s.turn <= turn && s.turn > 1);
+    return Math.round(w.reduce((n, s) => n + (s.read_ms ?? 0), 0) / (w.length || 1));
   };
   const first = marks[0]!;
   const last = marks.at(-1)!;
@@ -120,13 +145,17 @@ export async function benchHistory(env: BenchEnv, queue: string): Promise<Sectio
         metric: `turn wall time (model answers at once), mean of the same turns`,
         value: marks.map((m) => `${windowMs(m)} ms`).join(' / '),
       },
+      {
+        metric: `of which the callModel activity (reads the log, builds the request; the model answers at once)`,
+        value: marks.map((m) => `${windowRead(m)} ms`).join(' / '),
+      },
       { metric: 'runs (continue-as-new after turn)', value: `${runs.length}${canTurns.length ? ` (after ${canTurns.join(', ')})` : ''}` },
       { metric: 'history total, all runs', value: `${Math.round(samples.reduce((n, s) => n + s.bytes, 0) / 1024)} KiB` },
     ],
     data: {
       turns,
       marks: Object.fromEntries(
-        marks.map((m) => [m, { bytes: at(m).bytes, events: at(m).events, window_mean_bytes: windowMean(m), window_mean_turn_ms: windowMs(m) }]),
+        marks.map((m) => [m, { bytes: at(m).bytes, events: at(m).events, window_mean_bytes: windowMean(m), window_mean_turn_ms: windowMs(m), window_mean_read_ms: windowRead(m) }]),
       ),
       growth_last_over_first: Math.round(growth * 1000) / 1000,
       runs: runs.length,

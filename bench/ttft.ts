@@ -55,8 +55,8 @@ const SHORT: Record<(typeof BREAKDOWN)[number], string> = {
   workflow_task_wait: 'wf task wait',
   workflow_task_run: 'wf task run',
   activity_task_wait: 'activity wait',
-  activity_pickup: 'activity pickup',
-  request_build: 'log read + request',
+  activity_pickup: 'activity pickup (+ log read)',
+  request_build: 'request build',
 };
 
 /** A small repository (a few dozen files) as a git bundle, what the eager path clones into each container. */
@@ -239,7 +239,8 @@ export async function benchTtft(env: BenchEnv, queue: string): Promise<Section> 
       `streamed content delta received by the worker's SDK (callModel started_at + ttft_ms). Scripted model: ` +
       `${latencyMs} ms latency + ${ttftMs} ms TTFT = ${modelTtft} ms. Floor: a bare Temporal workflow running one ` +
       `activity that streams the same call, same concurrency. The parts before the model request come from the ` +
-      `history's event times (workflow task scheduled/started/completed, activity scheduled/started) and the worker's clock.`,
+      `history's event times (workflow task scheduled/started/completed, activity scheduled/started) and the worker's ` +
+      `clock (callModel's started_at is taken after it has read the log, so the log read counts as pickup).`,
     rows: [
       { metric: 'lazy TTFT p50 / p95', value: p50p95(lazy) },
       { metric: 'eager TTFT p50 / p95', value: p50p95(eager) },
