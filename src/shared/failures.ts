@@ -33,8 +33,6 @@ export const Failure = {
   SandboxLost: 'Sandbox.Lost',
   /** The container could not be created (image missing, engine refused); retryable. */
   SandboxProvisionFailed: 'Sandbox.ProvisionFailed',
-  /** The sandbox answered with something that is not a tool result; retryable. */
-  SandboxProtocol: 'Sandbox.Protocol',
   /** The session log could not be read or holds something the harness cannot use; not retryable. */
   LogInvalid: 'Log.Invalid',
 } as const;

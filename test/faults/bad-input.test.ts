@@ -7,29 +7,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { TandemClient } from '../../src/client/index.js';
-import { reply, startMessagesServer, type MessagesServer } from '../fakes/messages-server.js';
-import { startWorker, testAgent, testClient, uniqueQueue, waitFor, workerEnv } from '../helpers/env.js';
+import { describe, expect, inject, it } from 'vitest';
+import { reply } from '../fakes/messages-server.js';
+import { testAgent, useHarness, waitFor, workerEnv } from '../helpers/env.js';
 import { expectSessionIntact, idle } from './check.js';
 
 const run = promisify(execFile);
-let tandem: TandemClient;
-let model: MessagesServer;
-let worker: Awaited<ReturnType<typeof startWorker>>;
-const queue = uniqueQueue('fault-input');
-
-beforeAll(async () => {
-  tandem = new TandemClient(await testClient(), queue);
-  model = await startMessagesServer();
-  worker = await startWorker(queue, model.url);
-});
-
-afterAll(async () => {
-  await worker?.shutdown();
-  await worker?.done;
-  await model?.close();
-});
+const h = useHarness('fault-input');
 
 /** `temporal workflow signal` with a raw JSON input, as an outside client would send it. */
 async function temporalSignal(id: string, name: string, input: string): Promise<void> {
@@ -38,9 +22,9 @@ async function temporalSignal(id: string, name: string, input: string): Promise<
 
 describe('signals of the wrong shape', () => {
   it('are reported as session.error and ignored; the workflow never stalls', async () => {
-    model.push(reply('first'));
-    const id = await tandem.start({ agent: testAgent(), message: 'hello' });
-    await idle(tandem, id, 1);
+    h.model.push(reply('first'));
+    const id = await h.tandem.start({ agent: testAgent(), message: 'hello' });
+    await idle(h.tandem, id, 1);
     const bad: Array<[string, string]> = [
       ['user.message', '{"content": 5}'],
       ['user.message', '"just a string"'],
@@ -54,7 +38,7 @@ describe('signals of the wrong shape', () => {
     ];
     for (const [name, input] of bad) await temporalSignal(id, name, input);
     const errors = await waitFor(
-      () => tandem.getEvents(id, { types: ['session.error'] }),
+      () => h.tandem.getEvents(id, { types: ['session.error'] }),
       (ev) => ev.length === bad.length,
       30_000,
       'one session.error per bad signal',
@@ -72,11 +56,11 @@ describe('signals of the wrong shape', () => {
     expect(types).toContain('EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED');
     expect(types).not.toContain('EVENT_TYPE_WORKFLOW_TASK_FAILED');
     // A well-formed signal from the same CLI works.
-    model.push(reply('second'));
+    h.model.push(reply('second'));
     await temporalSignal(id, 'user.message', '{"content": [{"type": "text", "text": "from the temporal CLI"}]}');
-    await idle(tandem, id, 2);
-    await expectSessionIntact(tandem, model, id, ['hello', 'from the temporal CLI']);
-    await tandem.temporal.workflow.getHandle(id).cancel();
+    await idle(h.tandem, id, 2);
+    await expectSessionIntact(h.tandem, h.model, id, ['hello', 'from the temporal CLI']);
+    await h.tandem.temporal.workflow.getHandle(id).cancel();
   });
 });
 
@@ -93,10 +77,10 @@ describe('broken agent files', () => {
   it.each(cases)('%s: a clear error with file and line, a non-zero exit, nothing started', async (file, text, expected) => {
     const path = join(dir, file);
     if (text) writeFileSync(path, text);
-    const before = (await tandem.temporal.workflowService.countWorkflowExecutions({ namespace: 'default', query: `TaskQueue = "${queue}"` })).count;
+    const before = (await h.tandem.temporal.workflowService.countWorkflowExecutions({ namespace: 'default', query: `TaskQueue = "${h.queue}"` })).count;
     const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       const child = spawn(process.execPath, ['bin/tandem', 'run', path, 'hi'], {
-        env: { ...process.env, ...workerEnv(queue, model.url) },
+        env: { ...process.env, ...workerEnv(h.queue, h.model.url) },
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let err = '';
@@ -105,7 +89,7 @@ describe('broken agent files', () => {
     });
     expect(code).toBe(2);
     expect(stderr).toMatch(expected);
-    const after = (await tandem.temporal.workflowService.countWorkflowExecutions({ namespace: 'default', query: `TaskQueue = "${queue}"` })).count;
+    const after = (await h.tandem.temporal.workflowService.countWorkflowExecutions({ namespace: 'default', query: `TaskQueue = "${h.queue}"` })).count;
     expect(Number(after)).toBe(Number(before));
   });
 });

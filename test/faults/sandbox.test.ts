@@ -2,66 +2,42 @@
  * Faults and abuse in the hands: containers killed, paused, OOM-killed or stripped of their volume mid-call;
  * hostile tool inputs; escape attempts. Each case ends with the same check (expectSessionIntact).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
-import { TandemClient } from '../../src/client/index.js';
 import { sandboxNames } from '../../src/activities/sandbox/docker.js';
-import { reply, startMessagesServer, toolUse, type MessagesServer, type RecordedRequest } from '../fakes/messages-server.js';
-import { startWorker, testAgent, testClient, uniqueQueue, waitFor } from '../helpers/env.js';
+import { reply, toolUse } from '../fakes/messages-server.js';
+import { testAgent, toolResults, useHarness, waitFor } from '../helpers/env.js';
 import { expectSessionIntact, idle } from './check.js';
 
-let tandem: TandemClient;
-let model: MessagesServer;
-let worker: Awaited<ReturnType<typeof startWorker>>;
+const h = useHarness('fault-sandbox');
 const docker = new Docker();
-const queue = uniqueQueue('fault-sandbox');
-
-beforeAll(async () => {
-  tandem = new TandemClient(await testClient(), queue);
-  model = await startMessagesServer();
-  worker = await startWorker(queue, model.url);
-});
-
-afterAll(async () => {
-  await worker?.shutdown();
-  await worker?.done;
-  await model?.close();
-});
-
-/** The tool results the model saw in its last request, by tool_use id. */
-function results(req: RecordedRequest): Map<string, { content: string; is_error?: boolean }> {
-  const out = new Map<string, { content: string; is_error?: boolean }>();
-  for (const m of req.body.messages ?? [])
-    for (const b of m.content as Array<{ type: string; tool_use_id?: string; content?: string; is_error?: boolean }>)
-      if (b.type === 'tool_result') out.set(b.tool_use_id!, { content: b.content ?? '', is_error: b.is_error });
-  return out;
-}
+const results = toolResults;
 
 async function end(id: string): Promise<void> {
-  await tandem.temporal.workflow.getHandle(id).cancel();
-  await tandem.temporal.workflow.getHandle(id).result().catch(() => undefined);
+  await h.tandem.temporal.workflow.getHandle(id).cancel();
+  await h.tandem.temporal.workflow.getHandle(id).result().catch(() => undefined);
 }
 
 /** Starts a session whose one tool call sleeps, and applies `fault` to its container mid-call. */
 async function midCall(fault: (c: Docker.Container, names: { container: string; volume: string }) => Promise<void>, agent = testAgent()) {
-  model.push(
+  h.model.push(
     reply(toolUse('bash', { command: 'echo before > /workspace/mark; sleep 3; echo after-$(cat /workspace/mark 2>/dev/null || echo none)' }, 'tu_mid')),
     reply('finished'),
   );
-  const id = await tandem.start({ agent, message: 'do the long thing' });
+  const id = await h.tandem.start({ agent, message: 'do the long thing' });
   const names = sandboxNames(id);
-  await waitFor(() => tandem.getEvents(id), (ev) => ev.some((e) => e.type === 'sandbox.provisioned'), 60_000, 'provisioned');
+  await waitFor(() => h.tandem.getEvents(id), (ev) => ev.some((e) => e.type === 'sandbox.provisioned'), 60_000, 'provisioned');
   await new Promise((r) => setTimeout(r, 1200));
   await fault(docker.getContainer(names.container), names);
-  await idle(tandem, id, 2);
-  return { id, result: results(model.requests.at(-1)!).get('tu_mid')! };
+  await idle(h.tandem, id, 2);
+  return { id, result: results(h.model.requests.at(-1)!).get('tu_mid')! };
 }
 
 describe('container faults in the middle of a tool call', () => {
   it('killed: a fresh container runs the call again on the same workspace', async () => {
     const { id, result } = await midCall((c) => c.kill());
     expect(result.content).toContain('after-before');
-    await expectSessionIntact(tandem, model, id, ['do the long thing']);
+    await expectSessionIntact(h.tandem, h.model, id, ['do the long thing']);
     await end(id);
   });
 
@@ -70,7 +46,7 @@ describe('container faults in the middle of a tool call', () => {
     const { id, result } = await midCall((c) => c.pause());
     expect(Date.now() - t0).toBeLessThan(60_000);
     expect(result.content).toContain('after-');
-    const events = await expectSessionIntact(tandem, model, id, ['do the long thing']);
+    const events = await expectSessionIntact(h.tandem, h.model, id, ['do the long thing']);
     expect(events.some((e) => e.type === 'sandbox.lost' && JSON.stringify(e.error).includes('paused'))).toBe(true);
     await end(id);
   });
@@ -81,29 +57,29 @@ describe('container faults in the middle of a tool call', () => {
       await docker.getVolume(names.volume).remove().catch(() => undefined);
     });
     expect(result.content).toContain('after-before');
-    await expectSessionIntact(tandem, model, id, ['do the long thing']);
+    await expectSessionIntact(h.tandem, h.model, id, ['do the long thing']);
     await end(id);
   });
 
   it('OOM: a tool that allocates past the memory limit fails as a tool error; the sandbox goes on', async () => {
-    model.push(
+    h.model.push(
       reply(toolUse('bash', { command: "python3 -c 'b = bytearray(900 * 1024 * 1024); print(len(b))'" }, 'tu_oom')),
       reply(toolUse('bash', { command: 'echo alive' }, 'tu_alive')),
       reply('ok'),
     );
-    const id = await tandem.start({ agent: testAgent({ sandbox: { memory_mb: 256 } }), message: 'eat memory' });
-    await idle(tandem, id, 3);
-    const r = results(model.requests.at(-1)!);
+    const id = await h.tandem.start({ agent: testAgent({ sandbox: { memory_mb: 256 } }), message: 'eat memory' });
+    await idle(h.tandem, id, 3);
+    const r = results(h.model.requests.at(-1)!);
     expect(r.get('tu_oom')!.is_error).toBe(true);
     expect(r.get('tu_alive')!.content).toBe('alive');
-    await expectSessionIntact(tandem, model, id, ['eat memory']);
+    await expectSessionIntact(h.tandem, h.model, id, ['eat memory']);
     await end(id);
   });
 });
 
 describe('hostile tool inputs', () => {
   it('paths outside the workspace, binary reads, 10 MB writes, a full /tmp, a fork bomb: the limits hold', async () => {
-    model.push(
+    h.model.push(
       reply(
         toolUse('read', { file_path: '/etc/passwd' }, 'tu_outside'),
         toolUse('write', { file_path: '/workspace/../etc/evil', content: 'x' }, 'tu_escape_write'),
@@ -115,9 +91,9 @@ describe('hostile tool inputs', () => {
       ),
       reply('done'),
     );
-    const id = await tandem.start({ agent: testAgent(), message: 'misbehave' });
-    await idle(tandem, id, 2, 180_000);
-    const r = results(model.requests.at(-1)!);
+    const id = await h.tandem.start({ agent: testAgent(), message: 'misbehave' });
+    await idle(h.tandem, id, 2, 180_000);
+    const r = results(h.model.requests.at(-1)!);
     expect(r.get('tu_outside')!.is_error).toBe(true);
     expect(r.get('tu_escape_write')!.is_error).toBe(true);
     expect(r.get('tu_binary')!.content.length).toBeLessThanOrEqual(30_000);
@@ -127,7 +103,7 @@ describe('hostile tool inputs', () => {
     expect(r.get('tu_after')!.content).toBe('after-bomb');
     const info = await docker.getContainer(sandboxNames(id).container).inspect();
     expect(info.HostConfig.PidsLimit).toBe(256);
-    await expectSessionIntact(tandem, model, id, ['misbehave']);
+    await expectSessionIntact(h.tandem, h.model, id, ['misbehave']);
     await end(id);
   });
 
@@ -141,10 +117,10 @@ describe('hostile tool inputs', () => {
       hostenv: 'cat /proc/*/environ 2>/dev/null | tr "\\0" "\\n" | grep -ciE "anthropic|temporal|api_key|docker_host" || true',
       network: `python3 -c 'import socket; socket.create_connection(("1.1.1.1", 80), timeout=3)' 2>&1 | tail -1`,
     };
-    model.push(reply(...Object.entries(attempts).map(([k, command]) => toolUse('bash', { command }, `tu_${k}`))), reply('all blocked'));
-    const id = await tandem.start({ agent: testAgent(), message: 'try to escape' });
-    await idle(tandem, id, 2, 120_000);
-    const r = results(model.requests.at(-1)!);
+    h.model.push(reply(...Object.entries(attempts).map(([k, command]) => toolUse('bash', { command }, `tu_${k}`))), reply('all blocked'));
+    const id = await h.tandem.start({ agent: testAgent(), message: 'try to escape' });
+    await idle(h.tandem, id, 2, 120_000);
+    const r = results(h.model.requests.at(-1)!);
     const out = (k: string) => r.get(`tu_${k}`)!.content;
     expect(out('mount')).toMatch(/permission denied|must be superuser|Operation not permitted/i);
     expect(out('rawsock')).toMatch(/PermissionError|Operation not permitted/);
@@ -155,7 +131,7 @@ describe('hostile tool inputs', () => {
     expect(out('setuid')).toMatch(/CapEff:\s+0000000000000000/);
     expect(out('hostenv').trim()).toBe('0'); // no worker-side variable in any process of the sandbox
     expect(out('network')).toMatch(/Network is unreachable|OSError|timed out/);
-    await expectSessionIntact(tandem, model, id, ['try to escape']);
+    await expectSessionIntact(h.tandem, h.model, id, ['try to escape']);
     await end(id);
   });
 });

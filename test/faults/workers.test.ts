@@ -2,13 +2,13 @@
  * Faults in the brains: workers killed with SIGKILL during a model call, during provisioning, and while racing
  * another worker on the same task queue. Each case ends with the same check (expectSessionIntact).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { TandemClient } from '../../src/client/index.js';
 import { LABEL_SESSION } from '../../src/activities/sandbox/docker.js';
 import { reply, startMessagesServer, toolUse, type MessagesServer } from '../fakes/messages-server.js';
-import { testAgent, testClient, uniqueQueue, waitFor, workerEnv } from '../helpers/env.js';
+import { killProcess, spawnWorkerProcess, testAgent, testClient, uniqueQueue, waitFor } from '../helpers/env.js';
 import { expectSessionIntact, idle } from './check.js';
 
 let tandem: TandemClient;
@@ -16,32 +16,7 @@ let model: MessagesServer;
 const queue = uniqueQueue('fault-workers');
 const workers: ChildProcess[] = [];
 
-/** Starts `src/worker.ts` as a process of its own and waits until it polls. */
-async function spawnWorker(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
-    env: { ...process.env, ...workerEnv(queue, model.url) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  workers.push(child);
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const onData = (c: Buffer) => {
-      output += c.toString();
-      if (output.includes('polling task queue')) resolve();
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`worker exited early (${code}): ${output.slice(-2000)}`)));
-  });
-  return child;
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await exited;
-}
+const spawnWorker = () => spawnWorkerProcess(queue, model.url, workers);
 
 beforeAll(async () => {
   tandem = new TandemClient(await testClient(), queue);
@@ -49,7 +24,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  for (const w of workers.splice(0)) await kill(w);
+  for (const w of workers.splice(0)) await killProcess(w);
 });
 
 afterAll(async () => {
@@ -66,7 +41,7 @@ describe('worker faults', () => {
     const first = await spawnWorker();
     const id = await tandem.start({ agent: testAgent(), message: 'think slowly' });
     await model.waitForRequests(model.requests.length + 1, 30_000);
-    await kill(first);
+    await killProcess(first);
     await spawnWorker();
     await idle(tandem, id, 1, 90_000);
     const events = await tandem.getEvents(id, { types: ['agent.message'] });
@@ -83,7 +58,7 @@ describe('worker faults', () => {
     const id = await tandem.start({ agent: testAgent(), message: 'provision' });
     await model.waitForRequests(before + 1, 30_000);
     await new Promise((r) => setTimeout(r, 150)); // the reply is streamed; provisioning starts right after
-    await kill(first);
+    await killProcess(first);
     await spawnWorker();
     await idle(tandem, id, 2, 90_000);
     const containers = await new Docker().listContainers({ all: true, filters: { label: [`${LABEL_SESSION}=${id}`] } });
@@ -102,7 +77,7 @@ describe('worker faults', () => {
     const ids: string[] = [];
     for (let i = 0; i < sessions; i++) ids.push(await tandem.start({ agent: testAgent(), message: `race ${i}` }));
     await waitFor(() => Promise.resolve(model.requests.length), (n) => n >= sessions, 60_000, 'all sessions to start');
-    await kill(a!);
+    await killProcess(a!);
     for (const id of ids) await idle(tandem, id, 3, 120_000);
     for (const [i, id] of ids.entries()) {
       const results = await tandem.getEvents(id, { types: ['agent.tool_result'] });

@@ -1,12 +1,19 @@
 /** Shared plumbing of integration tests: a client, a worker on a unique task queue, waiting helpers. */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
+import { TandemClient } from '../../src/client/index.js';
+import {
+  startMessagesServer,
+  type MessagesServer,
+  type MessagesServerOptions,
+  type RecordedRequest,
+} from '../fakes/messages-server.js';
 import { loadRuntimeConfig } from '../../src/config/env.js';
 import { GET_SESSION_QUERY, SESSION_WORKFLOW, Signals } from '../../src/shared/names.js';
 import type { AgentDefinition, SessionInput, SessionState } from '../../src/shared/types.js';
@@ -148,4 +155,70 @@ export async function waitIdle(handle: WorkflowHandle, stop = 'end_turn', minTur
 /** The decoded session log. */
 export async function sessionEvents(client: Client, handle: WorkflowHandle): Promise<SessionEvent[]> {
   return (await readSessionLog(client, handle.workflowId)).events;
+}
+
+/** The tool results a recorded model request carried, by tool_use id. */
+export function toolResults(req: RecordedRequest): Map<string, { content: string; is_error?: boolean }> {
+  const out = new Map<string, { content: string; is_error?: boolean }>();
+  for (const m of req.body.messages ?? []) {
+    if (m.role !== 'user' || !Array.isArray(m.content)) continue;
+    for (const b of m.content as Array<{ type: string; tool_use_id?: string; content?: string; is_error?: boolean }>)
+      if (b.type === 'tool_result') out.set(b.tool_use_id!, { content: b.content ?? '', is_error: b.is_error });
+  }
+  return out;
+}
+
+/** Starts `src/worker.ts` as a process of its own (added to `into`) and waits until it polls. */
+export async function spawnWorkerProcess(taskQueue: string, messagesUrl: string, into: ChildProcess[]): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
+    env: { ...process.env, ...workerEnv(taskQueue, messagesUrl) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  into.push(child);
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      output += c.toString(); // keep draining: a full pipe would block the worker
+      if (output.includes('polling task queue')) resolve();
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`worker exited early (${code}): ${output.slice(-2000)}`)));
+  });
+  return child;
+}
+
+/** SIGKILLs a process and waits until it is gone. */
+export async function killProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/**
+ * The usual fixture of a test file: a scripted Messages API server (with `responder` if given), an in-process
+ * worker on a unique task queue, and a client; started before the file's tests and stopped after them.
+ */
+export function useHarness(prefix: string, opts: { responder?: MessagesServerOptions['responder'] } = {}) {
+  const queue = uniqueQueue(prefix);
+  const h = {
+    queue,
+    client: undefined as unknown as Client,
+    tandem: undefined as unknown as TandemClient,
+    model: undefined as unknown as MessagesServer,
+  };
+  let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
+  beforeAll(async () => {
+    h.client = await testClient();
+    h.tandem = new TandemClient(h.client, queue);
+    h.model = await startMessagesServer(opts.responder ? { responder: opts.responder } : {});
+    worker = await startWorker(queue, h.model.url);
+  });
+  afterAll(async () => {
+    await worker?.shutdown();
+    await worker?.done;
+    await h.model?.close();
+  });
+  return h;
 }

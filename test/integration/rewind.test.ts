@@ -2,30 +2,11 @@
  * Rewind: a Temporal reset to just before an event. The next model call sees only what came before it; the old
  * branch stays readable.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Client } from '@temporalio/client';
-import { TandemClient } from '../../src/client/index.js';
-import { startMessagesServer, reply, toolUse, type MessagesServer, type RequestBody } from '../fakes/messages-server.js';
-import { sessionState, startWorker, testAgent, testClient, uniqueQueue, waitFor, waitIdle } from '../helpers/env.js';
+import { describe, expect, it } from 'vitest';
+import { reply, toolUse, type RequestBody } from '../fakes/messages-server.js';
+import { sessionState, testAgent, useHarness, waitFor, waitIdle } from '../helpers/env.js';
 
-let client: Client;
-let tandem: TandemClient;
-let model: MessagesServer;
-let worker: Awaited<ReturnType<typeof startWorker>>;
-const queue = uniqueQueue('rewind');
-
-beforeAll(async () => {
-  client = await testClient();
-  tandem = new TandemClient(client, queue);
-  model = await startMessagesServer();
-  worker = await startWorker(queue, model.url);
-});
-
-afterAll(async () => {
-  await worker?.shutdown();
-  await worker?.done;
-  await model?.close();
-});
+const h = useHarness('rewind');
 
 function texts(body: RequestBody): string[] {
   return (body.messages ?? []).flatMap((m) =>
@@ -35,19 +16,19 @@ function texts(body: RequestBody): string[] {
 
 describe('rewind', () => {
   it('drops the rewound turn from the next model call and keeps the old branch readable', async () => {
-    model.push(reply('answer one'), reply('answer two'));
-    const id = await tandem.start({ agent: testAgent(), message: 'first question' });
-    const handle = client.workflow.getHandle(id);
+    h.model.push(reply('answer one'), reply('answer two'));
+    const id = await h.tandem.start({ agent: testAgent(), message: 'first question' });
+    const handle = h.client.workflow.getHandle(id);
     await waitIdle(handle, 'end_turn', 1);
-    await tandem.sendMessage(id, 'second question');
+    await h.tandem.sendMessage(id, 'second question');
     await waitIdle(handle, 'end_turn', 2);
-    const before = await tandem.getEvents(id);
+    const before = await h.tandem.getEvents(id);
     const target = before.find((e) => e.type === 'user.message' && JSON.stringify(e.content).includes('second question'))!;
 
-    const { runId, previousRunId } = await tandem.rewind(id, target.id);
+    const { runId, previousRunId } = await h.tandem.rewind(id, target.id);
     expect(runId).not.toBe(previousRunId);
-    await waitFor(() => tandem.getEvents(id), (ev) => ev.at(-1)?.type === 'session.status_idle', 30_000, 'idle after rewind');
-    const after = await tandem.getEvents(id);
+    await waitFor(() => h.tandem.getEvents(id), (ev) => ev.at(-1)?.type === 'session.status_idle', 30_000, 'idle after rewind');
+    const after = await h.tandem.getEvents(id);
     expect(JSON.stringify(after)).not.toContain('second question');
     expect(JSON.stringify(after)).toContain('answer one');
     // The conversation before the rewind point keeps its ids (status records of the last step are made anew).
@@ -55,44 +36,44 @@ describe('rewind', () => {
       events.filter((e) => e.seq < target.seq && /^(user|agent)\./.test(e.type)).map((e) => e.id);
     expect(conversation(after)).toEqual(conversation(before));
 
-    model.push(reply('answer three'));
-    await tandem.sendMessage(id, 'different question');
+    h.model.push(reply('answer three'));
+    await h.tandem.sendMessage(id, 'different question');
     await waitFor(() => sessionState(handle), (s) => s.turn === 2 && s.status === 'idle', 30_000);
-    expect(texts(model.requests.at(-1)!.body)).toEqual(['first question', 'answer one', 'different question']);
+    expect(texts(h.model.requests.at(-1)!.body)).toEqual(['first question', 'answer one', 'different question']);
 
-    const oldBranch = await tandem.getEvents(id, { runId: previousRunId });
+    const oldBranch = await h.tandem.getEvents(id, { runId: previousRunId });
     expect(JSON.stringify(oldBranch)).toContain('second question');
     expect(JSON.stringify(oldBranch)).toContain('answer two');
-    model.assertDone();
+    h.model.assertDone();
     await handle.cancel();
   });
 
   it('rewinding to a tool result runs the tool again and goes on', async () => {
-    model.push(reply(toolUse('bash', { command: 'echo run >> /workspace/runs.txt; wc -l < /workspace/runs.txt' }, 'tu_count')), reply('counted'));
-    const id = await tandem.start({ agent: testAgent(), message: 'count' });
-    const handle = client.workflow.getHandle(id);
+    h.model.push(reply(toolUse('bash', { command: 'echo run >> /workspace/runs.txt; wc -l < /workspace/runs.txt' }, 'tu_count')), reply('counted'));
+    const id = await h.tandem.start({ agent: testAgent(), message: 'count' });
+    const handle = h.client.workflow.getHandle(id);
     await waitIdle(handle, 'end_turn', 2);
-    const result = (await tandem.getEvents(id, { types: ['agent.tool_result'] }))[0]!;
+    const result = (await h.tandem.getEvents(id, { types: ['agent.tool_result'] }))[0]!;
     expect(JSON.stringify(result.content)).toContain('1');
-    model.push(reply('counted again'));
-    await tandem.rewind(id, result.id);
+    h.model.push(reply('counted again'));
+    await h.tandem.rewind(id, result.id);
     await waitFor(() => sessionState(handle), (s) => s.status === 'idle' && s.turn === 2, 60_000, 'the turn to finish again');
-    const results = await tandem.getEvents(id, { types: ['agent.tool_result'] });
+    const results = await h.tandem.getEvents(id, { types: ['agent.tool_result'] });
     expect(results).toHaveLength(1);
     // The tool ran a second time in the same workspace.
     expect(JSON.stringify(results[0]!.content)).toContain('2');
-    const lastCall = model.requests.at(-1)!.body.messages!;
+    const lastCall = h.model.requests.at(-1)!.body.messages!;
     expect(JSON.stringify(lastCall)).not.toContain('counted"');
-    model.assertDone();
+    h.model.assertDone();
     await handle.cancel();
   });
 
   it('refuses an event that is not in the log', async () => {
-    model.push(reply('hi'));
-    const id = await tandem.start({ agent: testAgent(), message: 'hello' });
-    await waitIdle(client.workflow.getHandle(id), 'end_turn', 1);
-    await expect(tandem.rewind(id, '99999.0')).rejects.toThrow(/event 99999.0 is not in the log/);
-    await expect(tandem.rewind(id, '1.0')).rejects.toThrow(/before its first step/);
-    await client.workflow.getHandle(id).cancel();
+    h.model.push(reply('hi'));
+    const id = await h.tandem.start({ agent: testAgent(), message: 'hello' });
+    await waitIdle(h.client.workflow.getHandle(id), 'end_turn', 1);
+    await expect(h.tandem.rewind(id, '99999.0')).rejects.toThrow(/event 99999.0 is not in the log/);
+    await expect(h.tandem.rewind(id, '1.0')).rejects.toThrow(/before its first step/);
+    await h.client.workflow.getHandle(id).cancel();
   });
 });

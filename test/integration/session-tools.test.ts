@@ -4,7 +4,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import Docker from 'dockerode';
-import { startMessagesServer, reply, toolUse, text, type MessagesServer, type RecordedRequest } from '../fakes/messages-server.js';
+import { startMessagesServer, reply, toolUse, text, type MessagesServer } from '../fakes/messages-server.js';
 import { readHistory } from '../../src/client/log.js';
 import { createSandboxActivities, sandboxNames } from '../../src/activities/sandbox/docker.js';
 import { reapClosedSessions } from '../../src/worker.js';
@@ -18,6 +18,7 @@ import {
   startWorker,
   testAgent,
   testClient,
+  toolResults,
   uniqueQueue,
   waitFor,
   waitIdle,
@@ -45,17 +46,6 @@ afterAll(async () => {
 afterEach(() => {
   model.assertDone();
 });
-
-/** The tool_result blocks of a recorded model request, by tool_use id. */
-function toolResults(req: RecordedRequest): Map<string, { content: string; is_error?: boolean }> {
-  const out = new Map<string, { content: string; is_error?: boolean }>();
-  for (const m of req.body.messages ?? []) {
-    if (m.role !== 'user' || !Array.isArray(m.content)) continue;
-    for (const b of m.content as Array<{ type: string; tool_use_id?: string; content?: string; is_error?: boolean }>)
-      if (b.type === 'tool_result') out.set(b.tool_use_id!, { content: b.content ?? '', is_error: b.is_error });
-  }
-  return out;
-}
 
 async function cleanup(sessionId: string): Promise<void> {
   const names = sandboxNames(sessionId);

@@ -2,7 +2,7 @@
  * A worker process killed with SIGKILL in the middle of a session: another worker finishes it, and every user
  * message reaches the model exactly once.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import { startMessagesServer, reply, toolUse, type MessagesServer } from '../fakes/messages-server.js';
@@ -11,12 +11,13 @@ import Docker from 'dockerode';
 import {
   sendMessage,
   sessionEvents,
+  killProcess,
   startSession,
   testClient,
   uniqueQueue,
   waitFor,
+  spawnWorkerProcess,
   waitIdle,
-  workerEnv,
 } from '../helpers/env.js';
 
 let client: Client;
@@ -24,25 +25,7 @@ let model: MessagesServer;
 const workers: ChildProcess[] = [];
 const queue = uniqueQueue('crash');
 
-/** Starts `src/worker.ts` as its own process and waits until it polls. */
-async function spawnWorker(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
-    env: { ...process.env, ...workerEnv(queue, model.url) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  workers.push(child);
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const onData = (c: Buffer) => {
-      output += c.toString();
-      if (output.includes('polling task queue')) resolve();
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`worker exited early (${code}): ${output.slice(-2000)}`)));
-  });
-  return child;
-}
+const spawnWorker = () => spawnWorkerProcess(queue, model.url, workers);
 
 beforeAll(async () => {
   client = await testClient();
@@ -50,7 +33,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');
+  for (const w of workers) await killProcess(w);
   await model?.close();
 });
 
@@ -67,8 +50,7 @@ describe('worker crash', () => {
     const handle = await startSession(client, queue, {}, 'please sleep');
     // Kill the worker while the tool call runs in the sandbox.
     await waitFor(() => sessionEvents(client, handle), (ev) => ev.some((e) => e.type === 'sandbox.provisioned'), 60_000, 'provisioning');
-    first.kill('SIGKILL');
-    await new Promise((r) => first.once('exit', r));
+    await killProcess(first);
     // A message sent while no worker runs is kept in the log and applied once.
     await sendMessage(handle, 'and then report', 'steer-1');
     await sendMessage(handle, 'and then report', 'steer-1');

@@ -260,9 +260,14 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
     const { container, created } = await beating({ phase: 'provision' }, () => ensureRunning(input.sandbox));
     // Every 2 s: heartbeat (which carries cancellation), and check that the container still runs: a paused or
     // dead container would otherwise hold the call until its timeout.
+    // A call that outlives its own timeout by 30 s means the sandbox no longer answers (for example a fork bomb
+    // took every process slot): it is abandoned and the container replaced.
     const gone = new AbortController();
+    const timeoutMs = input.name === 'bash' ? Math.min(Number(input.input.timeout_ms) || 120_000, 600_000) : 60_000;
+    const deadline = Date.now() + timeoutMs + 30_000;
     const beat = setInterval(() => {
       heartbeat({ tool: input.name });
+      if (Date.now() > deadline) gone.abort();
       void container.inspect().then(
         (i) => (!i.State.Running || i.State.Paused) && gone.abort(),
         () => gone.abort(),
@@ -299,10 +304,13 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
                 : `exited (code ${state.ExitCode})`;
           throw lost(`sandbox container ${container.id.slice(0, 12)} ${why} during ${input.name}`);
         }
-        throw ApplicationFailure.create({
-          type: Failure.SandboxProtocol,
-          message: `toolbox gave no result (exit ${outcome?.exitCode}): ${outcome?.stderr.trim().slice(0, 500)}`,
-        });
+        // The container runs but its toolbox cannot answer (for example every process slot is taken): the
+        // sandbox is broken, so it is replaced, like a lost one. The workspace volume stays.
+        await container.kill().catch(() => undefined);
+        throw lost(
+          `sandbox container ${container.id.slice(0, 12)} stopped answering during ${input.name} and was replaced ` +
+            `(toolbox exit ${outcome?.exitCode}: ${outcome?.stderr.trim().split('\n')[0]?.slice(0, 300) ?? ''})`,
+        );
       }
       const r = JSON.parse(line) as { content: string; is_error: boolean; truncated?: boolean; output_path?: string };
       return {
