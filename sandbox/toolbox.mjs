@@ -129,6 +129,11 @@ async function serve() {
       const result = await promise;
       if (!controller.signal.aborted) remember(finished, id, result);
       log(`${id} ${name} ${Date.now() - started}ms${result.is_error ? ' error' : ''}${result.truncated ? ' truncated' : ''}`);
+      // A shell that was killed (timeout, cancel) may leave processes behind; when they fill the process table
+      // (a fork bomb), nothing else could run. Once this answer is out, sweep them.
+      if (name === 'bash' && result.is_error && /timed out|cancelled|shell exited/.test(result.content)) {
+        setTimeout(sweepIfCrowded, 300);
+      }
       return result;
     } finally {
       if (inflight.get(id) === entry) inflight.delete(id);
@@ -224,6 +229,39 @@ async function serve() {
       truncated: true,
       ...(saved ? { output_path: outputPath } : {}),
     };
+  }
+}
+
+/** The process limit of this container's cgroup, if it has one. */
+function pidsLimit() {
+  for (const f of ['/sys/fs/cgroup/pids.max', '/sys/fs/cgroup/pids/pids.max']) {
+    try {
+      const v = Number(fs.readFileSync(f, 'utf8').trim());
+      if (Number.isFinite(v) && v > 0) return v;
+    } catch {}
+  }
+  return undefined;
+}
+
+/**
+ * When more than half the process slots are taken, kills every process this user may signal except the toolbox
+ * itself and PID 1: kill(-1) in the container's own PID namespace.
+ */
+function sweepIfCrowded() {
+  const limit = pidsLimit();
+  if (!limit) return;
+  let count = 0;
+  try {
+    count = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).length;
+  } catch {
+    return;
+  }
+  if (count < limit / 2) return;
+  log(`${count} of ${limit} process slots taken after a killed shell: killing every process but the toolbox`);
+  try {
+    process.kill(-1, 'SIGKILL');
+  } catch (e) {
+    log(`sweep failed: ${e.message}`);
   }
 }
 
