@@ -1,5 +1,6 @@
 /**
- * The benchmark suite: `npm run bench [-- --quick] [-- --only ttft,sandbox] [-- --latency 300 --ttft 150]`.
+ * The benchmark suite: `npm run bench [-- --quick] [-- --only ttft,sandbox] [-- --latency 300 --ttft 150]`;
+ * `--render bench/results/<date>.json` draws the chart and tables of an earlier run again.
  *
  * Runs against a real Temporal dev server (its own, in memory), the real Docker engine, real worker processes and
  * the scripted Messages API server. It asserts nothing about timing: it prints what it measured, with the
@@ -14,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchHistory } from './history.js';
 import { BenchEnv, log, type BenchOptions } from './lib/env.js';
-import { printSection, writeResults, type RunInfo } from './lib/report.js';
+import { printSection, readResults, writeResults, type RunInfo } from './lib/report.js';
 import type { Section } from './lib/section.js';
 import { benchOverhead } from './overhead.js';
 import { benchRecovery } from './recovery.js';
@@ -40,9 +41,17 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       latency: { type: 'string', default: '300' },
       ttft: { type: 'string', default: '150' },
+      render: { type: 'string' },
     },
     strict: true,
   });
+  const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
+  if (values.render) {
+    // Draw the chart and the tables of an earlier run again from its JSON file.
+    const { info, sections } = readResults(values.render);
+    log(`wrote ${(await writeResults(dir, info, sections, false)).join(', ')}`);
+    return;
+  }
   const only = (values.only?.split(',').map((s) => s.trim()) ?? [...ALL]) as Name[];
   for (const n of only) if (!ALL.includes(n)) throw new Error(`--only: unknown benchmark "${n}" (one of ${ALL.join(', ')})`);
   const opts: BenchOptions = { quick: values.quick ?? false, latencyMs: Number(values.latency), ttftMs: Number(values.ttft) };
@@ -103,7 +112,6 @@ async function main(): Promise<void> {
   }
   info.finished_at = new Date().toISOString();
   info.load_average.end = loadavg().map((v) => Math.round(v * 100) / 100);
-  const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
   const files = await writeResults(dir, info, sections);
   log(`wrote ${files.join(', ')}`);
   if (failed) process.exitCode = 1;

@@ -130,7 +130,8 @@ export async function renderChart(panels: Panel[], title: string): Promise<Buffe
     } else {
       const pts = p.points;
       const xMax = Math.max(1, ...pts.map((q) => q.x));
-      const yMax = Math.max(1, ...pts.map((q) => q.y));
+      // The axis fits the ordinary points; a marked point above them is drawn at the top edge with its value.
+      const yMax = Math.max(1, ...pts.filter((q) => !q.mark).map((q) => q.y));
       const xs = niceStep(xMax);
       const ys = niceStep(yMax, 5);
       const xTop = Math.ceil(xMax / xs) * xs;
@@ -161,15 +162,20 @@ export async function renderChart(panels: Panel[], title: string): Promise<Buffe
       g.fillText(p.yLabel, 0, 0);
       g.restore();
       for (const q of pts) {
+        const clipped = q.y > yTop;
         g.fillStyle = q.mark ? '#dc2626' : '#2563ebaa';
         g.beginPath();
-        g.arc(X(q.x), Y(q.y), q.mark ? 5 : 2.5, 0, Math.PI * 2);
+        g.arc(X(q.x), Y(Math.min(q.y, yTop)), q.mark ? 5 : 2.5, 0, Math.PI * 2);
         g.fill();
+        if (clipped) {
+          g.font = font(12);
+          g.fillText(`↑ ${fmt(q.y)}`, X(q.x) + 8, Y(yTop) + 4);
+        }
       }
       if (pts.some((q) => q.mark)) {
         g.fillStyle = '#dc2626';
         g.font = font(12);
-        g.fillText('● the turn after which the session continued as new', x0 + 10, plotTop + 4);
+        g.fillText('● the turn after which the session continued as new', x0 + 10, plotTop - 4);
       }
     }
     y += h + 24;

@@ -1,5 +1,5 @@
 /** Output of a bench run: the table on stdout, and the JSON, Markdown and PNG files under bench/results/. */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { renderChart } from './chart.js';
 import type { Section } from './section.js';
@@ -47,14 +47,31 @@ export function markdown(info: RunInfo, sections: Section[], chartFile?: string)
   return out.join('\n');
 }
 
-/** Writes `<date>[-quick].json|md|png` into `dir`; returns the paths written. */
-export async function writeResults(dir: string, info: RunInfo, sections: Section[]): Promise<string[]> {
+/** Reads a results JSON file back into its run info and sections (to draw its chart and tables again). */
+export function readResults(file: string): { info: RunInfo; sections: Section[] } {
+  const { results, ...info } = JSON.parse(readFileSync(file, 'utf8')) as RunInfo & {
+    results: Record<string, { title: string; method: string; rows: Section['rows']; panels?: Section['panels'] } & Record<string, unknown>>;
+  };
+  const sections = Object.entries(results).map(([key, r]) => {
+    const { title, method, rows, panels, ...data } = r;
+    return { key, title, method, rows, data, panels: panels ?? [] };
+  });
+  return { info, sections };
+}
+
+/** Writes `<date>[-quick].json|md|png` into `dir` (the JSON unless `json` is false); returns the paths written. */
+export async function writeResults(dir: string, info: RunInfo, sections: Section[], json = true): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
   const base = join(dir, `${info.date}${info.quick ? '-quick' : ''}`);
   const written: string[] = [];
-  const json = { ...info, results: Object.fromEntries(sections.map((s) => [s.key, { title: s.title, method: s.method, rows: s.rows, ...s.data }])) };
-  writeFileSync(`${base}.json`, JSON.stringify(json, null, 1) + '\n');
-  written.push(`${base}.json`);
+  const data = {
+    ...info,
+    results: Object.fromEntries(sections.map((s) => [s.key, { title: s.title, method: s.method, rows: s.rows, ...s.data, panels: s.panels }])),
+  };
+  if (json) {
+    writeFileSync(`${base}.json`, JSON.stringify(data, null, 1) + '\n');
+    written.push(`${base}.json`);
+  }
   let chart: string | undefined;
   try {
     const png = await renderChart(sections.flatMap((s) => s.panels), `Tandem benchmarks ${info.date}${info.quick ? ' (quick)' : ''}`);
