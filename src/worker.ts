@@ -66,6 +66,8 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     // Heartbeats carry cancellation (interrupt): send them promptly.
     maxHeartbeatThrottleInterval: '1 second',
     defaultHeartbeatThrottleInterval: '1 second',
+    // A session cached on a worker that died moves to another worker after this long (default 10 s).
+    stickyQueueScheduleToStartTimeout: '3 seconds',
     ...opts.worker,
   });
 

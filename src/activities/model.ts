@@ -122,6 +122,7 @@ export function createModelActivities({ anthropic, temporal, stallMs = 90_000 }:
   /** Builds the context from the log up to `cursor` and streams one model call. */
   async function callModel(input: CallModelInput): Promise<CallModelResult> {
     const ctx = Context.current();
+    const started = Date.now(); // time to first token counts reading the log and building the context
     // The context is everything in the log before this call was scheduled: the workflow's cursor plus whatever
     // the same workflow task recorded just before scheduling it.
     const { activityId } = ctx.info;
@@ -138,7 +139,6 @@ export function createModelActivities({ anthropic, temporal, stallMs = 90_000 }:
     if (!input0) throw ApplicationFailure.nonRetryable('session log has no input', Failure.LogInvalid);
     const agent = input0.agent;
     const budgetTokens = { ...agent.limits, ...input0.limits }.context_tokens;
-    const started = Date.now();
     const beat = setInterval(() => ctx.heartbeat({ phase: 'model' }), 2000);
     try {
       let built = buildRequest(agent, log.events, builtinDefinitions, { budgetTokens });

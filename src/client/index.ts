@@ -188,6 +188,21 @@ export class TandemClient {
     return { runId: res.runId ?? '', previousRunId: run.runId };
   }
 
+  /**
+   * Runs one call under `signal` through a controller of its own: the Temporal client adds a listener to the signal
+   * it is given for each call, which a long follow would pile up.
+   */
+  private async withSignal<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    const linked = new AbortController();
+    const abort = () => linked.abort();
+    signal.addEventListener('abort', abort, { once: true });
+    try {
+      return await this.temporal.withAbortSignal(linked.signal, fn);
+    } finally {
+      signal.removeEventListener('abort', abort);
+    }
+  }
+
   /** Reads the session log (every run of its chain, or the chain ending at `runId`), sliced. */
   async getEvents(sessionId: string, query: EventQuery & { runId?: string } = {}): Promise<SessionEvent[]> {
     const log = await readSessionLog(this.temporal, sessionId, query.runId).catch(explainNotFound(sessionId));
@@ -230,7 +245,7 @@ export class TandemClient {
           });
         let res: Awaited<ReturnType<typeof poll>>;
         try {
-          res = opts.signal ? await this.temporal.withAbortSignal(opts.signal, poll) : await poll();
+          res = opts.signal ? await this.withSignal(opts.signal, poll) : await poll();
         } catch (err) {
           if (opts.signal?.aborted) return;
           return explainNotFound(sessionId)(err);
