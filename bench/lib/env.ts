@@ -7,12 +7,11 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { Client, Connection } from '@temporalio/client';
 import Docker from 'dockerode';
 import { createSandboxActivities, LABEL_MANAGED, LABEL_SESSION } from '../../src/activities/sandbox/docker.js';
-import { findTemporalCli, projectRoot, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
+import { findTemporalCli, freePort, projectRoot, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { TandemClient } from '../../src/client/index.js';
 import { decodeJsonPayload, readRunChain } from '../../src/client/log.js';
 import type { AgentDefinition, CallModelResult, SandboxRef } from '../../src/shared/types.js';
@@ -62,17 +61,6 @@ export function processCpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-/** A free TCP port on loopback. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const started = Date.now();
 /** Prints a progress line with the time since the bench started. */

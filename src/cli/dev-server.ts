@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
@@ -24,6 +25,18 @@ export function findTemporalCli(): string | undefined {
     ...(process.env.PATH ?? '').split(':').map((d) => join(d, 'temporal')),
   ];
   return candidates.find((c): c is string => !!c && existsSync(c));
+}
+
+/** A free TCP port on loopback (for a dev server or a test's own servers). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 /** Registers Tandem's search attributes (Keyword); existing ones are left alone. */

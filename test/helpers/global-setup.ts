@@ -1,19 +1,8 @@
 /** Starts one Temporal dev server (in memory) for the whole test run. */
-import { createServer } from 'node:net';
 import type { TestProject } from 'vitest/node';
-import { findTemporalCli, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
+import { findTemporalCli, freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 
-/** A free TCP port on loopback. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 let server: DevServer | undefined;
 
