@@ -7,10 +7,15 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { PassThrough } from 'node:stream';
 import { Client, Connection } from '@temporalio/client';
 import Docker from 'dockerode';
-import { createSandboxActivities, LABEL_MANAGED, LABEL_SESSION } from '../../src/activities/sandbox/docker.js';
+import {
+  createSandboxActivities,
+  execInContainer,
+  LABEL_MANAGED,
+  LABEL_SESSION,
+  type ExecOutcome,
+} from '../../src/activities/sandbox/docker.js';
 import { findTemporalCli, freePort, projectRoot, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { TandemClient } from '../../src/client/index.js';
 import { decodeJsonPayload, readRunChain } from '../../src/client/log.js';
@@ -270,26 +275,8 @@ export class BenchEnv {
   }
 
   /** Runs a command in a container over the Docker API (stdin optional); resolves with exit code and output. */
-  async exec(container: string, cmd: string[], stdin?: Buffer): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
-    const c = this.docker.getContainer(container);
-    const exec = await c.exec({ Cmd: cmd, User: '1000:1000', AttachStdin: !!stdin, AttachStdout: true, AttachStderr: true });
-    const stream = await exec.start({ hijack: true, stdin: !!stdin });
-    const out = new PassThrough();
-    const err = new PassThrough();
-    const o: Buffer[] = [];
-    const e: Buffer[] = [];
-    out.on('data', (b: Buffer) => o.push(b));
-    err.on('data', (b: Buffer) => e.push(b));
-    this.docker.modem.demuxStream(stream, out, err);
-    const done = new Promise<void>((resolve) => {
-      stream.on('end', resolve);
-      stream.on('close', resolve);
-      stream.on('error', () => resolve());
-    });
-    if (stdin) stream.end(stdin);
-    await done;
-    const inspected = await exec.inspect();
-    return { exitCode: inspected.ExitCode ?? null, stdout: Buffer.concat(o).toString(), stderr: Buffer.concat(e).toString() };
+  exec(container: string, cmd: string[], stdin?: Buffer): Promise<ExecOutcome> {
+    return execInContainer(this.docker, this.docker.getContainer(container), cmd, stdin);
   }
 
   /** Removes every container and volume of a bench session. */

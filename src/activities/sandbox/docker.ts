@@ -94,10 +94,56 @@ function lost(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: Failure.SandboxLost, message, nonRetryable: false });
 }
 
-interface ExecOutcome {
+/** What a command run in a container printed, and its exit code. */
+export interface ExecOutcome {
   stdout: string;
   stderr: string;
   exitCode: number | null;
+}
+
+/**
+ * Runs a command in a container as the sandbox user, feeding `stdin`; resolves with its output and exit code (or
+ * as soon as `signal` aborts).
+ */
+export async function execInContainer(
+  docker: Docker,
+  container: Docker.Container,
+  cmd: string[],
+  stdin?: string | Buffer,
+  signal?: AbortSignal,
+): Promise<ExecOutcome> {
+  const exec = await container.exec({
+    Cmd: cmd,
+    User: SANDBOX_USER,
+    AttachStdin: stdin !== undefined,
+    AttachStdout: true,
+    AttachStderr: true,
+  });
+  const stream = await exec.start({ hijack: true, stdin: stdin !== undefined });
+  const out = new PassThrough();
+  const err = new PassThrough();
+  const chunks: Buffer[] = [];
+  const errChunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  err.on('data', (c: Buffer) => errChunks.push(c));
+  docker.modem.demuxStream(stream, out, err);
+  const done = new Promise<void>((resolve) => {
+    stream.on('end', resolve);
+    stream.on('close', resolve);
+    stream.on('error', () => resolve());
+    signal?.addEventListener('abort', () => {
+      stream.destroy();
+      resolve();
+    });
+  });
+  if (stdin !== undefined) stream.end(stdin);
+  await done;
+  const inspected = await exec.inspect().catch(() => undefined);
+  return {
+    stdout: Buffer.concat(chunks).toString('utf8'),
+    stderr: Buffer.concat(errChunks).toString('utf8'),
+    exitCode: inspected?.ExitCode ?? null,
+  };
 }
 
 /** Creates the sandbox activities over a Docker client. */
@@ -115,41 +161,9 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
     return { name: names.container, container_id: id, image: ref.config.image ?? settings.image, volume: names.volume, state };
   }
 
-  /** Runs a command in the container, feeding `stdin`; resolves with its output and exit code (or when `signal` aborts). */
-  async function run(container: Docker.Container, cmd: string[], stdin?: string, signal?: AbortSignal): Promise<ExecOutcome> {
-    const exec = await container.exec({
-      Cmd: cmd,
-      User: SANDBOX_USER,
-      AttachStdin: stdin !== undefined,
-      AttachStdout: true,
-      AttachStderr: true,
-    });
-    const stream = await exec.start({ hijack: true, stdin: stdin !== undefined });
-    const out = new PassThrough();
-    const err = new PassThrough();
-    const chunks: Buffer[] = [];
-    const errChunks: Buffer[] = [];
-    out.on('data', (c: Buffer) => chunks.push(c));
-    err.on('data', (c: Buffer) => errChunks.push(c));
-    docker.modem.demuxStream(stream, out, err);
-    const done = new Promise<void>((resolve) => {
-      stream.on('end', resolve);
-      stream.on('close', resolve);
-      stream.on('error', () => resolve());
-      signal?.addEventListener('abort', () => {
-        stream.destroy();
-        resolve();
-      });
-    });
-    if (stdin !== undefined) stream.end(stdin);
-    await done;
-    const inspected = await exec.inspect().catch(() => undefined);
-    return {
-      stdout: Buffer.concat(chunks).toString('utf8'),
-      stderr: Buffer.concat(errChunks).toString('utf8'),
-      exitCode: inspected?.ExitCode ?? null,
-    };
-  }
+  const run = (container: Docker.Container, cmd: string[], stdin?: string, signal?: AbortSignal) =>
+    execInContainer(docker, container, cmd, stdin, signal);
+
 
   /**
    * Waits (heartbeating) while the Docker engine does not answer, for up to two minutes: an engine restart should
@@ -189,12 +203,17 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
    * removed and a fresh one is created on the same workspace volume (unless the workspace is ephemeral).
    */
   async function ensureRunning(ref: SandboxRef): Promise<{ container: Docker.Container; created?: SandboxInfo }> {
-    await waitForEngine();
     const spec = containerSpec(ref, settings);
     const existing = docker.getContainer(spec.name);
-    const inspected = await existing.inspect().catch((err: unknown) => {
-      if (dockerStatus(err) === 404) return undefined;
-      throw err;
+    const inspect = () =>
+      existing.inspect().catch((err: unknown) => {
+        if (dockerStatus(err) === 404) return undefined;
+        throw err;
+      });
+    const inspected = await inspect().catch(async (err: unknown) => {
+      if (dockerStatus(err) !== undefined) throw err; // the engine answered: a real error
+      await waitForEngine(); // no answer at all: the engine may be restarting
+      return inspect();
     });
     if (inspected?.State.Running && !inspected.State.Paused) return { container: docker.getContainer(inspected.Id) };
     if (inspected) {
