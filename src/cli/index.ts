@@ -80,29 +80,20 @@ export function buildProgram(): Command {
       }
     });
 
-  program
-    .command('interrupt')
-    .description('cancel what the session is doing; it goes idle')
-    .argument('<session-id>')
-    .action(async (sessionId: string) => {
-      try {
-        await (await TandemClient.connect()).interrupt(sessionId);
-      } catch (err) {
-        fail(err);
-      }
-    });
-
-  program
-    .command('wake')
-    .description('retry a session that stopped on an error (retries_exhausted)')
-    .argument('<session-id>')
-    .action(async (sessionId: string) => {
-      try {
-        await (await TandemClient.connect()).wake(sessionId);
-      } catch (err) {
-        fail(err);
-      }
-    });
+  const signalVerb = (name: string, description: string, send: (c: TandemClient, id: string) => Promise<void>) =>
+    program
+      .command(name)
+      .description(description)
+      .argument('<session-id>')
+      .action(async (sessionId: string) => {
+        try {
+          await send(await TandemClient.connect(), sessionId);
+        } catch (err) {
+          fail(err);
+        }
+      });
+  signalVerb('interrupt', 'cancel what the session is doing; it goes idle', (c, id) => c.interrupt(id));
+  signalVerb('wake', 'retry a session that stopped on an error (retries_exhausted)', (c, id) => c.wake(id));
 
   program
     .command('events')
