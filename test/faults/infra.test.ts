@@ -7,15 +7,11 @@ import { mkdtempSync, openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { Client, Connection } from '@temporalio/client';
 import Docker from 'dockerode';
-import { startDevServer, type DevServer } from '../../src/cli/dev-server.js';
+import { freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { TandemClient } from '../../src/client/index.js';
-import { loadRuntimeConfig } from '../../src/config/env.js';
-import { createWorker, type TandemWorker } from '../../src/worker.js';
 import { reply, startMessagesServer, toolUse, type MessagesServer } from '../fakes/messages-server.js';
-import { freePort } from '../helpers/global-setup.js';
-import { testAgent, waitFor, workflowBundle } from '../helpers/env.js';
+import { startWorker, testAgent, testClient, waitFor } from '../helpers/env.js';
 import { expectSessionIntact, idle } from './check.js';
 
 const docker = new Docker();
@@ -31,12 +27,11 @@ afterAll(async () => {
 
 describe('Temporal server restart', () => {
   let server: DevServer | undefined;
-  let worker: TandemWorker | undefined;
-  let running: Promise<void> | undefined;
+  let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
 
   afterAll(async () => {
     await worker?.shutdown();
-    await running?.catch(() => undefined);
+    await worker?.done.catch(() => undefined);
     await server?.stop();
   });
 
@@ -45,14 +40,8 @@ describe('Temporal server restart', () => {
     const dbFile = join(mkdtempSync(join(tmpdir(), 'tandem-restart-')), 'temporal.db');
     const start = () => startDevServer({ cli: inject('temporalCli'), port, dbFile, headless: true });
     server = await start();
-    const address = server.address;
-    const tandem = new TandemClient(new Client({ connection: await Connection.connect({ address }) }), 'restart');
-    worker = await createWorker({
-      config: loadRuntimeConfig({ TEMPORAL_ADDRESS: address, TANDEM_TASK_QUEUE: 'restart', TANDEM_REAP_INTERVAL_S: '0' }),
-      workflowBundle: await workflowBundle(),
-      anthropic: { baseURL: model.url, apiKey: 'test' },
-    });
-    running = worker.run();
+    const tandem = new TandemClient(await testClient(server.address), 'restart');
+    worker = await startWorker('restart', model.url, server.address);
     model.push(reply(toolUse('bash', { command: 'sleep 4; echo survived-restart' }, 'tu_r')), reply('done'));
     const id = await tandem.start({ agent: testAgent(), message: 'outlive the server' });
     await waitFor(() => tandem.getEvents(id), (ev) => ev.some((e) => e.type === 'sandbox.provisioned'), 60_000);
@@ -94,15 +83,9 @@ const canRestartDocker = (() => {
 
 describe('Docker engine restart', () => {
   it.skipIf(!canRestartDocker)('a tool call survives the Docker engine restarting under it', async () => {
-    const address = inject('temporalAddress');
     const queue = `engine-${Date.now()}`;
-    const tandem = new TandemClient(new Client({ connection: await Connection.connect({ address }) }), queue);
-    const worker = await createWorker({
-      config: loadRuntimeConfig({ TEMPORAL_ADDRESS: address, TANDEM_TASK_QUEUE: queue, TANDEM_REAP_INTERVAL_S: '0' }),
-      workflowBundle: await workflowBundle(),
-      anthropic: { baseURL: model.url, apiKey: 'test' },
-    });
-    const running = worker.run();
+    const tandem = new TandemClient(await testClient(), queue);
+    const worker = await startWorker(queue, model.url);
     try {
       model.push(reply(toolUse('bash', { command: 'echo kept > /workspace/k; sleep 5; echo engine-ok-$(cat /workspace/k)' }, 'tu_e')), reply('done'));
       const id = await tandem.start({ agent: testAgent(), message: 'outlive the engine' });
@@ -117,7 +100,7 @@ describe('Docker engine restart', () => {
       await tandem.temporal.workflow.getHandle(id).cancel();
     } finally {
       await worker.shutdown();
-      await running;
+      await worker.done;
     }
   });
 });

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { afterAll, beforeAll, inject } from 'vitest';
+import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 import { TandemClient } from '../../src/client/index.js';
 import {
   startMessagesServer,
@@ -31,16 +31,16 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
   return bundle;
 }
 
-/** A client of the test run's dev server. */
-export async function testClient(): Promise<Client> {
-  const connection = await Connection.connect({ address: inject('temporalAddress') });
+/** A client of the test run's dev server, or of the one at `address`. */
+export async function testClient(address = inject('temporalAddress')): Promise<Client> {
+  const connection = await Connection.connect({ address });
   return new Client({ connection });
 }
 
-/** Environment for a worker of this test run (process or in-process). */
-export function workerEnv(taskQueue: string, messagesUrl: string): Record<string, string> {
+/** Environment for a worker of this test run (process or in-process); `address` defaults to the run's server. */
+export function workerEnv(taskQueue: string, messagesUrl: string, address = inject('temporalAddress')): Record<string, string> {
   return {
-    TEMPORAL_ADDRESS: inject('temporalAddress'),
+    TEMPORAL_ADDRESS: address,
     TANDEM_TASK_QUEUE: taskQueue,
     ANTHROPIC_BASE_URL: messagesUrl,
     ANTHROPIC_API_KEY: 'test-key',
@@ -48,9 +48,16 @@ export function workerEnv(taskQueue: string, messagesUrl: string): Record<string
   };
 }
 
-/** Starts an in-process worker on `taskQueue` whose model is the scripted server at `messagesUrl`. */
-export async function startWorker(taskQueue: string, messagesUrl: string): Promise<TandemWorker & { done: Promise<void> }> {
-  const config = loadRuntimeConfig({ ...process.env, ...workerEnv(taskQueue, messagesUrl) });
+/**
+ * Starts an in-process worker on `taskQueue` whose model is the scripted server at `messagesUrl`, on the run's
+ * Temporal server or on the one at `address`.
+ */
+export async function startWorker(
+  taskQueue: string,
+  messagesUrl: string,
+  address?: string,
+): Promise<TandemWorker & { done: Promise<void> }> {
+  const config = loadRuntimeConfig({ ...process.env, ...workerEnv(taskQueue, messagesUrl, address) });
   const w = await createWorker({
     config,
     workflowBundle: await workflowBundle(),
@@ -200,7 +207,16 @@ export async function killProcess(child: ChildProcess): Promise<void> {
  * The usual fixture of a test file: a scripted Messages API server (with `responder` if given), an in-process
  * worker on a unique task queue, and a client; started before the file's tests and stopped after them.
  */
-export function useHarness(prefix: string, opts: { responder?: MessagesServerOptions['responder'] } = {}) {
+export function useHarness(
+  prefix: string,
+  opts: {
+    responder?: MessagesServerOptions['responder'];
+    /** After each test, fail on a leftover or unexpected step of the scripted server. */
+    assertDone?: boolean;
+    /** Save the file's session histories under this name (with TANDEM_RECORD_HISTORIES=1). */
+    record?: string;
+  } = {},
+) {
   const queue = uniqueQueue(prefix);
   const h = {
     queue,
@@ -215,7 +231,9 @@ export function useHarness(prefix: string, opts: { responder?: MessagesServerOpt
     h.model = await startMessagesServer(opts.responder ? { responder: opts.responder } : {});
     worker = await startWorker(queue, h.model.url);
   });
+  if (opts.assertDone) afterEach(() => h.model.assertDone());
   afterAll(async () => {
+    if (opts.record) await saveHistories(opts.record);
     await worker?.shutdown();
     await worker?.done;
     await h.model?.close();

@@ -3,24 +3,19 @@
  * one gap-free, ordered log; a follower started with the session sees every event exactly once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, Connection } from '@temporalio/client';
 import { inject } from 'vitest';
-import { findTemporalCli, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
+import { findTemporalCli, freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { TandemClient, compareEventIds } from '../../src/client/index.js';
 import { readRunChain } from '../../src/client/log.js';
-import { loadRuntimeConfig } from '../../src/config/env.js';
 import type { SessionEvent } from '../../src/shared/events.js';
-import { createWorker, type TandemWorker } from '../../src/worker.js';
 import { startMessagesServer, reply, toolUse, type MessagesServer } from '../fakes/messages-server.js';
-import { freePort } from '../helpers/global-setup.js';
-import { testAgent, uniqueQueue, waitFor, workflowBundle } from '../helpers/env.js';
+import { startWorker, testAgent, testClient, uniqueQueue, waitFor } from '../helpers/env.js';
 
 const TOOL_CALLS = 300;
 let server: DevServer;
 let tandem: TandemClient;
 let model: MessagesServer;
-let worker: TandemWorker;
-let running: Promise<void>;
+let worker: Awaited<ReturnType<typeof startWorker>>;
 const queue = uniqueQueue('can');
 
 beforeAll(async () => {
@@ -31,20 +26,14 @@ beforeAll(async () => {
     headless: true,
     dynamicConfig: ['limit.historyCount.suggestContinueAsNew=500'],
   });
-  const client = new Client({ connection: await Connection.connect({ address: server.address }) });
-  tandem = new TandemClient(client, queue);
+  tandem = new TandemClient(await testClient(server.address), queue);
   model = await startMessagesServer();
-  worker = await createWorker({
-    config: loadRuntimeConfig({ TEMPORAL_ADDRESS: server.address, TANDEM_TASK_QUEUE: queue, TANDEM_REAP_INTERVAL_S: '0' }),
-    workflowBundle: await workflowBundle(),
-    anthropic: { baseURL: model.url, apiKey: 'test' },
-  });
-  running = worker.run();
+  worker = await startWorker(queue, model.url, server.address);
 }, 120_000);
 
 afterAll(async () => {
   await worker?.shutdown();
-  await running;
+  await worker?.done;
   await model?.close();
   await server?.stop();
 });

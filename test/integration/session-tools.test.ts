@@ -1,51 +1,27 @@
 /**
  * The hands: tool calls in real, hardened Docker containers driven by the real session workflow.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Client } from '@temporalio/client';
+import { describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
-import { startMessagesServer, reply, toolUse, text, type MessagesServer } from '../fakes/messages-server.js';
+import { reply, toolUse, text } from '../fakes/messages-server.js';
 import { readHistory } from '../../src/client/log.js';
 import { createSandboxActivities, sandboxNames } from '../../src/activities/sandbox/docker.js';
 import { reapClosedSessions } from '../../src/worker.js';
 import { Signals } from '../../src/shared/names.js';
 import {
-  saveHistories,
   sendMessage,
   sessionEvents,
   sessionState,
   startSession,
-  startWorker,
   testAgent,
-  testClient,
   toolResults,
-  uniqueQueue,
   waitFor,
+  useHarness,
   waitIdle,
 } from '../helpers/env.js';
 
-let client: Client;
-let model: MessagesServer;
-let worker: Awaited<ReturnType<typeof startWorker>>;
 const docker = new Docker();
-const queue = uniqueQueue('tools');
-
-beforeAll(async () => {
-  client = await testClient();
-  model = await startMessagesServer();
-  worker = await startWorker(queue, model.url);
-});
-
-afterAll(async () => {
-  await saveHistories('tools');
-  await worker?.shutdown();
-  await worker?.done;
-  await model?.close();
-});
-
-afterEach(() => {
-  model.assertDone();
-});
+const h = useHarness('tools', { assertDone: true, record: 'tools' });
 
 async function cleanup(sessionId: string): Promise<void> {
   const names = sandboxNames(sessionId);
@@ -55,7 +31,7 @@ async function cleanup(sessionId: string): Promise<void> {
 
 describe('tools in a real container', () => {
   it('runs all six built-in tools; files persist and the shell keeps its state', async () => {
-    model.push(
+    h.model.push(
       reply(text('Writing files.'), toolUse('write', { file_path: '/workspace/notes/a.txt', content: 'alpha\nbeta\n' }, 'tu_write')),
       reply(toolUse('bash', { command: 'cd /workspace/notes && export MARK=42 && echo started' }, 'tu_bash1')),
       reply(toolUse('bash', { command: 'pwd; echo "mark=$MARK"; whoami' }, 'tu_bash2')),
@@ -65,10 +41,10 @@ describe('tools in a real container', () => {
       reply(toolUse('grep', { pattern: 'gamma' }, 'tu_grep')),
       reply('All done.'),
     );
-    const handle = await startSession(client, queue, {}, 'use every tool');
+    const handle = await startSession(h.client, h.queue, {}, 'use every tool');
     const state = await waitIdle(handle, 'end_turn', 8);
     expect(state.sandboxes).toHaveLength(1);
-    const results = toolResults(model.requests.at(-1)!);
+    const results = toolResults(h.model.requests.at(-1)!);
     expect(results.get('tu_write')?.is_error).toBeFalsy();
     expect(results.get('tu_bash2')?.content).toContain('/workspace/notes');
     expect(results.get('tu_bash2')?.content).toContain('mark=42');
@@ -87,7 +63,7 @@ describe('tools in a real container', () => {
       stream.on('end', resolve);
     });
     expect(Buffer.concat(chunks).toString()).toContain('alpha');
-    const events = await sessionEvents(client, handle);
+    const events = await sessionEvents(h.client, handle);
     expect(events.filter((e) => e.type === 'agent.tool_result')).toHaveLength(7);
     expect(events.filter((e) => e.type === 'sandbox.provisioned')).toHaveLength(1);
     await handle.cancel();
@@ -95,8 +71,8 @@ describe('tools in a real container', () => {
   });
 
   it('provisions a container with every hardening setting', async () => {
-    model.push(reply(toolUse('bash', { command: 'id -u' }, 'tu_id')), reply('ok'));
-    const handle = await startSession(client, queue, {}, 'who am i');
+    h.model.push(reply(toolUse('bash', { command: 'id -u' }, 'tu_id')), reply('ok'));
+    const handle = await startSession(h.client, h.queue, {}, 'who am i');
     await waitIdle(handle, 'end_turn', 2);
     const info = await docker.getContainer(sandboxNames(handle.workflowId).container).inspect();
     const hc = info.HostConfig;
@@ -113,20 +89,20 @@ describe('tools in a real container', () => {
     expect(info.Config.User).toBe('1000:1000');
     expect(info.Mounts.some((m) => m.Destination === '/workspace' && m.Type === 'volume')).toBe(true);
     expect(info.Mounts.some((m) => m.Source.includes('docker.sock'))).toBe(false);
-    expect(toolResults(model.requests.at(-1)!).get('tu_id')?.content.trim()).toBe('1000');
+    expect(toolResults(h.model.requests.at(-1)!).get('tu_id')?.content.trim()).toBe('1000');
     await handle.cancel();
   });
 
   it('survives docker kill in the middle of a long bash call: a fresh container runs the call', async () => {
-    model.push(
+    h.model.push(
       reply(toolUse('bash', { command: 'echo before > /workspace/keep.txt' }, 'tu_prep')),
       reply(toolUse('bash', { command: 'sleep 4; echo survived; cat /workspace/keep.txt' }, 'tu_long')),
       reply('finished'),
     );
-    const handle = await startSession(client, queue, {}, 'long job');
+    const handle = await startSession(h.client, h.queue, {}, 'long job');
     const names = sandboxNames(handle.workflowId);
     // Wait until the long call is running, then kill the container under it.
-    await model.waitForRequests(model.requests.length + 2, 30_000);
+    await h.model.waitForRequests(h.model.requests.length + 2, 30_000);
     const first = await waitFor(() => docker.getContainer(names.container).inspect(), (i) => i.State.Running, 30_000);
     await new Promise((r) => setTimeout(r, 1500));
     await docker.getContainer(names.container).kill();
@@ -134,17 +110,17 @@ describe('tools in a real container', () => {
     const second = await docker.getContainer(names.container).inspect();
     expect(second.Id).not.toBe(first.Id);
     expect(state.sandboxes[0]?.container_id).toBe(second.Id);
-    const result = toolResults(model.requests.at(-1)!).get('tu_long');
+    const result = toolResults(h.model.requests.at(-1)!).get('tu_long');
     expect(result?.is_error).toBeFalsy();
     expect(result?.content).toContain('survived');
     expect(result?.content).toContain('before'); // the workspace volume survived the container
     // History shows the failed attempt: the execute activity started twice, the first failure was Sandbox.Lost.
-    const history = await readHistory(client, handle.workflowId);
+    const history = await readHistory(h.client, handle.workflowId);
     const retried = history
       .filter((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 0) > 1)
       .map((e) => e.activityTaskStartedEventAttributes?.lastFailure?.applicationFailureInfo?.type);
     expect(retried).toContain('Sandbox.Lost');
-    const events = await sessionEvents(client, handle);
+    const events = await sessionEvents(h.client, handle);
     expect(events.some((e) => e.type === 'sandbox.lost')).toBe(true);
     expect(events.filter((e) => e.type === 'sandbox.provisioned')).toHaveLength(2);
     await handle.cancel();
@@ -152,18 +128,18 @@ describe('tools in a real container', () => {
   });
 
   it('interrupt cancels a running tool call; the session goes idle and takes the next message', async () => {
-    model.push(reply(toolUse('bash', { command: 'sleep 60; echo never' }, 'tu_sleep')));
-    const handle = await startSession(client, queue, {}, 'sleep');
-    await waitFor(() => sessionEvents(client, handle), (ev) => ev.some((e) => e.type === 'sandbox.provisioned'), 30_000);
+    h.model.push(reply(toolUse('bash', { command: 'sleep 60; echo never' }, 'tu_sleep')));
+    const handle = await startSession(h.client, h.queue, {}, 'sleep');
+    await waitFor(() => sessionEvents(h.client, handle), (ev) => ev.some((e) => e.type === 'sandbox.provisioned'), 30_000);
     await new Promise((r) => setTimeout(r, 1000));
     const t0 = Date.now();
     await handle.signal(Signals.interrupt, {});
     await waitIdle(handle, 'end_turn', 1, 30_000);
     expect(Date.now() - t0).toBeLessThan(20_000);
-    model.push(reply('ok, stopped'));
+    h.model.push(reply('ok, stopped'));
     await sendMessage(handle, 'what happened?');
     await waitIdle(handle, 'end_turn', 2);
-    const result = toolResults(model.requests.at(-1)!).get('tu_sleep');
+    const result = toolResults(h.model.requests.at(-1)!).get('tu_sleep');
     expect(result?.is_error).toBe(true);
     expect(result?.content).toMatch(/interrupted/i);
     await handle.cancel();
@@ -174,15 +150,15 @@ describe('tools in a real container', () => {
     const agent = testAgent({
       tools: [{ type: 'agent_toolset_20260401', configs: [{ name: 'bash', permission_policy: { type: 'always_ask' } }] }],
     });
-    model.push(reply(toolUse('bash', { command: 'echo allowed-ran' }, 'tu_ask1'), toolUse('bash', { command: 'echo denied-ran' }, 'tu_ask2')), reply('done'));
-    const handle = await startSession(client, queue, { agent }, 'ask first');
+    h.model.push(reply(toolUse('bash', { command: 'echo allowed-ran' }, 'tu_ask1'), toolUse('bash', { command: 'echo denied-ran' }, 'tu_ask2')), reply('done'));
+    const handle = await startSession(h.client, h.queue, { agent }, 'ask first');
     const waiting = await waitIdle(handle, 'requires_action', 1);
     expect(waiting.stop_reason).toEqual({ type: 'requires_action', event_ids: ['tu_ask1', 'tu_ask2'] });
     expect(waiting.pending.map((p) => p.kind)).toEqual(['confirmation', 'confirmation']);
     await handle.signal(Signals.toolConfirmation, { tool_use_id: 'tu_ask1', result: 'allow' });
     await handle.signal(Signals.toolConfirmation, { tool_use_id: 'tu_ask2', result: 'deny', deny_message: 'not that one' });
     await waitIdle(handle, 'end_turn', 2);
-    const results = toolResults(model.requests.at(-1)!);
+    const results = toolResults(h.model.requests.at(-1)!);
     expect(results.get('tu_ask1')?.content).toContain('allowed-ran');
     expect(results.get('tu_ask2')).toEqual({ content: 'not that one', is_error: true });
     await handle.cancel();
@@ -193,60 +169,60 @@ describe('tools in a real container', () => {
     const agent = testAgent({
       tools: [{ type: 'custom', name: 'lookup', description: 'Look a thing up', input_schema: { type: 'object', properties: { q: { type: 'string' } } } }],
     });
-    model.push(reply(toolUse('lookup', { q: 'x' }, 'tu_custom'), toolUse('no_such_tool', {}, 'tu_unknown')), reply('thanks'));
-    const handle = await startSession(client, queue, { agent }, 'look it up');
+    h.model.push(reply(toolUse('lookup', { q: 'x' }, 'tu_custom'), toolUse('no_such_tool', {}, 'tu_unknown')), reply('thanks'));
+    const handle = await startSession(h.client, h.queue, { agent }, 'look it up');
     const waiting = await waitIdle(handle, 'requires_action', 1);
     expect(waiting.pending).toEqual([{ tool_use_id: 'tu_custom', name: 'lookup', kind: 'custom_tool', input: { q: 'x' } }]);
     await handle.signal(Signals.customToolResult, { custom_tool_use_id: 'tu_custom', content: 'the answer is 7' });
     const done = await waitIdle(handle, 'end_turn', 2);
     expect(done.sandboxes).toEqual([]); // no built-in tool ran: no container
-    const results = toolResults(model.requests.at(-1)!);
+    const results = toolResults(h.model.requests.at(-1)!);
     expect(results.get('tu_custom')).toEqual({ content: 'the answer is 7', is_error: false });
     expect(results.get('tu_unknown')?.is_error).toBe(true);
     expect(results.get('tu_unknown')?.content).toMatch(/Unknown tool "no_such_tool"/);
-    const events = await sessionEvents(client, handle);
+    const events = await sessionEvents(h.client, handle);
     expect(events.some((e) => e.type === 'agent.custom_tool_use' && e.name === 'lookup')).toBe(true);
     await handle.cancel();
   });
 
   it('gives the model a tool error when every attempt loses its container', async () => {
     // The command kills the sandbox's toolbox, so the container dies on each of the 3 attempts.
-    model.push(reply(toolUse('bash', { command: 'kill -9 $(pgrep -f "toolbox.mjs serve")' }, 'tu_die')), reply('gave up'));
-    const handle = await startSession(client, queue, {}, 'break it');
+    h.model.push(reply(toolUse('bash', { command: 'kill -9 $(pgrep -f "toolbox.mjs serve")' }, 'tu_die')), reply('gave up'));
+    const handle = await startSession(h.client, h.queue, {}, 'break it');
     const state = await waitIdle(handle, 'end_turn', 2, 120_000);
     expect(state.status).toBe('idle');
-    const result = toolResults(model.requests.at(-1)!).get('tu_die');
+    const result = toolResults(h.model.requests.at(-1)!).get('tu_die');
     expect(result?.is_error).toBe(true);
     expect(result?.content).toMatch(/failed after 3 attempt\(s\).*Sandbox\.Lost/);
-    const events = await sessionEvents(client, handle);
+    const events = await sessionEvents(h.client, handle);
     expect(events.find((e) => e.type === 'agent.tool_result')?.error).toMatchObject({ type: 'Sandbox.Lost' });
     await handle.cancel();
     await cleanup(handle.workflowId);
   });
 
   it('removes the sandbox of a session that was terminated (worker reaper)', async () => {
-    model.push(reply(toolUse('bash', { command: 'true' }, 'tu_true')), reply('ok'));
-    const handle = await startSession(client, queue, {}, 'then terminate');
+    h.model.push(reply(toolUse('bash', { command: 'true' }, 'tu_true')), reply('ok'));
+    const handle = await startSession(h.client, h.queue, {}, 'then terminate');
     await waitIdle(handle, 'end_turn', 2);
     const names = sandboxNames(handle.workflowId);
     expect((await docker.getContainer(names.container).inspect()).State.Running).toBe(true);
     await handle.terminate('test');
     const { removeSandbox } = createSandboxActivities({ docker, settings: { image: 'tandem-sandbox:latest', outputCap: 30_000 } });
-    const removed = await reapClosedSessions(docker, client, removeSandbox);
+    const removed = await reapClosedSessions(docker, h.client, removeSandbox);
     expect(removed).toContain(handle.workflowId);
     await expect(docker.getContainer(names.container).inspect()).rejects.toMatchObject({ statusCode: 404 });
     await expect(docker.getVolume(names.volume).inspect()).rejects.toMatchObject({ statusCode: 404 });
   });
 
   it('bounds a huge output with head and tail and names the file that holds all of it', async () => {
-    model.push(reply(toolUse('bash', { command: 'seq 1 200000' }, 'tu_big')), reply('ok'));
-    const handle = await startSession(client, queue, {}, 'big output');
+    h.model.push(reply(toolUse('bash', { command: 'seq 1 200000' }, 'tu_big')), reply('ok'));
+    const handle = await startSession(h.client, h.queue, {}, 'big output');
     await waitIdle(handle, 'end_turn', 2);
-    const result = toolResults(model.requests.at(-1)!).get('tu_big');
+    const result = toolResults(h.model.requests.at(-1)!).get('tu_big');
     expect(result!.content.length).toBeLessThan(32_000);
     expect(result!.content.startsWith('1\n2\n3\n')).toBe(true);
     expect(result!.content.trimEnd().endsWith('200000')).toBe(true);
-    const events = await sessionEvents(client, handle);
+    const events = await sessionEvents(h.client, handle);
     const ev = events.find((e) => e.type === 'agent.tool_result' && e.tool_use_id === 'tu_big');
     expect(ev?.truncated).toBe(true);
     expect(String(ev?.output_path)).toMatch(/^\/run\/tandem\/outputs\//);
@@ -256,18 +232,18 @@ describe('tools in a real container', () => {
   });
 
   it('keeps every event under the payload limit when a tool writes 5 MB of output; the session goes on', async () => {
-    model.push(
+    h.model.push(
       reply(toolUse('bash', { command: "head -c 5000000 /dev/zero | tr '\\0' 'z'; echo; echo END" }, 'tu_5mb')),
       reply(toolUse('bash', { command: 'echo still-working' }, 'tu_after')),
       reply('ok'),
     );
-    const handle = await startSession(client, queue, {}, 'flood');
+    const handle = await startSession(h.client, h.queue, {}, 'flood');
     await waitIdle(handle, 'end_turn', 3);
-    const results = toolResults(model.requests.at(-1)!);
+    const results = toolResults(h.model.requests.at(-1)!);
     expect(results.get('tu_5mb')!.content.length).toBeLessThanOrEqual(30_000);
     expect(results.get('tu_5mb')!.content).toContain('END');
     expect(results.get('tu_after')!.content).toBe('still-working');
-    const history = await readHistory(client, handle.workflowId);
+    const history = await readHistory(h.client, handle.workflowId);
     const largest = Math.max(...history.map((e) => JSON.stringify(e).length));
     expect(largest).toBeLessThan(256 * 1024);
     await handle.cancel();
@@ -276,17 +252,17 @@ describe('tools in a real container', () => {
 
   it('stops an idle container after the idle timeout and brings a fresh one on the next tool call', async () => {
     const agent = testAgent({ sandbox: { memory_mb: 256, idle_timeout_s: 2 } });
-    model.push(reply(toolUse('write', { file_path: '/workspace/x.txt', content: 'kept' }, 'tu_w')), reply('written'));
-    const handle = await startSession(client, queue, { agent }, 'write');
+    h.model.push(reply(toolUse('write', { file_path: '/workspace/x.txt', content: 'kept' }, 'tu_w')), reply('written'));
+    const handle = await startSession(h.client, h.queue, { agent }, 'write');
     await waitIdle(handle, 'end_turn', 2);
     const names = sandboxNames(handle.workflowId);
     await waitFor(() => docker.getContainer(names.container).inspect(), (i) => !i.State.Running, 30_000, 'idle stop');
     expect((await sessionState(handle)).sandboxes[0]?.state).toBe('stopped');
-    model.push(reply(toolUse('read', { file_path: '/workspace/x.txt' }, 'tu_r')), reply('read it'));
+    h.model.push(reply(toolUse('read', { file_path: '/workspace/x.txt' }, 'tu_r')), reply('read it'));
     await sendMessage(handle, 'read it back');
     const state = await waitIdle(handle, 'end_turn', 4);
     expect(state.sandboxes[0]?.state).toBe('running');
-    expect(toolResults(model.requests.at(-1)!).get('tu_r')?.content).toContain('kept');
+    expect(toolResults(h.model.requests.at(-1)!).get('tu_r')?.content).toContain('kept');
     await handle.cancel();
     await cleanup(handle.workflowId);
   });
