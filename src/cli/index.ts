@@ -10,6 +10,7 @@ import { EVENT_TYPES, type SessionEventType } from '../shared/events.js';
 import { formatEvent } from './format.js';
 import { runDev, runDemo, runWorker } from './dev.js';
 import { explainIdle, printUntilIdle } from './follow.js';
+import { addVaultCommands } from './vault.js';
 
 function fail(err: unknown): never {
   const message = err instanceof AgentFileError ? err.message : ((err as Error)?.message ?? String(err));
@@ -151,6 +152,7 @@ export function buildProgram(): Command {
       }
     });
 
+  addVaultCommands(program, fail);
   return program;
 }
 

@@ -1,0 +1,87 @@
+/**
+ * `tandem vault set|list|rm`: manage the worker-side vault. Values are read from stdin or a hidden prompt (never
+ * from argv, where `ps` would show them) and are never printed back.
+ */
+import type { Command } from 'commander';
+import { Vault, VaultError } from '../vault/index.js';
+
+async function readSecret(name: string): Promise<string> {
+  if (!process.stdin.isTTY) {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    // One trailing newline is the shell's (echo, heredoc), not the secret's.
+    return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  }
+  process.stderr.write(`value of ${name} (not shown): `);
+  const stdin = process.stdin;
+  stdin.setRawMode(true);
+  stdin.resume();
+  let value = '';
+  try {
+    for await (const chunk of stdin) {
+      for (const ch of (chunk as Buffer).toString('utf8')) {
+        if (ch === '\r' || ch === '\n') return value;
+        if (ch === '\u0003') throw new VaultError('cancelled');
+        if (ch === '\u007f') value = value.slice(0, -1);
+        else value += ch;
+      }
+    }
+    return value;
+  } finally {
+    stdin.setRawMode(false);
+    stdin.pause();
+    process.stderr.write('\n');
+  }
+}
+
+/** Adds the `vault` verb group to the program. */
+export function addVaultCommands(program: Command, fail: (err: unknown) => never): void {
+  const vault = program
+    .command('vault')
+    .description('manage the worker-side vault of named secrets (TANDEM_VAULT_FILE, default ~/.config/tandem/vault.json)');
+
+  vault
+    .command('set')
+    .description('store a secret; the value comes from stdin or a hidden prompt, never from the command line')
+    .argument('<name>')
+    .action(async (name: string) => {
+      try {
+        const v = new Vault();
+        const existed = v.list().some((s) => s.name === name && s.source === 'file');
+        v.set(name, await readSecret(name));
+        console.error(`${existed ? 'updated' : 'stored'} secret ${name} in ${v.path}`);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  vault
+    .command('list')
+    .alias('ls')
+    .description('list secret names (never values)')
+    .option('--json', 'JSON output')
+    .action((o: { json?: boolean }) => {
+      try {
+        const secrets = new Vault().list();
+        if (o.json) return console.log(JSON.stringify(secrets));
+        if (secrets.length === 0) return console.error('the vault is empty; add a secret with `tandem vault set NAME`');
+        for (const s of secrets) console.log(`${s.name}\t${s.source}\t${s.updated_at ?? ''}`);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  vault
+    .command('rm')
+    .description('remove a secret from the vault file')
+    .argument('<name>')
+    .action((name: string) => {
+      try {
+        const v = new Vault();
+        if (!v.remove(name)) throw new VaultError(`the vault file ${v.path} has no secret "${name}"`);
+        console.error(`removed secret ${name}`);
+      } catch (err) {
+        fail(err);
+      }
+    });
+}
