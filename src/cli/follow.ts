@@ -33,3 +33,22 @@ export function explainIdle(sessionId: string, idle: SessionEvent | undefined): 
   return 0;
 }
 
+
+/**
+ * Prints a session's log and, under each `session.thread_created`, the log of that child session, indented (and
+ * so on down the tree). With `json`, each line carries `session_id` and `depth`.
+ */
+export async function printTree(
+  client: TandemClient,
+  sessionId: string,
+  opts: { types?: string[]; json?: boolean; color?: boolean },
+  depth = 0,
+): Promise<void> {
+  const indent = '    '.repeat(depth);
+  for await (const e of await client.getEvents(sessionId)) {
+    if (!opts.types || opts.types.includes(e.type)) {
+      console.log(opts.json ? JSON.stringify({ session_id: sessionId, depth, ...e }) : indent + formatEvent(e, opts.color));
+    }
+    if (e.type === 'session.thread_created') await printTree(client, e.session_thread_id as string, opts, depth + 1);
+  }
+}

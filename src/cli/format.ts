@@ -59,6 +59,14 @@ export function eventDetail(e: SessionEvent): string {
     }
     case 'sandbox.lost':
       return shorten((e.error as { message: string }).message, 140);
+    case 'session.thread_created':
+      return `${e.agent_name} ${e.session_thread_id} (tandem events ${e.session_thread_id})`;
+    case 'span.outcome_evaluation_start':
+      return `${e.outcome_id} iteration ${e.iteration}`;
+    case 'span.outcome_evaluation_end':
+      return `${e.result} (iteration ${e.iteration}): ${shorten(String(e.explanation ?? ''), 120)}`;
+    case 'user.define_outcome':
+      return shorten(String(e.description ?? ''), 140);
     default:
       return '';
   }

@@ -9,7 +9,7 @@ import { TandemClient } from '../client/index.js';
 import { EVENT_TYPES, type SessionEventType } from '../shared/events.js';
 import { formatEvent } from './format.js';
 import { runDev, runDemo, runWorker } from './dev.js';
-import { explainIdle, printUntilIdle } from './follow.js';
+import { explainIdle, printTree, printUntilIdle } from './follow.js';
 import { addVaultCommands } from './vault.js';
 
 function fail(err: unknown): never {
@@ -105,11 +105,12 @@ export function buildProgram(): Command {
     .option('--type <type...>', 'only events of these types (e.g. agent.tool_use agent.tool_result)')
     .option('--run <run-id>', 'read the branch ending at this run (an old branch after a rewind)')
     .option('--follow', 'keep printing new events as they are written')
+    .option('--tree', 'also print the logs of the sub-agent sessions it delegated to, indented under their call')
     .option('--json', 'NDJSON output')
     .action(
       async (
         sessionId: string,
-        o: { after?: string; limit?: string; type?: string[]; run?: string; follow?: boolean; json?: boolean },
+        o: { after?: string; limit?: string; type?: string[]; run?: string; follow?: boolean; tree?: boolean; json?: boolean },
       ) => {
         try {
           const types = o.type as SessionEventType[] | undefined;
@@ -119,6 +120,10 @@ export function buildProgram(): Command {
           if (limit !== undefined && !(Number.isInteger(limit) && limit >= 0)) throw new Error('--limit takes a whole number');
           const client = await TandemClient.connect();
           const color = !o.json && process.stdout.isTTY === true && !process.env.NO_COLOR;
+          if (o.tree) {
+            if (o.follow) throw new Error('--tree reads finished logs; it cannot be combined with --follow');
+            return await printTree(client, sessionId, { types, json: o.json, color });
+          }
           let printed = 0;
           const events = o.follow
             ? client.followEvents(sessionId, { after: o.after })

@@ -4,9 +4,10 @@
  * JSON files go through the YAML parser too (YAML 1.2 is a superset of JSON), so their errors carry lines as well.
  */
 import { readFile } from 'node:fs/promises';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { z } from 'zod';
-import { BUILTIN_TOOLS, type AgentDefinition } from '../shared/types.js';
+import { BUILTIN_TOOLS, type AgentDefinition, type RosterEntry } from '../shared/types.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Schema
@@ -129,6 +130,17 @@ const limitsSchema = strict({
   context_tokens: intIn(1000, 2_000_000).optional(),
 });
 
+/**
+ * `multiagent`: the agents this one may delegate to. In a file each entry is the path of another agent file
+ * (relative to this one) or `{type: self}`; the loader inlines the files.
+ */
+const multiagentSchema = strict({
+  type: z.literal('coordinator'),
+  agents: z.array(z.union([z.string().min(1), strict({ type: z.literal('self') })])).min(1).max(20),
+  max_depth: intIn(1, 5).optional(),
+  concurrent_sandbox: z.boolean().optional(),
+});
+
 /** Schema of an agent definition file: the Managed Agents agent fields plus Tandem's `sandbox` and `limits`. */
 export const agentDefinitionSchema = strict({
   name: z.string().min(1),
@@ -138,15 +150,16 @@ export const agentDefinitionSchema = strict({
   tools: toolsSchema.optional(),
   mcp_servers: z.array(z.record(z.string(), z.unknown())).optional(),
   metadata: z.record(z.string(), z.string()).optional(),
-  multiagent: z.record(z.string(), z.unknown()).nullable().optional(),
+  multiagent: multiagentSchema.nullable().optional(),
   sandbox: sandboxSchema.optional(),
   limits: limitsSchema.optional(),
 }).meta({ title: 'Tandem agent definition' });
 
 // The schema must produce exactly `AgentDefinition`: both directions must be assignable.
+// (`multiagent` in a file names other files; the loaded definition holds them inlined, a superset.)
 type SchemaOutput = z.output<typeof agentDefinitionSchema>;
 const _outputIsDefinition = (x: SchemaOutput): AgentDefinition => x;
-const _definitionIsOutput = (x: AgentDefinition): SchemaOutput => x;
+const _definitionIsOutput = (x: Omit<AgentDefinition, 'multiagent'>): Omit<SchemaOutput, 'multiagent'> => x;
 void _outputIsDefinition;
 void _definitionIsOutput;
 // ...and have no field `AgentDefinition` lacks (an extra optional field would pass the two checks above).
@@ -453,8 +466,33 @@ export function parseAgentDefinition(text: string, file = '<input>'): AgentDefin
   throw new AgentFileError(file, problems);
 }
 
-/** Reads and validates an agent file (`.yaml`, `.yml` or `.json`). */
-export async function loadAgentFile(path: string): Promise<AgentDefinition> {
+/**
+ * Reads and validates an agent file (`.yaml`, `.yml` or `.json`), and the agent files its `multiagent` roster names
+ * (inlined, so a session pins every sub-agent's definition when it starts).
+ */
+export async function loadAgentFile(path: string, seen: readonly string[] = []): Promise<AgentDefinition> {
+  const agent = await readAgentFile(path);
+  const roster = agent.multiagent?.agents;
+  if (!roster) return agent;
+  const agents: RosterEntry[] = [];
+  for (const [i, entry] of roster.entries()) {
+    if (typeof entry !== 'string') {
+      agents.push(entry);
+      continue;
+    }
+    const target = resolvePath(dirname(path), entry);
+    const chain = [...seen, resolvePath(path)];
+    if (chain.includes(target)) {
+      throw new AgentFileError(path, [
+        { path: `multiagent.agents[${i}]`, message: `${entry} names a file that names this one again; use {type: self} for recursion` },
+      ]);
+    }
+    agents.push({ type: 'agent', definition: await loadAgentFile(target, chain) });
+  }
+  return { ...agent, multiagent: { ...agent.multiagent!, agents } };
+}
+
+async function readAgentFile(path: string): Promise<AgentDefinition> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');

@@ -5,7 +5,7 @@
  */
 import type { SessionEvent } from '../shared/events.js';
 import { contentText } from '../shared/events.js';
-import { modelId, resolveTools } from '../shared/tools.js';
+import { DELEGATE_TOOL, modelId, resolveTools, roster } from '../shared/tools.js';
 import type { AgentDefinition, ModelBlock, TextBlock } from '../shared/types.js';
 
 /** A Messages API content block as the context builder emits it. */
@@ -186,12 +186,38 @@ export function toolDefinitions(agent: AgentDefinition, builtins: BuiltinDefinit
   for (const t of resolveTools(agent).values()) {
     if (t.kind === 'custom') {
       out.push({ name: t.name, description: t.tool.description, input_schema: t.tool.input_schema });
+    } else if (t.kind === 'delegate') {
+      out.push(delegateDefinition(agent));
     } else {
       const def = builtins.get(t.name);
       if (def) out.push({ ...def });
     }
   }
   return out;
+}
+
+/** The `delegate` tool: its description lists the sub-agents the agent may hand work to. */
+export function delegateDefinition(agent: AgentDefinition): ToolDefinition {
+  const agents = [...roster(agent).values()];
+  const list = agents.map((a) => `- ${a.name}${a.description ? `: ${a.description}` : ''}`).join('\n');
+  return {
+    name: DELEGATE_TOOL,
+    description:
+      'Hand a task to a sub-agent. It works in its own session with its own context and tools, and only its final ' +
+      'answer comes back as the result of this call, so write the task so that it stands alone. Several ' +
+      'delegations in one reply run at the same time. With sandbox "share" the sub-agent works in your sandbox ' +
+      '(it sees and changes your files; you get the sandbox back when it is done); with "fresh" it gets its own.\n' +
+      `Sub-agents:\n${list}`,
+    input_schema: {
+      type: 'object',
+      properties: {
+        agent: { type: 'string', enum: agents.map((a) => a.name), description: 'which sub-agent' },
+        task: { type: 'string', description: 'the task, complete in itself' },
+        sandbox: { type: 'string', enum: ['fresh', 'share'], description: 'share your sandbox, or a fresh one (default)' },
+      },
+      required: ['agent', 'task'],
+    },
+  };
 }
 
 /** Default context budget in (estimated) tokens. */

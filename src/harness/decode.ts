@@ -6,9 +6,10 @@
 import proto from '@temporalio/proto';
 import { checkSignal, type RecordedEvent, type SessionEvent, type SessionEventType } from '../shared/events.js';
 import { MEMO_EVENT, Signals } from '../shared/names.js';
-import { resolveTools } from '../shared/tools.js';
+import { DELEGATE_TOOL, resolveTools } from '../shared/tools.js';
 import type {
   CallModelResult,
+  DelegationResult,
   ExecuteInput,
   ExecuteResult,
   ProvisionResult,
@@ -34,6 +35,14 @@ const EventType = {
   ActivityTaskCanceled: T.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
   WorkflowExecutionSignaled: T.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
   WorkflowPropertiesModified: T.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
+  StartChildInitiated: T.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+  StartChildFailed: T.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED,
+  ChildStarted: T.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED,
+  ChildCompleted: T.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
+  ChildFailed: T.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED,
+  ChildCanceled: T.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED,
+  ChildTimedOut: T.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT,
+  ChildTerminated: T.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED,
 } as const;
 
 const SIGNAL_EVENT: Record<string, SessionEventType> = {
@@ -43,6 +52,13 @@ const SIGNAL_EVENT: Record<string, SessionEventType> = {
   [Signals.customToolResult]: 'user.custom_tool_result',
   [Signals.wake]: 'session.wake',
 };
+
+/** A delegation: the child session a `delegate` tool call started. */
+interface ChildSession {
+  session_id: string;
+  tool_use_id: string;
+  agent_name: string;
+}
 
 interface Scheduled {
   type: string;
@@ -85,6 +101,7 @@ export class LogDecoder {
   /** The session input, once the first event has been read. */
   input: SessionInput | undefined;
   private readonly scheduled = new Map<number, Scheduled>();
+  private readonly childSessions = new Map<number, ChildSession>();
   private readonly seenIds = new Set<string>();
   private customTools = new Set<string>();
 
@@ -164,6 +181,60 @@ export class LogDecoder {
         if (s) this.failed(s, e.eventType === EventType.ActivityTaskCanceled, failure, emit);
         break;
       }
+      case EventType.StartChildInitiated: {
+        const a = e.startChildWorkflowExecutionInitiatedEventAttributes;
+        const child = this.payload(a?.input) as SessionInput | undefined;
+        if (!child?.delegation) break;
+        this.childSessions.set(seq, {
+          session_id: a?.workflowId ?? '',
+          tool_use_id: child.delegation.tool_use_id,
+          agent_name: child.agent.name,
+        });
+        break;
+      }
+      case EventType.ChildStarted: {
+        const c = this.childSessions.get(toNumber(e.childWorkflowExecutionStartedEventAttributes?.initiatedEventId) + offset);
+        if (c) emit('session.thread_created', { session_thread_id: c.session_id, agent_name: c.agent_name, tool_use_id: c.tool_use_id });
+        break;
+      }
+      case EventType.ChildCompleted: {
+        const a = e.childWorkflowExecutionCompletedEventAttributes;
+        const c = this.childSessions.get(toNumber(a?.initiatedEventId) + offset);
+        if (c) this.childAnswered(c, this.payload(a?.result) as DelegationResult | undefined, emit);
+        break;
+      }
+      case EventType.StartChildFailed:
+      case EventType.ChildFailed:
+      case EventType.ChildCanceled:
+      case EventType.ChildTimedOut:
+      case EventType.ChildTerminated: {
+        const a =
+          e.startChildWorkflowExecutionFailedEventAttributes ??
+          e.childWorkflowExecutionFailedEventAttributes ??
+          e.childWorkflowExecutionCanceledEventAttributes ??
+          e.childWorkflowExecutionTimedOutEventAttributes ??
+          e.childWorkflowExecutionTerminatedEventAttributes;
+        const c = this.childSessions.get(toNumber(a?.initiatedEventId) + offset);
+        if (!c) break;
+        const why =
+          e.eventType === EventType.StartChildFailed
+            ? 'could not start (a session with its id exists already)'
+            : e.eventType === EventType.ChildFailed
+              ? `failed: ${failureInfo(e.childWorkflowExecutionFailedEventAttributes?.failure).message}`
+              : e.eventType === EventType.ChildCanceled
+                ? 'was cancelled'
+                : e.eventType === EventType.ChildTimedOut
+                  ? 'timed out'
+                  : 'was terminated';
+        emit('agent.tool_result', {
+          tool_use_id: c.tool_use_id,
+          name: DELEGATE_TOOL,
+          content: [{ type: 'text', text: `The sub-agent ${c.agent_name} (session ${c.session_id}) ${why}.` }],
+          is_error: true,
+          session_thread_id: c.session_id,
+        });
+        break;
+      }
       case EventType.WorkflowPropertiesModified: {
         const field = e.workflowPropertiesModifiedEventAttributes?.upsertedMemo?.fields?.[MEMO_EVENT];
         if (!field) break;
@@ -175,6 +246,27 @@ export class LogDecoder {
         break;
     }
     return out;
+  }
+
+  private childAnswered(
+    c: ChildSession,
+    r: DelegationResult | undefined,
+    emit: (t: SessionEventType, f?: Record<string, unknown>) => void,
+  ): void {
+    const stop = r?.stop_reason.type ?? 'unknown';
+    const ok = stop === 'end_turn' && r?.final_message != null;
+    const text = ok
+      ? r!.final_message!
+      : `The sub-agent ${c.agent_name} (session ${c.session_id}) ended (${stop}) ` +
+        (r?.final_message ? `with this last answer:\n${r.final_message}` : 'without an answer.');
+    emit('agent.tool_result', {
+      tool_use_id: c.tool_use_id,
+      name: DELEGATE_TOOL,
+      content: [{ type: 'text', text }],
+      is_error: !ok,
+      session_thread_id: c.session_id,
+      ...(r ? { usage: r.usage, turns: r.turns } : {}),
+    });
   }
 
   private lostBefore(s: Scheduled, emit: (t: SessionEventType, f?: Record<string, unknown>) => void): void {

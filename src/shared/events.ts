@@ -32,6 +32,7 @@ export const EVENT_TYPES = [
   'session.status_rescheduled',
   'session.status_terminated',
   'session.error',
+  'session.thread_created',
   'span.model_request_start',
   'span.model_request_end',
   'span.outcome_evaluation_start',

@@ -4,7 +4,22 @@ import { BUILTIN_TOOLS, type AgentDefinition, type BuiltinToolName, type CustomT
 /** A tool the model may call, with how the harness routes it. */
 export type ResolvedTool =
   | { kind: 'builtin'; name: BuiltinToolName; ask: boolean }
-  | { kind: 'custom'; name: string; tool: CustomTool };
+  | { kind: 'custom'; name: string; tool: CustomTool }
+  | { kind: 'delegate'; name: typeof DELEGATE_TOOL };
+
+/** The tool an agent with a `multiagent` roster gets: hands a task to a sub-agent (a child session). */
+export const DELEGATE_TOOL = 'delegate';
+
+/** The agents an agent may delegate to, by name (`self` is the agent itself). */
+export function roster(agent: AgentDefinition): Map<string, AgentDefinition> {
+  const out = new Map<string, AgentDefinition>();
+  for (const entry of agent.multiagent?.agents ?? []) {
+    if (typeof entry === 'string') continue; // a file path the loader did not inline: not usable
+    const def = entry.type === 'self' ? agent : entry.definition;
+    out.set(def.name, def);
+  }
+  return out;
+}
 
 /** Resolves `tools` into the enabled tools by name. Later entries win over earlier ones for the same name. */
 export function resolveTools(agent: AgentDefinition): Map<string, ResolvedTool> {
@@ -23,6 +38,7 @@ export function resolveTools(agent: AgentDefinition): Map<string, ResolvedTool> 
       else out.delete(name);
     }
   }
+  if (roster(agent).size > 0) out.set(DELEGATE_TOOL, { kind: 'delegate', name: DELEGATE_TOOL });
   return out;
 }
 

@@ -85,9 +85,86 @@ export interface AgentDefinition {
   tools?: AgentTool[];
   mcp_servers?: Array<Record<string, unknown>>;
   metadata?: Record<string, string>;
-  multiagent?: Record<string, unknown> | null;
+  multiagent?: Multiagent | null;
   sandbox?: SandboxConfig;
   limits?: Limits;
+}
+
+/**
+ * One sub-agent an agent may delegate to: `self`, or an agent definition. In an agent file an entry is the path of
+ * another agent file (relative to the file), which the loader replaces by `{type: 'agent', definition}`.
+ */
+export type RosterEntry = string | { type: 'self' } | { type: 'agent'; definition: AgentDefinition };
+
+/** The agents an agent may delegate to (the Managed Agents `coordinator` topology), plus Tandem's limits. */
+export interface Multiagent {
+  type: 'coordinator';
+  agents: RosterEntry[];
+  /** How deep delegations may nest below the session that started them. Default 2. */
+  max_depth?: number;
+  /** Whether sessions sharing one sandbox may run tools in it at the same time. Default false: one at a time. */
+  concurrent_sandbox?: boolean;
+}
+
+/** Set in the input of a child session started by a delegation. */
+export interface Delegation {
+  parent_session_id: string;
+  tool_use_id: string;
+  /** 1 for a child of a top-level session. */
+  depth: number;
+  max_depth: number;
+  /** The parent's sandbox, when handed over: the child runs its tools there and leaves it to the parent. */
+  sandbox?: SandboxRef;
+}
+
+/** What a delegated session returns to its parent when its turn ends. */
+export interface DelegationResult {
+  /** The child's last text answer, or null. */
+  final_message: string | null;
+  stop_reason: StopReason | { type: 'interrupted' };
+  turns: number;
+  usage: Usage;
+}
+
+/** An outcome the user defined (`user.define_outcome`), and where its evaluation stands. */
+export interface OutcomeState {
+  outcome_id: string;
+  description: string;
+  rubric: string;
+  max_iterations: number;
+  /** 0-based evaluation cycle. */
+  iteration: number;
+  /** `running` while the agent works, `evaluating`, then a terminal verdict. */
+  result: 'running' | 'evaluating' | OutcomeVerdict;
+  explanation: string | null;
+}
+
+/** Verdicts of an outcome evaluation; every one but `needs_revision` ends the outcome. */
+export type OutcomeVerdict = 'needs_revision' | 'satisfied' | 'max_iterations_reached' | 'failed' | 'interrupted';
+
+/** Payload of `user.define_outcome`. */
+export interface UserDefineOutcome {
+  description: string;
+  rubric: { type: 'text'; content: string };
+  max_iterations?: number | null;
+}
+
+/** Input of the `gradeOutcome` activity. */
+export interface GradeOutcomeInput {
+  session_id: string;
+  run_id: string;
+  cursor: number;
+  outcome: OutcomeState;
+  /** The sandbox the grader may look at with read-only tools, if the session has one. */
+  sandbox?: SandboxRef;
+}
+
+/** The grader's verdict for one evaluation cycle. */
+export interface GradeOutcomeResult {
+  result: 'needs_revision' | 'satisfied' | 'failed';
+  explanation: string;
+  usage: Usage;
+  model: string;
 }
 
 /** A text content block. */
@@ -144,6 +221,8 @@ export interface SessionInput {
   limits?: Limits;
   /** Vault references (names only, never values). */
   vault_ids?: string[];
+  /** Set when a parent session started this one to delegate a task. */
+  delegation?: Delegation;
   /** Set by the session itself when it continues as new: what the next run carries over. */
   carry?: CarriedState;
 }
@@ -158,6 +237,8 @@ export interface CarriedState {
   wake_requested: boolean;
   /** Set when the run ended in the middle of a turn (between a tool result and the next model call). */
   in_turn: { calls: number } | null;
+  /** The last text the model answered (a delegated session returns it). */
+  last_text?: string;
 }
 
 /** `stop_reason` of an idle session. */
@@ -212,6 +293,10 @@ export interface SessionState {
   sandboxes: SandboxInfo[];
   pending: PendingAction[];
   last_error: SessionErrorInfo | null;
+  /** The latest outcome defined with `user.define_outcome`, if any. */
+  outcome?: OutcomeState | null;
+  /** Child sessions of delegations still running. */
+  children?: string[];
 }
 
 /** A content block of the model's reply, as stored in history (plain JSON). */

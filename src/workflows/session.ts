@@ -9,9 +9,14 @@ import {
   allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
+  ChildWorkflowCancellationType,
+  ChildWorkflowFailure,
   condition,
   continueAsNew,
+  executeChild,
+  getExternalWorkflowHandle,
   isCancellation,
+  ParentClosePolicy,
   proxyActivities,
   setCurrentDetails,
   setDefaultSignalHandler,
@@ -25,10 +30,11 @@ import { checkSignal } from '../shared/events.js';
 import type { RecordedEvent } from '../shared/events.js';
 import { Failure } from '../shared/failures.js';
 import { MEMO_EVENT, SA_AGENT, SA_STATUS, Signals } from '../shared/names.js';
-import { resolveTools } from '../shared/tools.js';
+import { resolveTools, roster } from '../shared/tools.js';
 import type {
   CallModelResult,
   CarriedState,
+  DelegationResult,
   ModelBlock,
   PendingAction,
   SandboxRef,
@@ -55,12 +61,23 @@ const agentKey = defineSearchAttributeKey(SA_AGENT, SearchAttributeType.KEYWORD)
 
 type ToolUse = Extract<ModelBlock, { type: 'tool_use' }>;
 
-/** Runs one session until it is cancelled. */
-export async function agentSession(input: SessionInput): Promise<void> {
+/**
+ * Runs one session until it is cancelled. A session started by a delegation ends when its turn does, and returns
+ * its final answer to the parent.
+ */
+export async function agentSession(input: SessionInput): Promise<DelegationResult | void> {
   const info = workflowInfo();
   const limits = { ...input.agent.limits, ...input.limits };
-  const sandboxRef: SandboxRef = { session_id: info.workflowId, config: { ...input.agent.sandbox, ...input.sandbox } };
+  // A child that was handed its parent's sandbox runs its tools there, and never stops or removes it.
+  const ownsSandbox = !input.delegation?.sandbox;
+  const sandboxRef: SandboxRef = input.delegation?.sandbox ?? {
+    session_id: info.workflowId,
+    config: { ...input.agent.sandbox, ...input.sandbox },
+  };
   const tools = resolveTools(input.agent);
+  const subAgents = roster(input.agent);
+  const depth = input.delegation?.depth ?? 0;
+  const maxDepth = input.delegation?.max_depth ?? input.agent.multiagent?.max_depth ?? 2;
   const maxTurns = limits.max_turns ?? 200;
   const idleTimeoutMs = (sandboxRef.config.idle_timeout_s ?? 600) * 1000;
 
@@ -101,8 +118,10 @@ export async function agentSession(input: SessionInput): Promise<void> {
   const answers = new Map<string, UserToolConfirmation | UserCustomToolResult>();
   let newInput = carry ? carry.new_input : (input.initial_events?.length ?? 0) > 0;
   let wakeRequested = carry?.wake_requested ?? false;
+  let lastText = carry?.last_text ?? null;
   let interrupted = false;
   let inFlight: CancellationScope | undefined;
+  const children = new Set<string>();
 
   /** Records a session-level event in history (a memo change), so the log shows it in order. */
   function record(event: RecordedEvent): void {
@@ -156,7 +175,10 @@ export async function agentSession(input: SessionInput): Promise<void> {
     inFlight?.cancel();
   });
   setHandler(wakeSignal, (payload) => {
-    if (accept(Signals.wake, payload)) wakeRequested = true;
+    if (!accept(Signals.wake, payload)) return;
+    wakeRequested = true;
+    // A child waiting on an error is woken with its parent.
+    for (const id of children) getExternalWorkflowHandle(id).signal(wakeSignal, {}).catch(() => undefined);
   });
   const answer = (name: string, kind: PendingAction['kind']) => (payload: unknown) => {
     const v = accept<UserToolConfirmation | UserCustomToolResult>(name, payload);
@@ -220,6 +242,7 @@ export async function agentSession(input: SessionInput): Promise<void> {
   /** Routes a model turn's tool calls: run, ask, or hand to the client. Returns when all have results. */
   async function runTools(uses: ToolUse[]): Promise<void> {
     const waiting: PendingAction[] = [];
+    const delegations: ToolUse[] = [];
     for (const use of uses) {
       const tool = tools.get(use.name);
       const refused = use.input.tandem_error; // set by callModel when the input was too large to keep
@@ -234,6 +257,8 @@ export async function agentSession(input: SessionInput): Promise<void> {
         });
       } else if (tool.kind === 'custom') {
         waiting.push({ tool_use_id: use.id, name: use.name, kind: 'custom_tool', input: use.input });
+      } else if (tool.kind === 'delegate') {
+        delegations.push(use);
       } else if (tool.ask) {
         waiting.push({ tool_use_id: use.id, name: use.name, kind: 'confirmation', input: use.input });
       } else {
@@ -241,7 +266,8 @@ export async function agentSession(input: SessionInput): Promise<void> {
         if (interrupted) return;
       }
     }
-    if (waiting.length === 0) return;
+    await runDelegations(delegations);
+    if (interrupted || waiting.length === 0) return;
     state.pending = waiting;
     setStatus('idle', { type: 'requires_action', event_ids: waiting.map((w) => w.tool_use_id) });
     await condition(() => interrupted || waiting.every((w) => answers.has(w.tool_use_id)));
@@ -266,6 +292,87 @@ export async function agentSession(input: SessionInput): Promise<void> {
     }
   }
 
+  /** A tool error the model sees, recorded in the log. */
+  function toolError(use: ToolUse, text: string): void {
+    record({ type: 'agent.tool_result', tool_use_id: use.id, name: use.name, is_error: true, content: [{ type: 'text', text }] });
+  }
+
+  /**
+   * Runs a turn's delegations as child sessions: those with a fresh sandbox all at once, those sharing this
+   * session's sandbox one after another (unless the agent allows concurrent use). The parent's own tool calls of
+   * the turn have finished by then, so two sessions never run tools in one sandbox at the same time.
+   */
+  async function runDelegations(uses: ToolUse[]): Promise<void> {
+    if (uses.length === 0) return;
+    const shared = uses.filter((u) => u.input.sandbox === 'share');
+    if (shared.length > 0) {
+      try {
+        await ensureSandbox();
+      } catch (err) {
+        if (interrupted && isCancellation(err)) return;
+        if (!(err instanceof ActivityFailure)) throw err;
+        for (const u of shared) toolError(u, `The sandbox could not be provisioned: ${err.cause?.message ?? err.message}`);
+        return;
+      }
+    }
+    const fresh = uses.filter((u) => !shared.includes(u));
+    const together = input.agent.multiagent?.concurrent_sandbox === true;
+    await interruptible(async () => {
+      const inTurn = async () => {
+        for (const u of shared) await delegate(u);
+      };
+      await Promise.all([...fresh.map(delegate), ...(together ? shared.map(delegate) : [inTurn()])]);
+    }).catch((err: unknown) => {
+      if (!(interrupted && isCancellation(err))) throw err;
+    });
+  }
+
+  /** One delegation: a child session whose final answer the log decoder turns into this call's tool result. */
+  async function delegate(use: ToolUse): Promise<void> {
+    const { agent: name, task, sandbox } = use.input;
+    const sub = typeof name === 'string' ? subAgents.get(name) : undefined;
+    if (!sub) return toolError(use, `Unknown sub-agent ${JSON.stringify(name)}. Available: ${[...subAgents.keys()].join(', ')}`);
+    if (typeof task !== 'string' || task.trim() === '') return toolError(use, '"task" must be a non-empty string.');
+    if (sandbox !== undefined && sandbox !== 'share' && sandbox !== 'fresh')
+      return toolError(use, '"sandbox" must be "share" or "fresh".');
+    if (depth >= maxDepth) {
+      return toolError(
+        use,
+        `Delegation refused: sessions may nest at most ${maxDepth} deep and this one is at depth ${depth}. Do the task yourself.`,
+      );
+    }
+    const childId = `${info.workflowId}.${use.id}`;
+    const childInput: SessionInput = {
+      agent: sub,
+      title: `${sub.name}: ${task.slice(0, 80)}`,
+      initial_events: [{ content: [{ type: 'text', text: task }] }],
+      delegation: {
+        parent_session_id: info.workflowId,
+        tool_use_id: use.id,
+        depth: depth + 1,
+        max_depth: maxDepth,
+        ...(sandbox === 'share' ? { sandbox: sandboxRef } : {}),
+      },
+    };
+    children.add(childId);
+    state.children = [...children];
+    try {
+      await executeChild(agentSession, {
+        workflowId: childId,
+        args: [childInput],
+        cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+      });
+    } catch (err) {
+      // The log decoder reports a child that failed, or could not start, as this call's tool error.
+      if (!(err instanceof ChildWorkflowFailure || isCancellation(err) || (err as Error).name === 'WorkflowExecutionAlreadyStartedError'))
+        throw err;
+    } finally {
+      children.delete(childId);
+      state.children = [...children];
+    }
+  }
+
   function addUsage(result: CallModelResult): void {
     for (const k of Object.keys(state.usage) as Array<keyof typeof state.usage>) state.usage[k] += result.usage[k];
   }
@@ -284,6 +391,7 @@ export async function agentSession(input: SessionInput): Promise<void> {
       new_input: newInput,
       wake_requested: wakeRequested,
       in_turn: inTurn,
+      ...(lastText !== null ? { last_text: lastText } : {}),
     };
     await continueAsNew<typeof agentSession>({ ...rest, carry: next });
   }
@@ -318,6 +426,8 @@ export async function agentSession(input: SessionInput): Promise<void> {
       state.turn++;
       state.last_error = null;
       addUsage(result);
+      const text = result.content.map((b) => (b.type === 'text' ? b.text : '')).join('');
+      if (text.trim() !== '') lastText = text;
       const uses = result.content.filter((b): b is ToolUse => b.type === 'tool_use');
       if (uses.length === 0 || result.stop_reason !== 'tool_use') {
         if (newInput && !interrupted) continue; // steering arrived while the model answered
@@ -334,10 +444,22 @@ export async function agentSession(input: SessionInput): Promise<void> {
     ]);
   }
 
+  /** A delegated session ends with its turn (unless it waits for `wake` after an error) and answers its parent. */
+  const delegationDone = (stop: StopReason) => input.delegation !== undefined && stop.type !== 'retries_exhausted';
+  async function finishDelegation(stop: DelegationResult['stop_reason']): Promise<DelegationResult> {
+    await CancellationScope.nonCancellable(async () => {
+      setStatus('terminated');
+      if (ownsSandbox && state.sandboxes.length > 0) await housekeeping.removeSandbox(sandboxRef);
+    });
+    return { final_message: lastText, stop_reason: stop, turns: state.turn, usage: state.usage };
+  }
+
   try {
     if (carry?.in_turn) {
       interrupted = false;
-      setStatus('idle', await runTurn(carry.in_turn.calls));
+      const stop = await runTurn(carry.in_turn.calls);
+      setStatus('idle', stop);
+      if (delegationDone(stop)) return await finishDelegation(interrupted ? { type: 'interrupted' } : stop);
     }
     for (;;) {
       const sandboxRunning = () => state.sandboxes.some((s) => s.state === 'running');
@@ -345,7 +467,8 @@ export async function agentSession(input: SessionInput): Promise<void> {
       await continueAsNewIfSuggested(null);
       if (!hasWork()) {
         setStatus('idle', state.stop_reason ?? { type: 'end_turn' });
-        const woke = sandboxRunning() ? await condition(hasWork, idleTimeoutMs) : (await condition(hasWork), true);
+        const stopsIdle = sandboxRunning() && ownsSandbox;
+        const woke = stopsIdle ? await condition(hasWork, idleTimeoutMs) : (await condition(hasWork), true);
         if (!woke) {
           await housekeeping.stopSandbox(sandboxRef);
           state.sandboxes = state.sandboxes.map((s) => ({ ...s, state: 'stopped' as const }));
@@ -356,12 +479,14 @@ export async function agentSession(input: SessionInput): Promise<void> {
       interrupted = false;
       const stop = await runTurn();
       setStatus('idle', stop);
+      if (delegationDone(stop)) return await finishDelegation(interrupted ? { type: 'interrupted' } : stop);
     }
   } catch (err) {
     if (!isCancellation(err)) throw err;
-    // Cancelling the workflow ends the session: remove its hands, keep the log.
+    // Cancelling the workflow ends the session: remove its hands (not borrowed ones), keep the log.
+    state.pending = [];
+    if (input.delegation) return await finishDelegation({ type: 'interrupted' });
     await CancellationScope.nonCancellable(async () => {
-      state.pending = [];
       setStatus('terminated');
       if (state.sandboxes.length > 0) await housekeeping.removeSandbox(sandboxRef);
     });

@@ -284,3 +284,33 @@ describe('agent definition files', () => {
     expect(Object.keys(schema['properties'] as object)).toContain('sandbox');
   });
 });
+
+describe('multiagent rosters', () => {
+  it('inlines the agent files a roster names, relative to the file, and keeps self', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-team-'));
+    await writeFile(join(dir, 'reviewer.yaml'), 'name: reviewer\nmodel: claude-sonnet-5-5\ndescription: reviews diffs\n');
+    await writeFile(
+      join(dir, 'lead.yaml'),
+      'name: lead\nmodel: claude-sonnet-5-5\nmultiagent:\n  type: coordinator\n  agents: [./reviewer.yaml, {type: self}]\n  max_depth: 3\n',
+    );
+    const lead = await loadAgentFile(join(dir, 'lead.yaml'));
+    expect(lead.multiagent).toEqual({
+      type: 'coordinator',
+      max_depth: 3,
+      agents: [
+        { type: 'agent', definition: { name: 'reviewer', model: 'claude-sonnet-5-5', description: 'reviews diffs' } },
+        { type: 'self' },
+      ],
+    });
+  });
+
+  it('names the roster entry whose file is missing or loops back', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-team-'));
+    await writeFile(join(dir, 'a.yaml'), 'name: a\nmodel: m\nmultiagent: {type: coordinator, agents: [./b.yaml]}\n');
+    await writeFile(join(dir, 'b.yaml'), 'name: b\nmodel: m\nmultiagent: {type: coordinator, agents: [./a.yaml]}\n');
+    await writeFile(join(dir, 'c.yaml'), 'name: c\nmodel: m\nmultiagent: {type: coordinator, agents: [./nope.yaml]}\n');
+    await expect(loadAgentFile(join(dir, 'a.yaml'))).rejects.toThrow(/b\.yaml: multiagent\.agents\[0\]: \.\/a\.yaml names a file that names this one again/);
+    await expect(loadAgentFile(join(dir, 'c.yaml'))).rejects.toThrow(/nope\.yaml: agent file not found/);
+    expect(fails('name: x\nmodel: m\nmultiagent: {type: coordinator, agents: []}\n').message).toMatch(/agent\.yaml:3:\d+: multiagent\.agents/);
+  });
+});
