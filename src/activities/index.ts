@@ -17,9 +17,15 @@ export interface ActivityDeps {
 
 /** Creates all activities of Tandem. */
 export function createActivities(deps: ActivityDeps) {
+  const sandbox = createSandboxActivities({ docker: deps.docker, settings: deps.sandbox });
   return {
-    ...createModelActivities({ anthropic: deps.anthropic, temporal: deps.temporal, stallMs: deps.modelStallMs }),
-    ...createSandboxActivities({ docker: deps.docker, settings: deps.sandbox }),
+    ...createModelActivities({
+      anthropic: deps.anthropic,
+      temporal: deps.temporal,
+      stallMs: deps.modelStallMs,
+      runTool: sandbox.execute,
+    }),
+    ...sandbox,
   };
 }
 

@@ -17,8 +17,18 @@ import {
   type ModelRequest,
   type ToolDefinition,
 } from '../harness/context.js';
+import { GRADER_TOOLS, GRADER_VERDICTS, graderRequest, graderTools, MAX_GRADER_CALLS, VERDICT_TOOL } from '../harness/grader.js';
 import { Failure } from '../shared/failures.js';
-import type { CallModelInput, CallModelResult, ModelBlock, Usage } from '../shared/types.js';
+import type {
+  CallModelInput,
+  CallModelResult,
+  ExecuteInput,
+  ExecuteResult,
+  GradeOutcomeInput,
+  GradeOutcomeResult,
+  ModelBlock,
+  Usage,
+} from '../shared/types.js';
 
 /** Definitions (name, description, schema) of the built-in tools, taken from the SDK's own toolset. */
 export const builtinDefinitions: BuiltinDefinitions = new Map(
@@ -92,6 +102,8 @@ export interface ModelDeps {
   temporal: Client;
   /** A stream that sends nothing for this long is abandoned as `Model.Timeout` (and retried). Default 90 s. */
   stallMs?: number;
+  /** Runs a built-in tool in a sandbox (the grader's read-only look at the work). */
+  runTool?: (input: ExecuteInput) => Promise<ExecuteResult>;
 }
 
 /** Text beyond this many characters in one block is cut (head and tail kept): history events must stay small. */
@@ -118,23 +130,29 @@ export function boundBlocks(blocks: ModelBlock[]): ModelBlock[] {
 }
 
 /** Creates `callModel`. */
-export function createModelActivities({ anthropic, temporal, stallMs = 90_000 }: ModelDeps) {
-  /** Builds the context from the log up to `cursor` and streams one model call. */
-  async function callModel(input: CallModelInput): Promise<CallModelResult> {
-    const ctx = Context.current();
-    const started = Date.now(); // time to first token counts reading the log and building the context
-    // The context is everything in the log before this call was scheduled: the workflow's cursor plus whatever
-    // the same workflow task recorded just before scheduling it.
+export function createModelActivities({ anthropic, temporal, stallMs = 90_000, runTool }: ModelDeps) {
+  /**
+   * The session log as this activity's workflow saw it: everything before the activity was scheduled (the
+   * workflow's cursor plus whatever the same workflow task recorded just before scheduling it).
+   */
+  function logBefore(ctx: Context, input: { session_id: string; run_id: string; cursor: number }, activity: string) {
     const { activityId } = ctx.info;
-    const log = await readSessionLog(
+    return readSessionLog(
       temporal,
       input.session_id,
       input.run_id,
       (e) =>
         Number(e.eventId) > input.cursor &&
         e.activityTaskScheduledEventAttributes?.activityId === activityId &&
-        e.activityTaskScheduledEventAttributes.activityType?.name === 'callModel',
+        e.activityTaskScheduledEventAttributes.activityType?.name === activity,
     );
+  }
+
+  /** Builds the context from the log up to `cursor` and streams one model call. */
+  async function callModel(input: CallModelInput): Promise<CallModelResult> {
+    const ctx = Context.current();
+    const started = Date.now(); // time to first token counts reading the log and building the context
+    const log = await logBefore(ctx, input, 'callModel');
     const input0 = log.decoder.input;
     if (!input0) throw ApplicationFailure.nonRetryable('session log has no input', Failure.LogInvalid);
     const agent = input0.agent;
@@ -218,5 +236,62 @@ export function createModelActivities({ anthropic, temporal, stallMs = 90_000 }:
       ctx.cancellationSignal.removeEventListener('abort', onCancel);
     }
   }
-  return { callModel };
+  /**
+   * One evaluation of an outcome: a grader with its own context (the outcome, the rubric and the session so far)
+   * that may look at the sandbox with read-only tools, and answers with a verdict.
+   */
+  async function gradeOutcome(input: GradeOutcomeInput): Promise<GradeOutcomeResult> {
+    const ctx = Context.current();
+    const log = await logBefore(ctx, input, 'gradeOutcome');
+    const agent = log.decoder.input?.agent;
+    if (!agent) throw ApplicationFailure.nonRetryable('session log has no input', Failure.LogInvalid);
+    const sandbox = runTool ? input.sandbox : undefined;
+    const request = graderRequest(agent, input.outcome, log.events, graderTools(builtinDefinitions, !!sandbox));
+    const usage: Usage = { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
+    let model = request.model;
+    const beat = setInterval(() => ctx.heartbeat({ phase: 'grader' }), 2000);
+    try {
+      for (let call = 0; call < MAX_GRADER_CALLS; call++) {
+        const { message } = await stream(request, ctx);
+        model = message.model;
+        const u = toUsage(message.usage);
+        for (const k of Object.keys(usage) as Array<keyof Usage>) usage[k] += u[k];
+        const blocks = toBlocks(message.content);
+        request.messages.push({ role: 'assistant', content: blocks });
+        const uses = blocks.filter((b): b is Extract<ModelBlock, { type: 'tool_use' }> => b.type === 'tool_use');
+        const verdict = uses.find((b) => b.name === VERDICT_TOOL);
+        if (verdict) {
+          const result = verdict.input.result as GradeOutcomeResult['result'];
+          const explanation = typeof verdict.input.explanation === 'string' ? verdict.input.explanation : '';
+          if (!GRADER_VERDICTS.includes(result))
+            return { result: 'failed', explanation: `The grader gave an unknown verdict ${JSON.stringify(result)}.`, usage, model };
+          return { result, explanation, usage, model };
+        }
+        if (uses.length === 0) {
+          request.messages.push({ role: 'user', content: [{ type: 'text', text: `Call ${VERDICT_TOOL} now with your verdict.` }] });
+          continue;
+        }
+        const results = [];
+        for (const use of uses) {
+          const allowed = sandbox && (GRADER_TOOLS as readonly string[]).includes(use.name);
+          const r = allowed
+            ? await runTool!({ sandbox, tool_use_id: `grader-${use.id}`, name: use.name, input: use.input }).catch(
+                (err: unknown) => ({ content: `The tool failed: ${(err as Error).message}`, is_error: true }),
+              )
+            : { content: `The grader may use only ${[...(sandbox ? GRADER_TOOLS : []), VERDICT_TOOL].join(', ')}.`, is_error: true };
+          results.push({ type: 'tool_result' as const, tool_use_id: use.id, content: r.content, is_error: r.is_error });
+        }
+        request.messages.push({ role: 'user', content: results });
+      }
+      return { result: 'failed', explanation: `The grader gave no verdict in ${MAX_GRADER_CALLS} model calls.`, usage, model };
+    } catch (err) {
+      if (ctx.cancellationSignal.aborted) throw new CancelledFailure('evaluation cancelled');
+      if (err instanceof ApplicationFailure) throw err;
+      throw translateModelError(err);
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  return { callModel, gradeOutcome };
 }

@@ -2,6 +2,8 @@
  * The `tandem` command. Each verb is a thin layer over the client library; errors are one sentence on stderr and a
  * non-zero exit.
  */
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { Command } from 'commander';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { AgentFileError, loadAgentFile } from '../config/agent.js';
@@ -152,6 +154,36 @@ export function buildProgram(): Command {
         const { runId, previousRunId } = await client.rewind(sessionId, o.to, o.reason);
         console.log(`session ${sessionId} rewound to before event ${o.to}`);
         console.log(`new run ${runId}; the old branch: tandem events ${sessionId} --run ${previousRunId}`);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('outcome')
+    .description('define the outcome a session works towards; a grader checks the work against the rubric')
+    .argument('<session-id>')
+    .requiredOption('--rubric <file>', 'the rubric (text or Markdown file) the grader checks the work against')
+    .option('--description <text>', 'what the work should achieve (default: meet every criterion of the rubric)')
+    .option('--max-iterations <n>', 'evaluations before the session stops asking for revisions (1-20)', '3')
+    .option('--wait', 'print events until the session goes idle, then the verdict')
+    .action(async (sessionId: string, o: { rubric: string; description?: string; maxIterations: string; wait?: boolean }) => {
+      try {
+        const max = Number(o.maxIterations);
+        if (!Number.isInteger(max) || max < 1 || max > 20) throw new Error('--max-iterations takes a whole number from 1 to 20');
+        const rubric = await readFile(o.rubric, 'utf8').catch((err: NodeJS.ErrnoException) => {
+          throw new Error(`cannot read the rubric ${o.rubric}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+        });
+        const client = await TandemClient.connect();
+        const before = (await client.getEvents(sessionId)).at(-1)?.id;
+        const description = o.description ?? `The work meets every criterion of the rubric (${basename(o.rubric)}).`;
+        const outcomeId = await client.defineOutcome(sessionId, { description, rubric, max_iterations: max });
+        console.error(`outcome ${outcomeId} defined for session ${sessionId}`);
+        if (!o.wait) return;
+        const idle = await printUntilIdle(client, sessionId, { after: before });
+        const outcome = (await client.getSession(sessionId)).outcome;
+        if (outcome) console.error(`outcome ${outcome.outcome_id}: ${outcome.result}${outcome.explanation ? ` (${outcome.explanation})` : ''}`);
+        process.exit(outcome?.result === 'satisfied' ? explainIdle(sessionId, idle) : 1);
       } catch (err) {
         fail(err);
       }

@@ -126,6 +126,25 @@ export class TandemClient {
     return this.signal(sessionId, Signals.interrupt, {});
   }
 
+  /**
+   * Defines the outcome the session works towards (`user.define_outcome`): when the agent ends its turn, a grader
+   * checks the work against the rubric and asks for revisions until it is satisfied or `max_iterations` is used up.
+   * Returns the outcome's id.
+   */
+  async defineOutcome(
+    sessionId: string,
+    outcome: { description: string; rubric: string; max_iterations?: number },
+  ): Promise<string> {
+    const outcomeId = `outc_${randomBytes(12).toString('hex')}`;
+    await this.signal(sessionId, Signals.defineOutcome, {
+      outcome_id: outcomeId,
+      description: outcome.description,
+      rubric: { type: 'text', content: outcome.rubric },
+      ...(outcome.max_iterations !== undefined ? { max_iterations: outcome.max_iterations } : {}),
+    });
+    return outcomeId;
+  }
+
   /** Wakes the session: retries after `retries_exhausted`. */
   wake(sessionId: string, reason?: string): Promise<void> {
     return this.signal(sessionId, Signals.wake, reason ? { reason } : {});

@@ -116,6 +116,14 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
         else pushUser(text.map((b) => ({ type: 'text', text: b.text })));
         break;
       }
+      case 'user.define_outcome':
+      case 'span.outcome_evaluation_end': {
+        const note = outcomeNote(e);
+        if (!note) break;
+        if (openUses.length > 0 || modelInFlight) deferred.push(note);
+        else pushUser([note]);
+        break;
+      }
       case 'span.model_request_start':
         modelInFlight = true;
         break;
@@ -167,6 +175,24 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
   }
   closeToolTurn();
   return { messages, starts };
+}
+
+/** What the agent reads of an outcome: its definition, and the grader's feedback when it asks for a revision. */
+function outcomeNote(e: SessionEvent): TextBlock | undefined {
+  if (e.type === 'user.define_outcome') {
+    const rubric = (e.rubric as { content: string }).content;
+    return {
+      type: 'text',
+      text:
+        `The user defined the outcome of this work: ${e.description as string}\n\n` +
+        `When you end your turn, a grader checks the work against this rubric:\n${rubric}`,
+    };
+  }
+  if (e.result !== 'needs_revision') return undefined;
+  return {
+    type: 'text',
+    text: `The grader checked your work against the rubric (evaluation ${(e.iteration as number) + 1}) and asks for a revision:\n${e.explanation as string}`,
+  };
 }
 
 function compareIds(a: string, b: string): number {

@@ -50,6 +50,7 @@ const SIGNAL_EVENT: Record<string, SessionEventType> = {
   [Signals.interrupt]: 'user.interrupt',
   [Signals.toolConfirmation]: 'user.tool_confirmation',
   [Signals.customToolResult]: 'user.custom_tool_result',
+  [Signals.defineOutcome]: 'user.define_outcome',
   [Signals.wake]: 'session.wake',
 };
 
@@ -104,6 +105,7 @@ export class LogDecoder {
   private readonly childSessions = new Map<number, ChildSession>();
   private readonly seenIds = new Set<string>();
   private customTools = new Set<string>();
+  private evaluationStart: string | undefined;
 
   constructor(private readonly decodePayload: PayloadDecoder) {}
 
@@ -239,6 +241,9 @@ export class LogDecoder {
         const field = e.workflowPropertiesModifiedEventAttributes?.upsertedMemo?.fields?.[MEMO_EVENT];
         if (!field) break;
         const { type, ...fields } = this.decodePayload(field) as RecordedEvent;
+        // An evaluation's end names its start by position, which only the log knows.
+        if (type === 'span.outcome_evaluation_start') this.evaluationStart = `${seq}.${out.length}`;
+        if (type === 'span.outcome_evaluation_end') fields.outcome_evaluation_start_id = this.evaluationStart;
         emit(type, fields);
         break;
       }

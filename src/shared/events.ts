@@ -7,6 +7,7 @@ import { Signals } from './names.js';
 import type {
   TextBlock,
   UserCustomToolResult,
+  UserDefineOutcome,
   UserMessage,
   UserToolConfirmation,
   WakeSignal,
@@ -93,7 +94,7 @@ function textBlocks(v: unknown): TextBlock[] | null {
 export function checkSignal(
   name: string,
   payload: unknown,
-): SignalCheck<UserMessage | UserToolConfirmation | UserCustomToolResult | WakeSignal | { id?: string }> {
+): SignalCheck<UserMessage | UserToolConfirmation | UserCustomToolResult | UserDefineOutcome | WakeSignal | { id?: string }> {
   const p = payload === undefined || payload === null ? {} : payload;
   if (!isObject(p)) return { ok: false, error: `${name}: payload must be a JSON object` };
   const id = optionalId(p);
@@ -122,6 +123,25 @@ export function checkSignal(
       if (content === null) return { ok: false, error: `${name}: "content" must be a string or text blocks` };
       const v: UserCustomToolResult = { custom_tool_use_id: p.custom_tool_use_id, content };
       if (p.is_error === true) v.is_error = true;
+      return { ok: true, value: withId(v) };
+    }
+    case Signals.defineOutcome: {
+      if (typeof p.description !== 'string' || p.description.trim() === '' || p.description.length > 20_000)
+        return { ok: false, error: `${name}: "description" must be a non-empty string of at most 20000 characters` };
+      const r = p.rubric;
+      const rubric = typeof r === 'string' ? r : isObject(r) && r.type === 'text' && typeof r.content === 'string' ? r.content : null;
+      if (isObject(r) && r.type === 'file')
+        return { ok: false, error: `${name}: file rubrics are not supported; send the rubric as {type: "text", content}` };
+      if (rubric === null || rubric.trim() === '' || rubric.length > 100_000)
+        return { ok: false, error: `${name}: "rubric" must be {type: "text", content} with at most 100000 characters` };
+      const max = p.max_iterations;
+      if (max !== undefined && max !== null && !(Number.isInteger(max) && (max as number) >= 1 && (max as number) <= 20))
+        return { ok: false, error: `${name}: "max_iterations" must be a whole number from 1 to 20` };
+      if (p.outcome_id !== undefined && (typeof p.outcome_id !== 'string' || !/^outc_[A-Za-z0-9_-]{1,64}$/.test(p.outcome_id)))
+        return { ok: false, error: `${name}: "outcome_id" must look like outc_ followed by letters and digits` };
+      const v: UserDefineOutcome = { description: p.description, rubric: { type: 'text', content: rubric } };
+      if (typeof max === 'number') v.max_iterations = max;
+      if (typeof p.outcome_id === 'string') v.outcome_id = p.outcome_id;
       return { ok: true, value: withId(v) };
     }
     case Signals.wake:

@@ -144,6 +144,9 @@ export type OutcomeVerdict = 'needs_revision' | 'satisfied' | 'max_iterations_re
 
 /** Payload of `user.define_outcome`. */
 export interface UserDefineOutcome {
+  id?: string;
+  /** Chosen by the client (`outc_...`) so it can follow the outcome; made up by the session if absent. */
+  outcome_id?: string;
   description: string;
   rubric: { type: 'text'; content: string };
   max_iterations?: number | null;

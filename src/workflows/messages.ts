@@ -11,6 +11,8 @@ export const userInterruptSignal = defineSignal<[unknown]>(Signals.interrupt);
 export const toolConfirmationSignal = defineSignal<[unknown]>(Signals.toolConfirmation);
 /** `user.custom_tool_result`: the client's answer to a custom tool call. */
 export const customToolResultSignal = defineSignal<[unknown]>(Signals.customToolResult);
+/** `user.define_outcome`: what the work should achieve, graded against a rubric when the agent ends its turn. */
+export const defineOutcomeSignal = defineSignal<[unknown]>(Signals.defineOutcome);
 /** `wake`: retry after `retries_exhausted`, or simply re-activate an idle session. */
 export const wakeSignal = defineSignal<[unknown]>(Signals.wake);
 /** `getSession`: status, usage and sandboxes without reading the log. */

@@ -23,6 +23,7 @@ import {
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
+  uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
@@ -35,6 +36,7 @@ import type {
   CallModelResult,
   CarriedState,
   DelegationResult,
+  OutcomeVerdict,
   ModelBlock,
   PendingAction,
   SandboxRef,
@@ -44,11 +46,14 @@ import type {
   SessionStatus,
   StopReason,
   UserCustomToolResult,
+  Usage,
+  UserDefineOutcome,
   UserToolConfirmation,
 } from '../shared/types.js';
 import type { Activities } from '../activities/index.js';
 import {
   customToolResultSignal,
+  defineOutcomeSignal,
   getSessionQuery,
   toolConfirmationSignal,
   userInterruptSignal,
@@ -162,9 +167,6 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
   }
 
   setHandler(getSessionQuery, () => state);
-  setDefaultSignalHandler((name) => {
-    reportError({ type: 'Signal.Invalid', message: `unknown signal "${name}"`, retryable: false });
-  });
   setHandler(userMessageSignal, (payload) => {
     if (accept(Signals.message, payload)) newInput = true;
   });
@@ -190,8 +192,27 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     }
     answers.set(id, v);
   };
+  setHandler(defineOutcomeSignal, (payload) => {
+    const v = accept<UserDefineOutcome>(Signals.defineOutcome, payload);
+    if (!v) return;
+    state.outcome = {
+      outcome_id: v.outcome_id ?? `outc_${uuid4().replace(/-/g, '').slice(0, 24)}`,
+      description: v.description,
+      rubric: v.rubric.content,
+      max_iterations: v.max_iterations ?? 3,
+      iteration: 0,
+      result: 'running',
+      explanation: null,
+    };
+    newInput = true; // the agent reads the outcome as user input and works towards it
+  });
   setHandler(toolConfirmationSignal, answer(Signals.toolConfirmation, 'confirmation'));
   setHandler(customToolResultSignal, answer(Signals.customToolResult, 'custom_tool'));
+  // Last: signals that arrived before the handlers existed are delivered as each handler is set, and only the
+  // ones no handler takes should reach this one.
+  setDefaultSignalHandler((name) => {
+    reportError({ type: 'Signal.Invalid', message: `unknown signal "${name}"`, retryable: false });
+  });
 
   /** Runs `fn` in a scope that `user.interrupt` cancels. */
   async function interruptible<T>(fn: () => Promise<T>): Promise<T> {
@@ -437,6 +458,59 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     }
   }
 
+  /**
+   * Grades the work against the active outcome (a `gradeOutcome` activity with its own context) and records the
+   * verdict. Returns true when the agent should revise: the feedback is in the log, where its next call reads it.
+   */
+  async function evaluateOutcome(): Promise<boolean> {
+    const outcome = state.outcome!;
+    const { outcome_id, iteration } = outcome;
+    outcome.result = 'evaluating';
+    record({ type: 'span.outcome_evaluation_start', outcome_id, iteration });
+    let verdict: OutcomeVerdict;
+    let explanation: string;
+    let usage: Usage | undefined;
+    try {
+      const graded = await interruptible(() =>
+        model.gradeOutcome({
+          session_id: info.workflowId,
+          run_id: info.runId,
+          cursor: workflowInfo().historyLength,
+          outcome,
+          ...(state.sandboxes.length > 0 ? { sandbox: sandboxRef } : {}),
+        }),
+      );
+      ({ result: verdict, explanation, usage } = graded);
+      for (const k of Object.keys(state.usage) as Array<keyof Usage>) state.usage[k] += graded.usage[k];
+    } catch (err) {
+      if (interrupted && isCancellation(err)) {
+        verdict = 'interrupted';
+        explanation = 'The user interrupted the evaluation.';
+      } else if (err instanceof ActivityFailure) {
+        verdict = 'failed';
+        explanation = `The grader could not run: ${err.cause?.message ?? err.message}`;
+      } else throw err;
+    }
+    if (verdict === 'needs_revision' && iteration + 1 >= outcome.max_iterations) verdict = 'max_iterations_reached';
+    outcome.result = verdict;
+    outcome.explanation = explanation;
+    record({ type: 'span.outcome_evaluation_end', outcome_id, iteration, result: verdict, explanation, ...(usage ? { usage } : {}) });
+    if (verdict !== 'needs_revision') return false;
+    outcome.iteration++;
+    outcome.result = 'running';
+    return true;
+  }
+
+  /** A turn, then, while an outcome is active, evaluations and revision turns until a terminal verdict. */
+  async function runTurnToOutcome(firstCall = 0): Promise<StopReason> {
+    let stop = await runTurn(firstCall);
+    while (stop.type === 'end_turn' && !interrupted && state.outcome?.result === 'running') {
+      if (!(await evaluateOutcome())) break;
+      stop = await runTurn();
+    }
+    return stop;
+  }
+
   if (!carry) {
     upsertSearchAttributes([
       { key: agentKey, value: input.agent.name },
@@ -457,7 +531,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
   try {
     if (carry?.in_turn) {
       interrupted = false;
-      const stop = await runTurn(carry.in_turn.calls);
+      const stop = await runTurnToOutcome(carry.in_turn.calls);
       setStatus('idle', stop);
       if (delegationDone(stop)) return await finishDelegation(interrupted ? { type: 'interrupted' } : stop);
     }
@@ -477,7 +551,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       }
       wakeRequested = false;
       interrupted = false;
-      const stop = await runTurn();
+      const stop = await runTurnToOutcome();
       setStatus('idle', stop);
       if (delegationDone(stop)) return await finishDelegation(interrupted ? { type: 'interrupted' } : stop);
     }

@@ -98,7 +98,8 @@ export async function saveHistories(prefix: string): Promise<void> {
   for (const [i, h] of started.entries()) {
     await h.result().catch(() => undefined);
     const json = execFileSync(inject('temporalCli'), ['workflow', 'show', '-w', h.workflowId, '--address', inject('temporalAddress'), '-o', 'json']);
-    writeFileSync(join(dir, `${prefix}-${String(i + 1).padStart(2, '0')}.json`), json);
+    const history = { workflowId: h.workflowId, ...(JSON.parse(json.toString()) as object) };
+    writeFileSync(join(dir, `${prefix}-${String(i + 1).padStart(2, '0')}.json`), JSON.stringify(history, null, 2) + '\n');
   }
 }
 
