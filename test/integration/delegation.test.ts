@@ -186,6 +186,27 @@ describe('delegation to sub-agents', () => {
     await handle.cancel();
   });
 
+  it('two delegations that share the sandbox take turns in it', async () => {
+    scripts.set('You are lead.', [
+      reply(
+        toolUse('delegate', { agent: 'editor', task: 'turn-one: append one', sandbox: 'share' }, 'tu_s1'),
+        toolUse('delegate', { agent: 'editor', task: 'turn-two: append two', sandbox: 'share' }, 'tu_s2'),
+      ),
+      reply('Both done.'),
+    ]);
+    scripts.set('turn-one', [reply(toolUse('bash', { command: 'sleep 2; echo one >> /workspace/turns.txt' }, 'tu_1')), reply('one')]);
+    scripts.set('turn-two', [reply(toolUse('bash', { command: 'sleep 2; echo two >> /workspace/turns.txt' }, 'tu_2')), reply('two')]);
+    const handle = await startSession(h.client, h.queue, { agent: lead([worker('editor')]) }, 'take turns');
+    await waitIdle(handle, 'end_turn', 2, 120_000);
+    const created = threads(await h.tandem.getEvents(handle.workflowId));
+    const [one, two] = ['tu_s1', 'tu_s2'].map((t) => created.find((e) => e.tool_use_id === t)!.session_thread_id as string);
+    const [a] = await executeSpans(one!);
+    const [b] = await executeSpans(two!);
+    expect(b![0]).toBeGreaterThanOrEqual(a![1]); // the second child started its tool after the first had ended
+    expect(toolResults(seen.get('You are lead.')!.at(-1)!).get('tu_s2')).toMatchObject({ content: 'two' });
+    await handle.cancel();
+  });
+
   it('interrupting the parent cancels its running child', async () => {
     scripts.set('You are lead.', [reply(toolUse('delegate', { agent: 'sleeper', task: 'sleep-task: wait a while' }, 'tu_sl'))]);
     scripts.set('sleep-task', [reply(toolUse('bash', { command: 'sleep 120' }, 'tu_sleep'))]);
