@@ -8,8 +8,8 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { createActivities } from './activities/index.js';
-import { LABEL_MANAGED, LABEL_SESSION } from './activities/sandbox/docker.js';
-import { loadRuntimeConfig, type RuntimeConfig } from './config/env.js';
+import { LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION } from './activities/sandbox/docker.js';
+import { loadRuntimeConfig, sandboxScope, type RuntimeConfig } from './config/env.js';
 
 /** Where the workflow code lives (bundled by the worker). */
 export const workflowsPath = fileURLToPath(new URL('./workflows/index.js', import.meta.url)).replace(
@@ -54,7 +54,12 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     anthropic,
     temporal: client,
     docker,
-    sandbox: { image: config.TANDEM_SANDBOX_IMAGE, runtime: config.TANDEM_SANDBOX_RUNTIME, outputCap: config.TANDEM_OUTPUT_CAP },
+    sandbox: {
+      image: config.TANDEM_SANDBOX_IMAGE,
+      runtime: config.TANDEM_SANDBOX_RUNTIME,
+      outputCap: config.TANDEM_OUTPUT_CAP,
+      scope: sandboxScope(config),
+    },
     modelStallMs: config.TANDEM_MODEL_STALL_S * 1000,
   });
   const worker = await Worker.create({
@@ -74,7 +79,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
   let reaper: NodeJS.Timeout | undefined;
   const reap = async () => {
     try {
-      await reapClosedSessions(docker, client, activities.removeSandbox);
+      await reapClosedSessions(docker, client, activities.removeSandbox, sandboxScope(config));
     } catch (err) {
       console.error(`tandem worker: sandbox reaper: ${(err as Error).message}`);
     }
@@ -102,13 +107,20 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
   };
 }
 
-/** Removes the sandboxes of sessions whose workflow has closed (terminated, timed out, or gone). */
+/**
+ * Removes the sandboxes of this deployment (`scope`) whose session workflow has closed (terminated, timed out, or
+ * gone). Sandboxes of other deployments on the same Docker host are not this worker's to judge.
+ */
 export async function reapClosedSessions(
   docker: Docker,
   client: Client,
   remove: (ref: { session_id: string; config: object }) => Promise<void>,
+  scope: string,
 ): Promise<string[]> {
-  const containers = await docker.listContainers({ all: true, filters: { label: [`${LABEL_MANAGED}=true`] } });
+  const containers = await docker.listContainers({
+    all: true,
+    filters: { label: [`${LABEL_MANAGED}=true`, `${LABEL_SCOPE}=${scope}`] },
+  });
   const removed: string[] = [];
   for (const c of containers) {
     const sessionId = c.Labels[LABEL_SESSION];

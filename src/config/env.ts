@@ -12,10 +12,19 @@ const schema = z.object({
   TANDEM_DATA_DIR: z.string().optional(),
   TANDEM_REAP_INTERVAL_S: z.coerce.number().min(0).default(60),
   TANDEM_MODEL_STALL_S: z.coerce.number().min(1).default(90),
+  TANDEM_SANDBOX_SCOPE: z.string().min(1).optional(),
 });
 
 /** Validated runtime configuration. */
 export type RuntimeConfig = z.infer<typeof schema>;
+
+/**
+ * The deployment this worker's sandboxes belong to: `TANDEM_SANDBOX_SCOPE`, else the Temporal namespace and address.
+ * Deployments that share a Docker host never reap each other's sandboxes.
+ */
+export function sandboxScope(config: RuntimeConfig): string {
+  return config.TANDEM_SANDBOX_SCOPE ?? `${config.TEMPORAL_NAMESPACE}@${config.TEMPORAL_ADDRESS}`;
+}
 
 /** Reads the configuration; a bad value stops with one line per problem. */
 export function loadRuntimeConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {

@@ -241,3 +241,26 @@ export function useHarness(
   });
   return h;
 }
+
+/** What a finished `tandem` process printed. */
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `bin/tandem <args>` as a process against this worker's task queue and scripted model, to completion. */
+export function runCli(args: string[], queue: string, messagesUrl: string, env: Record<string, string> = {}): Promise<CliRun> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, ['bin/tandem', ...args], {
+      cwd: join(dirname(fileURLToPath(import.meta.url)), '..', '..'),
+      env: { ...process.env, ...workerEnv(queue, messagesUrl), NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}

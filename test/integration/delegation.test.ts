@@ -2,8 +2,6 @@
  * Many brains, many hands: delegations as child sessions with their own logs, parallel children, a sandbox handed
  * to a child and back, interrupts that reach children, the depth limit, and a child whose container dies.
  */
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import Docker from 'dockerode';
 import proto from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
@@ -19,12 +17,11 @@ import {
   toolResults,
   useHarness,
   waitFor,
+  runCli,
   waitIdle,
-  workerEnv,
 } from '../helpers/env.js';
 
 const docker = new Docker();
-const root = join(import.meta.dirname, '..', '..');
 
 /**
  * Scripted replies per conversation: a request belongs to the first key that its system prompt or first user
@@ -138,15 +135,8 @@ describe('delegation to sub-agents', () => {
     }
 
     // `tandem events --tree` prints the children's logs under the parent's.
-    const out = await new Promise<string>((resolve, reject) => {
-      const p = spawn(process.execPath, ['bin/tandem', 'events', handle.workflowId, '--tree'], {
-        cwd: root,
-        env: { ...process.env, ...workerEnv(h.queue, h.model.url), NO_COLOR: '1' },
-      });
-      let s = '';
-      p.stdout.on('data', (c: Buffer) => (s += c.toString()));
-      p.on('exit', (code) => (code === 0 ? resolve(s) : reject(new Error(`exit ${code}`))));
-    });
+    const { stdout: out, code } = await runCli(['events', handle.workflowId, '--tree'], h.queue, h.model.url);
+    expect(code).toBe(0);
     expect(out).toMatch(/\n {4}\s*\S+\s+agent\.tool_result\s+ok alpha-done/);
     expect(out).toMatch(/session\.thread_created\s+counter /);
     await handle.cancel();

@@ -2,15 +2,12 @@
  * Outcomes: `user.define_outcome` (here through `tandem outcome`), a grader with its own context that looks at the
  * sandbox with read-only tools, revision turns driven by its feedback, and the terminal verdicts.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { reply, toolUse, type PlainStep, type RecordedRequest } from '../fakes/messages-server.js';
-import { sessionState, startSession, toolResults, useHarness, waitIdle, workerEnv } from '../helpers/env.js';
-
-const root = join(import.meta.dirname, '..', '..');
+import { runCli, sessionState, startSession, toolResults, useHarness, waitIdle } from '../helpers/env.js';
 
 /** The agent and the grader have scripts of their own: the grader is told apart by its system prompt. */
 const agentSteps: PlainStep[] = [];
@@ -26,20 +23,6 @@ function route(req: RecordedRequest): PlainStep {
 }
 
 const h = useHarness('outcome', { responder: route, record: 'outcome' });
-
-function tandem(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['bin/tandem', ...args], {
-      cwd: root,
-      env: { ...process.env, ...workerEnv(h.queue, h.model.url), NO_COLOR: '1' },
-    });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('outcomes', () => {
   it('grades the work, sends feedback back for one revision, and ends satisfied', async () => {
@@ -58,7 +41,7 @@ describe('outcomes', () => {
     const handle = await startSession(h.client, h.queue, {});
     const rubric = join(mkdtempSync(join(tmpdir(), 'tandem-rubric-')), 'rubric.md');
     writeFileSync(rubric, '- /workspace/report.md exists\n- it ends with a conclusion\n');
-    const run = await tandem(['outcome', handle.workflowId, '--rubric', rubric, '--description', 'Write the report.', '--wait']);
+    const run = await runCli(['outcome', handle.workflowId, '--rubric', rubric, '--description', 'Write the report.', '--wait'], h.queue, h.model.url);
     expect(run.stderr).toContain('satisfied (Every criterion is met.)');
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/span\.outcome_evaluation_end\s+needs_revision \(iteration 0\): The report has no conclusion\./);

@@ -7,6 +7,7 @@ import { reply, toolUse, text } from '../fakes/messages-server.js';
 import { readHistory } from '../../src/client/log.js';
 import { createSandboxActivities, sandboxNames } from '../../src/activities/sandbox/docker.js';
 import { reapClosedSessions } from '../../src/worker.js';
+import { loadRuntimeConfig, sandboxScope } from '../../src/config/env.js';
 import { Signals } from '../../src/shared/names.js';
 import {
   sendMessage,
@@ -18,6 +19,7 @@ import {
   waitFor,
   useHarness,
   waitIdle,
+  workerEnv,
 } from '../helpers/env.js';
 
 const docker = new Docker();
@@ -208,7 +210,11 @@ describe('tools in a real container', () => {
     expect((await docker.getContainer(names.container).inspect()).State.Running).toBe(true);
     await handle.terminate('test');
     const { removeSandbox } = createSandboxActivities({ docker, settings: { image: 'tandem-sandbox:latest', outputCap: 30_000 } });
-    const removed = await reapClosedSessions(docker, h.client, removeSandbox);
+    // Another deployment on the same Docker host leaves it alone; this one removes it.
+    expect(await reapClosedSessions(docker, h.client, removeSandbox, 'other-namespace@elsewhere:7233')).toEqual([]);
+    const scope = sandboxScope(loadRuntimeConfig(workerEnv(h.queue, h.model.url)));
+    expect((await docker.getContainer(names.container).inspect()).Config.Labels['tandem.scope']).toBe(scope);
+    const removed = await reapClosedSessions(docker, h.client, removeSandbox, scope);
     expect(removed).toContain(handle.workflowId);
     await expect(docker.getContainer(names.container).inspect()).rejects.toMatchObject({ statusCode: 404 });
     await expect(docker.getVolume(names.volume).inspect()).rejects.toMatchObject({ statusCode: 404 });

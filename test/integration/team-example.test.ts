@@ -2,13 +2,10 @@
  * The team example (examples/team) run as a user runs it, `tandem run`, against the scripted Messages API: the lead
  * writes a file, hands its sandbox to the reviewer sub-agent, and reports the review.
  */
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { reply, text, toolUse, type PlainStep, type RecordedRequest } from '../fakes/messages-server.js';
-import { toolResults, useHarness, workerEnv } from '../helpers/env.js';
+import { runCli, toolResults, useHarness } from '../helpers/env.js';
 
-const root = join(import.meta.dirname, '..', '..');
 const steps: Record<'lead' | 'reviewer', PlainStep[]> = {
   lead: [
     reply(text('Writing it.'), toolUse('write', { file_path: '/workspace/slug.py', content: 'def slugify(s):\n    return s.lower().replace(" ", "-")\n' }, 'tu_w')),
@@ -32,17 +29,7 @@ const h = useHarness('team', { responder: route });
 
 describe('examples/team', () => {
   it('tandem run: the lead delegates the review to the reviewer in its own sandbox', async () => {
-    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const p = spawn(process.execPath, ['bin/tandem', 'run', 'examples/team/lead.yaml', 'Write slugify() and get it reviewed'], {
-        cwd: root,
-        env: { ...process.env, ...workerEnv(h.queue, h.model.url), NO_COLOR: '1' },
-      });
-      let stdout = '';
-      let stderr = '';
-      p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-      p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      p.on('exit', (code) => resolve({ code, stdout, stderr }));
-    });
+    const run = await runCli(['run', 'examples/team/lead.yaml', 'Write slugify() and get it reviewed'], h.queue, h.model.url);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/session\.thread_created\s+reviewer /);
     expect(run.stdout).toContain('reviewed: the reviewer found no bugs');

@@ -23,6 +23,8 @@ import type {
 export const LABEL_MANAGED = 'tandem.managed';
 /** Label holding the session ID. */
 export const LABEL_SESSION = 'tandem.session';
+/** Label naming the deployment (Temporal namespace and address) whose sessions own the sandbox. */
+export const LABEL_SCOPE = 'tandem.scope';
 
 const TOOLBOX = ['node', '/opt/tandem/toolbox.mjs'];
 /** The toolbox's own tmpfs: its socket and the full output of truncated results. */
@@ -37,6 +39,8 @@ export interface SandboxSettings {
   runtime?: string;
   /** Output cap in characters for one tool result. */
   outputCap: number;
+  /** The deployment the sandboxes belong to (label `tandem.scope`): the reaper touches only its own. */
+  scope?: string;
 }
 
 /** Deterministic, Docker-safe names of a session's container and workspace volume. */
@@ -44,6 +48,11 @@ export function sandboxNames(sessionId: string): { container: string; volume: st
   const clean = sessionId.replace(/[^a-zA-Z0-9_.-]/g, '-').slice(0, 80);
   const suffix = clean === sessionId ? '' : `-${createHash('sha256').update(sessionId).digest('hex').slice(0, 8)}`;
   return { container: `tandem-${clean}${suffix}`, volume: `tandem-ws-${clean}${suffix}` };
+}
+
+/** Labels of a session's container and volume. */
+function labels(ref: SandboxRef, settings: SandboxSettings): Record<string, string> {
+  return { [LABEL_MANAGED]: 'true', [LABEL_SESSION]: ref.session_id, ...(settings.scope ? { [LABEL_SCOPE]: settings.scope } : {}) };
 }
 
 /** The hardened container spec of DESIGN rule 8. */
@@ -62,7 +71,7 @@ export function containerSpec(
     WorkingDir: '/workspace',
     // The toolbox keeps its socket and full outputs on a tmpfs of its own, so a full /tmp cannot silence it.
     Env: [`TANDEM_OUTPUT_CAP=${settings.outputCap}`, `TANDEM_RUN_DIR=${RUN_DIR}`],
-    Labels: { [LABEL_MANAGED]: 'true', [LABEL_SESSION]: ref.session_id },
+    Labels: labels(ref, settings),
     NetworkDisabled: true,
     HostConfig: {
       Init: true,
@@ -225,7 +234,7 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
     }
     const names = sandboxNames(ref.session_id);
     await docker
-      .createVolume({ Name: names.volume, Labels: { [LABEL_MANAGED]: 'true', [LABEL_SESSION]: ref.session_id } })
+      .createVolume({ Name: names.volume, Labels: labels(ref, settings) })
       .catch(() => undefined);
     let container: Docker.Container;
     try {
