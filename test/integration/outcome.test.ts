@@ -6,8 +6,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { reply, toolUse, type PlainStep, type RecordedRequest } from '../fakes/messages-server.js';
-import { runCli, sessionState, startSession, toolResults, useHarness, waitIdle } from '../helpers/env.js';
+import { hang, reply, toolUse, type PlainStep, type RecordedRequest } from '../fakes/messages-server.js';
+import { runCli, sessionState, startSession, toolResults, useHarness, waitFor, waitIdle } from '../helpers/env.js';
 
 /** The agent and the grader have scripts of their own: the grader is told apart by its system prompt. */
 const agentSteps: PlainStep[] = [];
@@ -85,6 +85,20 @@ describe('outcomes', () => {
     // No sandbox was ever needed, so the grader was offered only its verdict tool; no revision turn followed.
     expect((graderRequests.at(-1)!.body.tools ?? []).map((t) => t.name)).toEqual(['submit_verdict']);
     expect(agentSteps).toHaveLength(0);
+    await handle.cancel();
+  });
+
+  it('an interrupt during the evaluation ends the outcome as interrupted', async () => {
+    agentSteps.push(reply('Done, I believe.'));
+    graderSteps.push(hang());
+    const handle = await startSession(h.client, h.queue, {});
+    await h.tandem.defineOutcome(handle.workflowId, { description: 'Anything.', rubric: 'anything' });
+    await waitFor(() => sessionState(handle), (s) => s.outcome?.result === 'evaluating', 60_000, 'evaluation');
+    await h.tandem.interrupt(handle.workflowId);
+    const state = await waitIdle(handle, 'end_turn', 1);
+    expect(state.outcome).toMatchObject({ result: 'interrupted' });
+    const ends = (await h.tandem.getEvents(handle.workflowId)).filter((e) => e.type === 'span.outcome_evaluation_end');
+    expect(ends.map((e) => e.result)).toEqual(['interrupted']);
     await handle.cancel();
   });
 
