@@ -8,8 +8,10 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { createActivities } from './activities/index.js';
+import { McpHub } from './activities/mcp.js';
 import { LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION } from './activities/sandbox/docker.js';
 import { loadRuntimeConfig, sandboxScope, type RuntimeConfig } from './config/env.js';
+import { Vault } from './vault/index.js';
 
 /** Where the workflow code lives (bundled by the worker). */
 export const workflowsPath = fileURLToPath(new URL('./workflows/index.js', import.meta.url)).replace(
@@ -25,6 +27,8 @@ export interface CreateWorkerOptions {
   anthropic?: { baseURL?: string; apiKey?: string };
   /** Extra worker options (for example a smaller poller count in tests). */
   worker?: Partial<WorkerOptions>;
+  /** The worker's vault; default `new Vault()` (TANDEM_VAULT_FILE, then TANDEM_SECRET_* variables). */
+  vault?: Vault;
 }
 
 /** A running worker plus what it owns. */
@@ -50,6 +54,13 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     ...(opts.anthropic?.baseURL ? { baseURL: opts.anthropic.baseURL } : {}),
   });
   const docker = new Docker();
+  // MCP servers are called from here with the vault's secrets; sandboxes never see them (DESIGN rule 9).
+  const mcp = new McpHub(opts.vault ?? new Vault(), {
+    listTtlMs: config.TANDEM_MCP_LIST_TTL_S * 1000,
+    idleMs: config.TANDEM_MCP_IDLE_S * 1000,
+    callTimeoutMs: config.TANDEM_MCP_CALL_TIMEOUT_S * 1000,
+    outputCap: config.TANDEM_OUTPUT_CAP,
+  });
   const activities = createActivities({
     anthropic,
     temporal: client,
@@ -61,6 +72,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
       scope: sandboxScope(config),
     },
     modelStallMs: config.TANDEM_MODEL_STALL_S * 1000,
+    mcp,
   });
   const worker = await Worker.create({
     connection: nativeConnection,
@@ -97,6 +109,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
         await worker.run();
       } finally {
         if (reaper) clearInterval(reaper);
+        await mcp.close();
         await connection.close();
         await nativeConnection.close();
       }

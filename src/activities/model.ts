@@ -15,6 +15,7 @@ import {
   summaryRequest,
   type BuiltinDefinitions,
   type ModelRequest,
+  toolDefinitions,
   type ToolDefinition,
 } from '../harness/context.js';
 import { GRADER_TOOLS, GRADER_VERDICTS, graderRequest, graderTools, MAX_GRADER_CALLS, VERDICT_TOOL } from '../harness/grader.js';
@@ -29,6 +30,7 @@ import type {
   ModelBlock,
   Usage,
 } from '../shared/types.js';
+import { annotateMcpUses, type McpHub, type McpOffer } from './mcp.js';
 
 /** Definitions (name, description, schema) of the built-in tools, taken from the SDK's own toolset. */
 export const builtinDefinitions: BuiltinDefinitions = new Map(
@@ -104,6 +106,8 @@ export interface ModelDeps {
   stallMs?: number;
   /** Runs a built-in tool in a sandbox (the grader's read-only look at the work). */
   runTool?: (input: ExecuteInput) => Promise<ExecuteResult>;
+  /** The worker's MCP client side: lists the agent's MCP tools for the model. */
+  mcp?: McpHub;
 }
 
 /** Text beyond this many characters in one block is cut (head and tail kept): history events must stay small. */
@@ -130,7 +134,7 @@ export function boundBlocks(blocks: ModelBlock[]): ModelBlock[] {
 }
 
 /** Creates `callModel`. */
-export function createModelActivities({ anthropic, temporal, stallMs = 90_000, runTool }: ModelDeps) {
+export function createModelActivities({ anthropic, temporal, stallMs = 90_000, runTool, mcp }: ModelDeps) {
   /**
    * The session log as this activity's workflow saw it: everything before the activity was scheduled (the
    * workflow's cursor plus whatever the same workflow task recorded just before scheduling it).
@@ -159,7 +163,18 @@ export function createModelActivities({ anthropic, temporal, stallMs = 90_000, r
     const budgetTokens = { ...agent.limits, ...input0.limits }.context_tokens;
     const beat = setInterval(() => ctx.heartbeat({ phase: 'model' }), 2000);
     try {
-      let built = buildRequest(agent, log.events, builtinDefinitions, { budgetTokens });
+      // MCP tools sit next to the built-in ones; a missing secret fails here (Vault.SecretMissing, not retryable).
+      let offer: McpOffer | undefined;
+      if (mcp && (agent.mcp_servers?.length ?? 0) > 0) {
+        offer = await mcp.offer(agent, toolDefinitions(agent, builtinDefinitions).map((t) => t.name));
+      }
+      const mcpOptions = {
+        extraTools: offer?.definitions ?? [],
+        notes: (offer?.unavailable ?? []).map(
+          (u) => `MCP server "${u.server}" is unavailable, so its tools are not offered in this call: ${u.message}`,
+        ),
+      };
+      let built = buildRequest(agent, log.events, builtinDefinitions, { budgetTokens, ...mcpOptions });
       let compaction: CallModelResult['compaction'];
       let extraUsage: Usage | undefined;
       if (built.compact) {
@@ -169,7 +184,7 @@ export function createModelActivities({ anthropic, temporal, stallMs = 90_000, r
         const tokensBefore = estimateTokens(built.request);
         const trimmed = built.trimmed;
         const kept = { summary: text, first_kept_id: built.compact.first_kept_id };
-        built = buildRequest(agent, log.events, builtinDefinitions, { budgetTokens, compaction: kept });
+        built = buildRequest(agent, log.events, builtinDefinitions, { budgetTokens, compaction: kept, ...mcpOptions });
         compaction = { ...kept, tokens_before: tokensBefore, tokens_after: estimateTokens(built.request), trimmed_tool_results: trimmed };
         extraUsage = toUsage(summary.message.usage);
       }
@@ -180,7 +195,7 @@ export function createModelActivities({ anthropic, temporal, stallMs = 90_000, r
       return {
         message_id: message.id,
         model: message.model,
-        content: boundBlocks(toBlocks(message.content)),
+        content: annotateMcpUses(boundBlocks(toBlocks(message.content)), offer?.routes ?? new Map()),
         stop_reason: message.stop_reason,
         usage,
         started_at: new Date(started).toISOString(),

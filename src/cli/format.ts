@@ -34,7 +34,10 @@ export function eventDetail(e: SessionEvent): string {
     case 'agent.tool_use':
     case 'agent.custom_tool_use':
       return `${e.name} ${shorten(JSON.stringify(e.input), 120)}`;
+    case 'agent.mcp_tool_use':
+      return `${e.mcp_server_name}/${e.name} ${shorten(JSON.stringify(e.input), 110)}`;
     case 'agent.tool_result':
+    case 'agent.mcp_tool_result':
       return `${e.is_error ? 'error' : 'ok'} ${shorten(texts(e.content), 120)}`;
     case 'user.custom_tool_result':
       return `${e.custom_tool_use_id} ${shorten(texts(e.content), 100)}`;
@@ -75,7 +78,8 @@ export function eventDetail(e: SessionEvent): string {
 /** Formats one event; colours only when `color`. */
 export function formatEvent(e: SessionEvent, color = false): string {
   const family = e.type.split('.')[0] ?? '';
-  const isError = e.type === 'session.error' || (e.type === 'agent.tool_result' && e.is_error === true);
+  const isError =
+    e.type === 'session.error' || ((e.type === 'agent.tool_result' || e.type === 'agent.mcp_tool_result') && e.is_error === true);
   const paint = color ? (isError ? RED : COLORS[family] ?? '') : '';
   const type = e.type.padEnd(26);
   const detail = eventDetail(e);

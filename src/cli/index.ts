@@ -13,6 +13,7 @@ import { formatEvent } from './format.js';
 import { runDev, runDemo, runWorker } from './dev.js';
 import { explainIdle, printTree, printUntilIdle } from './follow.js';
 import { addVaultCommands } from './vault.js';
+import { Vault } from '../vault/index.js';
 
 function fail(err: unknown): never {
   const message = err instanceof AgentFileError ? err.message : ((err as Error)?.message ?? String(err));
@@ -51,11 +52,13 @@ export function buildProgram(): Command {
     .option('--id <session-id>', 'session ID (default: sesn_ + random)')
     .option('--title <title>', 'title shown in the Temporal UI')
     .option('--json', 'print events as NDJSON')
-    .action(async (file: string, message: string, o: { id?: string; title?: string; json?: boolean }) => {
+    .option('--no-secret-check', "start even when this host's vault lacks a secret the agent names (workers elsewhere)")
+    .action(async (file: string, message: string, o: { id?: string; title?: string; json?: boolean; secretCheck: boolean }) => {
       try {
         const agent = await loadAgentFile(file);
+        const vault = o.secretCheck ? new Vault() : undefined;
         const client = await TandemClient.connect();
-        const sessionId = await client.start({ agent, message, sessionId: o.id, title: o.title });
+        const sessionId = await client.start({ agent, message, sessionId: o.id, title: o.title, vault });
         if (!o.json) console.error(`session ${sessionId} started (agent ${agent.name})`);
         const idle = await printUntilIdle(client, sessionId, { json: o.json });
         process.exit(explainIdle(sessionId, idle));

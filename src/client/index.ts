@@ -8,6 +8,8 @@ import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { LogDecoder } from '../harness/decode.js';
 import { checkSignal, type SessionEvent, type SessionEventType } from '../shared/events.js';
+import { agentSecretNames } from '../shared/mcp.js';
+import { envVarFor } from '../vault/index.js';
 import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, SESSION_WORKFLOW, Signals } from '../shared/names.js';
 import type { AgentDefinition, SessionInput, SessionState } from '../shared/types.js';
 import { decodeJsonPayload, readRunChain, readSessionLog } from './log.js';
@@ -29,6 +31,18 @@ export interface StartOptions {
   metadata?: Record<string, string>;
   limits?: SessionInput['limits'];
   sandbox?: SessionInput['sandbox'];
+  /**
+   * A vault to check the agent's secret names against before starting (the worker's vault, when it runs on this
+   * host: `new Vault()`). A name it lacks stops the start with one sentence saying how to add it.
+   */
+  vault?: { missing(names: Iterable<string>): string[] };
+}
+
+/** One sentence for secrets an agent names that the vault lacks (the same wording as the worker's failure). */
+export function missingSecretsMessage(agentName: string, names: string[]): string {
+  const list = names.map((n) => `"${n}"`).join(', ');
+  const env = envVarFor(names[0]!);
+  return `agent "${agentName}" names secret ${list} that the vault does not hold; add it with \`tandem vault set ${names[0]}\` (or set ${env} for the worker) and start again`;
 }
 
 /** Slicing options of {@link TandemClient.getEvents}. */
@@ -89,6 +103,10 @@ export class TandemClient {
 
   /** Starts a session and returns its ID. */
   async start(opts: StartOptions): Promise<string> {
+    if (opts.vault) {
+      const missing = opts.vault.missing(agentSecretNames(opts.agent));
+      if (missing.length > 0) throw new Error(missingSecretsMessage(opts.agent.name, missing));
+    }
     const sessionId = opts.sessionId ?? newSessionId();
     const input: SessionInput = {
       agent: opts.agent,

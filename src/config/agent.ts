@@ -7,7 +7,9 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { z } from 'zod';
+import { secretRefs } from '../shared/mcp.js';
 import { BUILTIN_TOOLS, type AgentDefinition, type RosterEntry } from '../shared/types.js';
+import { SECRET_NAME } from '../vault/index.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Schema
@@ -76,16 +78,86 @@ const customToolSchema = strict({
     .refine((s) => s['type'] === 'object', { error: 'expected a JSON Schema with type: object' }),
 });
 
+const mcpToolConfigSchema = strict({
+  name: z.string().min(1).max(128),
+  enabled: z.boolean().nullable().optional(),
+  permission_policy: permissionPolicySchema.nullable().optional(),
+});
+
+const mcpToolsetSchema = strict({
+  type: z.literal('mcp_toolset'),
+  mcp_server_name: z.string().min(1).max(255),
+  default_config: strict({
+    enabled: z.boolean().nullable().optional(),
+    permission_policy: permissionPolicySchema.nullable().optional(),
+  })
+    .nullable()
+    .optional(),
+  configs: z.array(mcpToolConfigSchema).optional(),
+});
+
 const toolsSchema = z
-  .array(z.discriminatedUnion('type', [agentToolsetSchema, customToolSchema]))
+  .array(z.discriminatedUnion('type', [agentToolsetSchema, customToolSchema, mcpToolsetSchema]))
   .superRefine((tools, ctx) => {
     const seen = new Set<string>();
+    const servers = new Set<string>();
     tools.forEach((t, i) => {
+      if (t.type === 'mcp_toolset') {
+        if (servers.has(t.mcp_server_name)) {
+          const message = 'a second mcp_toolset for the same server; merge them into one';
+          ctx.addIssue({ code: 'custom', path: [i, 'mcp_server_name'], message, input: t.mcp_server_name });
+        }
+        servers.add(t.mcp_server_name);
+        return;
+      }
       if (t.type !== 'custom') return;
       if (seen.has(t.name)) {
         ctx.addIssue({ code: 'custom', path: [i, 'name'], message: 'duplicate custom tool name', input: t.name });
       }
       seen.add(t.name);
+    });
+  });
+
+const secretNameSchema = z.string().regex(SECRET_NAME, {
+  error: 'expected a secret name: a letter, then letters, digits, "_", "-", "." or "/" (at most 128)',
+});
+
+/** A literal (with optional `${secret:NAME}` parts) or `{secret: NAME}`: values come from the worker's vault. */
+const secretValueSchema = z.union([
+  z.string().refine((v) => secretRefs(v).every((n) => SECRET_NAME.test(n)), {
+    error: 'a ${secret:NAME} reference needs a valid secret name (a letter, then letters, digits, "_", "-", "." or "/")',
+  }),
+  strict({ secret: secretNameSchema }),
+]);
+
+const mcpServerName = z.string().min(1).max(255);
+
+const mcpUrlServerSchema = strict({
+  type: z.literal('url'),
+  name: mcpServerName,
+  url: z.string().refine((u) => /^https?:\/\/[^\s/]+/.test(u) && URL.canParse(u), {
+    error: 'expected an http:// or https:// URL',
+  }),
+  headers: z.record(z.string().min(1), secretValueSchema).optional(),
+});
+
+const mcpStdioServerSchema = strict({
+  type: z.literal('stdio'),
+  name: mcpServerName,
+  command: z.string().min(1),
+  args: z.array(z.string()).optional(),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name' }), secretValueSchema).optional(),
+  cwd: z.string().min(1).optional(),
+});
+
+const mcpServersSchema = z
+  .array(z.discriminatedUnion('type', [mcpUrlServerSchema, mcpStdioServerSchema]))
+  .max(20)
+  .superRefine((servers, ctx) => {
+    const seen = new Set<string>();
+    servers.forEach((s, i) => {
+      if (seen.has(s.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: 'duplicate MCP server name', input: s.name });
+      seen.add(s.name);
     });
   });
 
@@ -148,12 +220,32 @@ export const agentDefinitionSchema = strict({
   system: z.string().nullable().optional(),
   description: z.string().nullable().optional(),
   tools: toolsSchema.optional(),
-  mcp_servers: z.array(z.record(z.string(), z.unknown())).optional(),
+  mcp_servers: mcpServersSchema.optional(),
   metadata: z.record(z.string(), z.string()).optional(),
   multiagent: multiagentSchema.nullable().optional(),
   sandbox: sandboxSchema.optional(),
   limits: limitsSchema.optional(),
-}).meta({ title: 'Tandem agent definition' });
+})
+  .superRefine((agent, ctx) => {
+    // Every mcp_toolset names a server of mcp_servers, and every server is used by one (as in Managed Agents).
+    const servers = agent.mcp_servers ?? [];
+    const used = new Set<string>();
+    (agent.tools ?? []).forEach((t, i) => {
+      if (t.type !== 'mcp_toolset') return;
+      used.add(t.mcp_server_name);
+      if (!servers.some((s) => s.name === t.mcp_server_name)) {
+        const known = servers.map((s) => s.name).join(', ') || 'none';
+        const message = `names no server of mcp_servers (known: ${known})`;
+        ctx.addIssue({ code: 'custom', path: ['tools', i, 'mcp_server_name'], message, input: t.mcp_server_name });
+      }
+    });
+    servers.forEach((s, i) => {
+      if (used.has(s.name)) return;
+      const message = `server "${s.name}" is not used: add {type: mcp_toolset, mcp_server_name: ${s.name}} to tools`;
+      ctx.addIssue({ code: 'custom', path: ['mcp_servers', i, 'name'], message, input: s.name });
+    });
+  })
+  .meta({ title: 'Tandem agent definition' });
 
 // The schema must produce exactly `AgentDefinition`: both directions must be assignable.
 // (`multiagent` in a file names other files; the loaded definition holds them inlined, a superset.)
@@ -301,12 +393,8 @@ function explain(issue: z.core.$ZodIssue, data: unknown, prefix: PropertyKey[], 
     case 'invalid_union': {
       if (issue.discriminator !== undefined) {
         // `path` already ends with the discriminator key; `at.value` is its value.
-        if (at.value === 'mcp_toolset') {
-          out.push({ path, anchor: 'value', message: 'mcp_toolset is not supported yet' });
-        } else {
-          const options = ('options' in issue ? (issue.options ?? []) : []).map(String).join('|');
-          out.push({ path, anchor: 'value', message: `expected one of ${options} ${got}` });
-        }
+        const options = ('options' in issue ? (issue.options ?? []) : []).map(String).join('|');
+        out.push({ path, anchor: 'value', message: `expected one of ${options} ${got}` });
         return;
       }
       // Explain the branch whose type matched, when exactly one did; otherwise list the accepted types.

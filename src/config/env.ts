@@ -13,6 +13,9 @@ const schema = z.object({
   TANDEM_REAP_INTERVAL_S: z.coerce.number().min(0).default(60),
   TANDEM_MODEL_STALL_S: z.coerce.number().min(1).default(90),
   TANDEM_SANDBOX_SCOPE: z.string().min(1).optional(),
+  TANDEM_MCP_LIST_TTL_S: z.coerce.number().min(0).default(300),
+  TANDEM_MCP_IDLE_S: z.coerce.number().min(1).default(300),
+  TANDEM_MCP_CALL_TIMEOUT_S: z.coerce.number().min(1).default(300),
 });
 
 /** Validated runtime configuration. */

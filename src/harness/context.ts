@@ -137,6 +137,7 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
       case 'agent.message':
       case 'agent.thinking':
       case 'agent.tool_use':
+      case 'agent.mcp_tool_use':
       case 'agent.custom_tool_use': {
         const request = e.model_request_id as string;
         if (request !== currentRequest) {
@@ -150,13 +151,16 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
         else if (e.type === 'agent.thinking') turn.content.push(e.block as ModelBlock);
         else {
           const id = e.tool_use_id as string;
-          turn.content.push({ type: 'tool_use', id, name: e.name as string, input: e.input as Record<string, unknown> });
+          // An MCP tool is named to the model as it was offered (`called_as` when that differs from its own name).
+          const name = ((e.type === 'agent.mcp_tool_use' ? e.called_as : undefined) ?? e.name) as string;
+          turn.content.push({ type: 'tool_use', id, name, input: e.input as Record<string, unknown> });
           openUses.push(id);
         }
         break;
       }
-      case 'agent.tool_result': {
-        const id = e.tool_use_id as string;
+      case 'agent.tool_result':
+      case 'agent.mcp_tool_result': {
+        const id = (e.type === 'agent.mcp_tool_result' ? e.mcp_tool_use_id : e.tool_use_id) as string;
         if (openUses.includes(id) && !results.has(id)) {
           const content = contentText(e.content as TextBlock[]);
           results.set(id, { content, is_error: e.is_error === true });
@@ -255,6 +259,10 @@ export interface ContextOptions {
   budgetTokens?: number;
   /** A compaction made for this very call (not yet in the log). */
   compaction?: Compaction;
+  /** Tools offered besides the agent's built-in and custom ones (the MCP servers' tools), after them. */
+  extraTools?: ToolDefinition[];
+  /** Notes from the harness for this call (for example an MCP server that is down), after the system prompt. */
+  notes?: string[];
 }
 
 /** What {@link buildRequest} made, and what it could not fit. */
@@ -283,15 +291,19 @@ export function buildRequest(
   opts: ContextOptions = {},
 ): BuiltRequest {
   const budget = opts.budgetTokens ?? agent.limits?.context_tokens ?? DEFAULT_CONTEXT_TOKENS;
-  const tools = toolDefinitions(agent, builtins);
+  const tools = [...toolDefinitions(agent, builtins), ...(opts.extraTools ?? []).map((t) => ({ ...t }))];
   const lastTool = tools[tools.length - 1];
   if (lastTool) lastTool.cache_control = { type: 'ephemeral' };
   const { messages, starts } = buildMessages(events, opts.compaction ?? latestCompaction(events));
   const maxTokens = typeof agent.model === 'string' ? undefined : agent.model.max_tokens;
+  const system: NonNullable<ModelRequest['system']> = agent.system
+    ? [{ type: 'text', text: agent.system, cache_control: { type: 'ephemeral' } }]
+    : [];
+  for (const note of opts.notes ?? []) system.push({ type: 'text', text: note });
   const request: ModelRequest = {
     model: modelId(agent),
     max_tokens: maxTokens ?? 8192,
-    ...(agent.system ? { system: [{ type: 'text', text: agent.system, cache_control: { type: 'ephemeral' } }] } : {}),
+    ...(system.length > 0 ? { system } : {}),
     messages,
     ...(tools.length > 0 ? { tools } : {}),
   };

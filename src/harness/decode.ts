@@ -1,6 +1,6 @@
 /**
  * Decodes a session workflow's Temporal history into session events. The history is the log: signals are user
- * events, `callModel`/`provision`/`execute` results are agent, span and sandbox events, and memo changes carry the
+ * events, `callModel`/`provision`/`execute`/`callMcpTool` results are agent, span and sandbox events, and memo changes carry the
  * session-level events the workflow records. Used by `callModel` (to build the context) and by clients (getEvents).
  */
 import proto from '@temporalio/proto';
@@ -8,6 +8,8 @@ import { checkSignal, type RecordedEvent, type SessionEvent, type SessionEventTy
 import { MEMO_EVENT, Signals } from '../shared/names.js';
 import { DELEGATE_TOOL, resolveTools } from '../shared/tools.js';
 import type {
+  CallMcpToolInput,
+  CallMcpToolResult,
   CallModelResult,
   DelegationResult,
   ExecuteInput,
@@ -293,6 +295,15 @@ export class LogDecoder {
       for (const b of r.content) {
         if (b.type === 'text') emit('agent.message', { model_request_id: start, content: [{ type: 'text', text: b.text }] });
         else if (b.type === 'thinking' || b.type === 'redacted_thinking') emit('agent.thinking', { model_request_id: start, block: b });
+        else if (b.mcp)
+          emit('agent.mcp_tool_use', {
+            model_request_id: start,
+            tool_use_id: b.id,
+            mcp_server_name: b.mcp.server,
+            name: b.mcp.tool,
+            input: b.input,
+            ...(b.name !== b.mcp.tool ? { called_as: b.name } : {}),
+          });
         else
           emit(this.customTools.has(b.name) ? 'agent.custom_tool_use' : 'agent.tool_use', {
             model_request_id: start,
@@ -327,6 +338,18 @@ export class LogDecoder {
         container_id: r.container_id,
         duration_ms: r.duration_ms,
       });
+    } else if (s.type === 'callMcpTool') {
+      const r = result as CallMcpToolResult;
+      const input = s.input as CallMcpToolInput;
+      emit('agent.mcp_tool_result', {
+        mcp_tool_use_id: input.tool_use_id,
+        mcp_server_name: input.server.name,
+        name: input.tool,
+        content: [{ type: 'text', text: r.content }],
+        is_error: r.is_error,
+        ...(r.truncated ? { truncated: true } : {}),
+        duration_ms: r.duration_ms,
+      });
     }
   }
 
@@ -347,6 +370,19 @@ export class LogDecoder {
       emit('agent.tool_result', {
         tool_use_id: input.tool_use_id,
         name: input.name,
+        content: [{ type: 'text', text }],
+        is_error: true,
+        error: f,
+      });
+    } else if (s.type === 'callMcpTool') {
+      const input = s.input as CallMcpToolInput;
+      const text = canceled
+        ? 'The tool call was interrupted by the user.'
+        : `The MCP tool call failed after ${s.attempt} attempt(s): ${f.message} (${f.type})`;
+      emit('agent.mcp_tool_result', {
+        mcp_tool_use_id: input.tool_use_id,
+        mcp_server_name: input.server.name,
+        name: input.tool,
         content: [{ type: 'text', text }],
         is_error: true,
         error: f,

@@ -35,6 +35,14 @@ export const Failure = {
   SandboxProvisionFailed: 'Sandbox.ProvisionFailed',
   /** The session log could not be read or holds something the harness cannot use; not retryable. */
   LogInvalid: 'Log.Invalid',
+  /** The session refers to a secret the worker's vault does not hold; not retryable (set it, then `wake`). */
+  VaultSecretMissing: 'Vault.SecretMissing',
+  /** An MCP server could not be reached or started, or the connection broke; retryable. */
+  McpConnectionFailed: 'Mcp.ConnectionFailed',
+  /** An MCP server refused the credentials (HTTP 401/403); not retryable. */
+  McpAuthenticationFailed: 'Mcp.AuthenticationFailed',
+  /** An MCP request got no answer in time; retryable. */
+  McpTimeout: 'Mcp.Timeout',
 } as const;
 
 /** Failure types that a retry cannot fix. */
@@ -46,4 +54,6 @@ export const NON_RETRYABLE_FAILURES: string[] = [
   Failure.ModelNotFound,
   Failure.ModelRequestTooLarge,
   Failure.LogInvalid,
+  Failure.VaultSecretMissing,
+  Failure.McpAuthenticationFailed,
 ];

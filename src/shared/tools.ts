@@ -29,6 +29,7 @@ export function resolveTools(agent: AgentDefinition): Map<string, ResolvedTool> 
       out.set(entry.name, { kind: 'custom', name: entry.name, tool: entry });
       continue;
     }
+    if (entry.type === 'mcp_toolset') continue; // listed and routed by the harness (shared/mcp.ts)
     const defaults = entry.default_config ?? {};
     for (const name of BUILTIN_TOOLS) {
       const specific = entry.configs?.find((c) => c.name === name);

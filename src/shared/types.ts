@@ -35,8 +35,56 @@ export interface CustomTool {
   input_schema: Record<string, unknown>;
 }
 
+/** Per-tool override inside an `mcp_toolset` entry; `name` is the tool's name on the MCP server. */
+export interface McpToolConfig {
+  name: string;
+  enabled?: boolean | null;
+  permission_policy?: PermissionPolicy | null;
+}
+
+/**
+ * The tools of one MCP server (`mcp_servers[].name`), as in Managed Agents. Tools are enabled by default and their
+ * permission policy defaults to `always_ask`, so a tool newly added to a server never runs unapproved.
+ */
+export interface McpToolset {
+  type: 'mcp_toolset';
+  mcp_server_name: string;
+  default_config?: { enabled?: boolean | null; permission_policy?: PermissionPolicy | null } | null;
+  configs?: McpToolConfig[];
+}
+
 /** Any entry of an agent's `tools`. */
-export type AgentTool = AgentToolset | CustomTool;
+export type AgentTool = AgentToolset | CustomTool | McpToolset;
+
+/**
+ * A value that may come from the worker's vault: a literal string, in which `${secret:NAME}` is replaced by the
+ * secret's value, or `{secret: NAME}`, the whole value. Only names are stored; values are read on the worker.
+ */
+export type SecretValue = string | { secret: string };
+
+/** A streamable HTTP MCP server (the Managed Agents `url` server, plus request headers that may name secrets). */
+export interface McpUrlServer {
+  type: 'url';
+  name: string;
+  url: string;
+  headers?: Record<string, SecretValue>;
+}
+
+/**
+ * An MCP server the worker starts as a process and speaks to over stdio (Tandem's own). Its environment holds only
+ * a minimal set of the worker's variables (PATH, HOME, ...) plus `env`.
+ */
+export interface McpStdioServer {
+  type: 'stdio';
+  name: string;
+  command: string;
+  args?: string[];
+  env?: Record<string, SecretValue>;
+  cwd?: string;
+}
+
+/** An entry of an agent's `mcp_servers`. */
+export type McpServerConfig = McpUrlServer | McpStdioServer;
 
 /** Model identifier, or the Managed Agents model config object. */
 export type ModelConfig = string | { id: string; max_tokens?: number; effort?: string | null };
@@ -83,7 +131,7 @@ export interface AgentDefinition {
   system?: string | null;
   description?: string | null;
   tools?: AgentTool[];
-  mcp_servers?: Array<Record<string, unknown>>;
+  mcp_servers?: McpServerConfig[];
   metadata?: Record<string, string>;
   multiagent?: Multiagent | null;
   sandbox?: SandboxConfig;
@@ -277,6 +325,8 @@ export interface PendingAction {
   name: string;
   kind: 'confirmation' | 'custom_tool';
   input: Record<string, unknown>;
+  /** Set when the tool belongs to an MCP server. */
+  mcp?: McpToolRef;
 }
 
 /** A typed error as the session reports it. */
@@ -307,7 +357,20 @@ export type ModelBlock =
   | { type: 'text'; text: string }
   | { type: 'thinking'; thinking: string; signature?: string }
   | { type: 'redacted_thinking'; data: string }
-  | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
+  | {
+      type: 'tool_use';
+      id: string;
+      name: string;
+      input: Record<string, unknown>;
+      /** Set by `callModel` when the name is a tool of an MCP server it offered: which server, and its own name. */
+      mcp?: McpToolRef;
+    };
+
+/** An MCP tool as the harness routes it: the server's name and the tool's name on that server. */
+export interface McpToolRef {
+  server: string;
+  tool: string;
+}
 
 /** Input of the `callModel` activity: a reference to the log and a cursor, never the transcript. */
 export interface CallModelInput {
@@ -369,5 +432,23 @@ export interface ExecuteResult {
   container_id: string;
   /** Set when this attempt had to create a fresh container (the previous one was lost or stopped). */
   provisioned?: SandboxInfo;
+  duration_ms: number;
+}
+
+/** Input of `callMcpTool`: the server's configuration (secrets by name only) and the call. */
+export interface CallMcpToolInput {
+  session_id: string;
+  tool_use_id: string;
+  server: McpServerConfig;
+  /** The tool's name on the server. */
+  tool: string;
+  input: Record<string, unknown>;
+}
+
+/** Result of `callMcpTool`: the tool's content as text (bounded), and whether the tool reported an error. */
+export interface CallMcpToolResult {
+  content: string;
+  is_error: boolean;
+  truncated: boolean;
   duration_ms: number;
 }

@@ -60,6 +60,7 @@ import {
   userMessageSignal,
   wakeSignal,
 } from './messages.js';
+import { mcpRoute, toolErrorEvent } from './mcp.js';
 
 const statusKey = defineSearchAttributeKey(SA_STATUS, SearchAttributeType.KEYWORD);
 const agentKey = defineSearchAttributeKey(SA_AGENT, SearchAttributeType.KEYWORD);
@@ -231,8 +232,19 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     state.sandboxes = [sandbox];
   }
 
-  /** Runs one built-in tool call; a failure after the retry budget becomes a tool error the model sees. */
+  /** Runs one built-in or MCP tool call; a failure after the retry budget becomes a tool error the model sees. */
   async function runTool(use: ToolUse): Promise<void> {
+    const mcp = mcpRoute(input.agent, info.workflowId, use);
+    if (mcp) {
+      // MCP tools run on the worker, with the vault's credentials: no sandbox is needed or told anything.
+      try {
+        await interruptible(() => hands.callMcpTool(mcp.call));
+      } catch (err) {
+        if (interrupted && isCancellation(err)) return;
+        if (!(err instanceof ActivityFailure)) throw err; // the decoder shows the failure as an agent.mcp_tool_result
+      }
+      return;
+    }
     try {
       await ensureSandbox();
     } catch (err) {
@@ -266,9 +278,15 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     const delegations: ToolUse[] = [];
     for (const use of uses) {
       const tool = tools.get(use.name);
+      const mcp = mcpRoute(input.agent, info.workflowId, use);
       const refused = use.input.tandem_error; // set by callModel when the input was too large to keep
       if (typeof refused === 'string') {
-        record({ type: 'agent.tool_result', tool_use_id: use.id, is_error: true, content: [{ type: 'text', text: refused }] });
+        record(toolErrorEvent(use, refused));
+      } else if (mcp && !mcp.ask) {
+        await runTool(use);
+        if (interrupted) return;
+      } else if (mcp) {
+        waiting.push({ tool_use_id: use.id, name: use.name, kind: 'confirmation', input: use.input, mcp: use.mcp });
       } else if (!tool) {
         record({
           type: 'agent.tool_result',
@@ -300,15 +318,10 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       answers.delete(w.tool_use_id);
       if (!a || !('result' in a)) continue; // custom tool results are in the log as the signal itself
       if (a.result === 'allow') {
-        await runTool({ type: 'tool_use', id: w.tool_use_id, name: w.name, input: w.input });
+        await runTool({ type: 'tool_use', id: w.tool_use_id, name: w.name, input: w.input, ...(w.mcp ? { mcp: w.mcp } : {}) });
         if (interrupted) return;
       } else {
-        record({
-          type: 'agent.tool_result',
-          tool_use_id: w.tool_use_id,
-          is_error: true,
-          content: [{ type: 'text', text: a.deny_message || 'The user denied this tool call.' }],
-        });
+        record(toolErrorEvent({ id: w.tool_use_id, mcp: w.mcp }, a.deny_message || 'The user denied this tool call.'));
       }
     }
   }

@@ -45,6 +45,8 @@ tools:
       properties:
         id: { type: string }
       required: [id]
+  - type: mcp_toolset
+    mcp_server_name: docs
 mcp_servers:
   - name: docs
     type: url
@@ -92,6 +94,7 @@ describe('agent definition files', () => {
           description: 'Looks up a ticket.',
           input_schema: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
         },
+        { type: 'mcp_toolset', mcp_server_name: 'docs' },
       ],
       mcp_servers: [{ name: 'docs', type: 'url', url: 'http://localhost:9000/mcp' }],
       metadata: { team: 'core', tier: '1' },
@@ -119,14 +122,14 @@ describe('agent definition files', () => {
     expect(err.problems).toEqual([
       {
         path: 'sandbox.memory_mb',
-        line: 38, // the 38th line of FULL
+        line: 40, // the 40th line of FULL
         column: 14,
         message: 'expected an integer from 64 to 65536 (got "lots")',
       },
     ]);
     expect(err.file).toBe('agent.yaml');
     expect(err.message).toBe(
-      'agent.yaml:38:14: sandbox.memory_mb: expected an integer from 64 to 65536 (got "lots")',
+      'agent.yaml:40:14: sandbox.memory_mb: expected an integer from 64 to 65536 (got "lots")',
     );
   });
 
@@ -210,10 +213,15 @@ describe('agent definition files', () => {
     expect(err.problems[0]?.message).toMatch(/clashes with a built-in tool/);
   });
 
-  it('rejects mcp_toolset entries clearly', () => {
+  it('rejects an mcp_toolset whose server is not in mcp_servers', () => {
     const err = fails('name: a\nmodel: m\ntools:\n  - type: mcp_toolset\n    mcp_server_name: docs\n');
     expect(err.problems).toEqual([
-      { path: 'tools[0].type', line: 4, column: 11, message: 'mcp_toolset is not supported yet' },
+      {
+        path: 'tools[0].mcp_server_name',
+        line: 5,
+        column: 22,
+        message: 'names no server of mcp_servers (known: none) (got "docs")',
+      },
     ]);
   });
 
