@@ -389,6 +389,7 @@ export class McpHub {
     tool: string,
     args: Record<string, unknown>,
     signal?: AbortSignal,
+    onProgress?: (progress: { progress: number; total?: number }) => void,
   ): Promise<{ content: string; is_error: boolean; truncated: boolean }> {
     const server = this.resolve(config);
     const finish = (text: string, isError: boolean) => {
@@ -401,6 +402,7 @@ export class McpHub {
           timeout: this.settings.callTimeoutMs,
           resetTimeoutOnProgress: true,
           ...(signal ? { signal } : {}),
+          ...(onProgress ? { onprogress: onProgress } : {}),
         }),
         signal,
       );
@@ -438,7 +440,9 @@ export function createMcpActivities(hub: McpHub) {
     ctx.heartbeat({ phase: 'mcp' });
     const beat = setInterval(() => ctx.heartbeat({ phase: 'mcp' }), 2000);
     try {
-      const r = await hub.callTool(input.server, input.tool, input.input, ctx.cancellationSignal);
+      const r = await hub.callTool(input.server, input.tool, input.input, ctx.cancellationSignal, (p) =>
+        ctx.heartbeat({ phase: 'mcp', progress: p.progress, total: p.total }),
+      );
       return { ...r, duration_ms: Date.now() - started };
     } catch (err) {
       if (ctx.cancellationSignal.aborted) throw new CancelledFailure('MCP tool call cancelled');

@@ -1,0 +1,352 @@
+/**
+ * MCP servers through the harness: real servers (server-everything over stdio, a streamable HTTP server built with
+ * the MCP SDK that requires a bearer token), a real worker, real Temporal, and the scripted Messages API server.
+ * The token is a canary secret in a temporary vault: it must appear in no history payload and in no sandbox.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
+import type { Client } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readHistory } from '../../src/client/log.js';
+import { sandboxNames } from '../../src/activities/sandbox/docker.js';
+import { Signals } from '../../src/shared/names.js';
+import type { AgentDefinition, McpServerConfig } from '../../src/shared/types.js';
+import { Vault } from '../../src/vault/index.js';
+import { reply, text, toolUse, type RecordedRequest } from '../fakes/messages-server.js';
+import { startTestMcpServer, type TestMcpServer } from '../fakes/mcp-http-server.js';
+import {
+  sendMessage,
+  sessionEvents,
+  sessionState,
+  startSession,
+  testAgent,
+  toolResults,
+  useHarness,
+  waitFor,
+  waitIdle,
+} from '../helpers/env.js';
+
+// The worker of this file reads this vault (createWorker's default `new Vault()` follows TANDEM_VAULT_FILE).
+const vaultFile = join(mkdtempSync(join(tmpdir(), 'tandem-mcp-vault-')), 'vault.json');
+process.env.TANDEM_VAULT_FILE = vaultFile;
+const vault = new Vault(vaultFile);
+const CANARY = `canary${randomUUID().replace(/-/g, '')}`;
+const ENV_CANARY = `envcanary${randomUUID().replace(/-/g, '')}`;
+vault.set('search_token', CANARY);
+vault.set('env_canary', ENV_CANARY);
+vault.set('wrong_token', 'not-the-token');
+
+const EVERYTHING = fileURLToPath(new URL('../../node_modules/@modelcontextprotocol/server-everything/dist/index.js', import.meta.url));
+// A marker argument (ignored by the server) that finds this file's server processes in `ps`.
+const MARKER = `--tandem-test-${randomUUID().slice(0, 8)}`;
+
+const docker = new Docker();
+const h = useHarness('mcp', { assertDone: true, record: 'mcp' });
+let search: TestMcpServer;
+
+beforeAll(async () => {
+  search = await startTestMcpServer({ token: CANARY });
+});
+afterAll(async () => {
+  await search?.close();
+});
+
+const everything: McpServerConfig = {
+  type: 'stdio',
+  name: 'everything',
+  command: process.execPath,
+  args: [EVERYTHING, 'stdio', MARKER],
+  env: { TANDEM_TEST_ENV_CANARY: { secret: 'env_canary' } },
+};
+
+function mcpAgent(servers: McpServerConfig[], policy: 'always_allow' | 'always_ask' | null, extra: Partial<AgentDefinition> = {}): AgentDefinition {
+  return testAgent({
+    tools: [
+      { type: 'agent_toolset_20260401' },
+      ...servers.map((s) => ({
+        type: 'mcp_toolset' as const,
+        mcp_server_name: s.name,
+        ...(policy ? { default_config: { permission_policy: { type: policy } } } : {}),
+      })),
+    ],
+    mcp_servers: servers,
+    ...extra,
+  });
+}
+
+/** Every string and every byte field (payload data decoded as UTF-8) of a session's whole history. */
+async function historyText(client: Client, workflowId: string): Promise<string> {
+  const parts: string[] = [];
+  const walk = (v: unknown): void => {
+    if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'));
+    else if (typeof v === 'string') parts.push(v);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+  };
+  walk(await readHistory(client, workflowId));
+  return parts.join('\n');
+}
+
+function activityTypes(history: Awaited<ReturnType<typeof readHistory>>): string[] {
+  return history.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [e.activityTaskScheduledEventAttributes.activityType?.name ?? ''] : []));
+}
+
+function serverProcesses(): number {
+  const out = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => l.includes(MARKER)).length;
+}
+
+function systemText(req: RecordedRequest): string {
+  return JSON.stringify(req.body.system ?? '');
+}
+
+describe('MCP tools through the harness', () => {
+  it('calls server-everything over stdio; results reach the model; no sandbox; one reused server process', async () => {
+    const first = h.model.requests.length;
+    h.model.push(
+      reply(text('Echoing.'), toolUse('echo', { message: 'hello from tandem' }, 'tu_echo')),
+      reply(toolUse('get-sum', { a: 1 }, 'tu_bad')), // invalid input: the server says so
+      reply(toolUse('get-env', {}, 'tu_env')), // the server prints its environment, which holds a secret
+      reply(toolUse('get-sum', { a: 2, b: 3 }, 'tu_sum')),
+      reply('All done.'),
+    );
+    const handle = await startSession(h.client, h.queue, { agent: mcpAgent([everything], 'always_allow') }, 'use the MCP tools');
+    const state = await waitIdle(handle, 'end_turn', 5);
+
+    // The model was offered the server's tools next to the built-in ones.
+    const offered = h.model.requests[first]!.body.tools!.map((t) => t.name);
+    expect(offered).toEqual(expect.arrayContaining(['bash', 'read', 'echo', 'get-sum', 'get-env']));
+    const echoDef = h.model.requests[first]!.body.tools!.find((t) => t.name === 'echo')!;
+    expect(echoDef.input_schema).toMatchObject({ type: 'object', properties: { message: { type: 'string' } } });
+
+    const results = toolResults(h.model.requests.at(-1)!);
+    expect(results.get('tu_echo')).toEqual({ content: 'Echo: hello from tandem', is_error: false });
+    expect(results.get('tu_bad')?.is_error).toBe(true);
+    expect(results.get('tu_bad')?.content).toMatch(/Invalid arguments for tool get-sum/);
+    expect(results.get('tu_sum')?.content).toContain('5');
+    const env = results.get('tu_env')!.content;
+    expect(env).toContain('TANDEM_TEST_ENV_CANARY');
+    expect(env).toContain('[secret env_canary]');
+    expect(env).not.toContain(ENV_CANARY);
+    // The worker's own environment is not passed on (only PATH, HOME and the like, plus the server's env).
+    expect(env).not.toContain('TANDEM_VAULT_FILE');
+    expect(env).not.toContain('ANTHROPIC_API_KEY');
+
+    const events = await sessionEvents(h.client, handle);
+    const use = events.find((e) => e.type === 'agent.mcp_tool_use' && e.tool_use_id === 'tu_echo');
+    expect(use).toMatchObject({ mcp_server_name: 'everything', name: 'echo', input: { message: 'hello from tandem' } });
+    const result = events.find((e) => e.type === 'agent.mcp_tool_result' && e.mcp_tool_use_id === 'tu_echo');
+    expect(result).toMatchObject({ is_error: false, content: [{ type: 'text', text: 'Echo: hello from tandem' }] });
+    expect(events.filter((e) => e.type === 'agent.mcp_tool_result')).toHaveLength(4);
+    expect(events.some((e) => e.type === 'agent.tool_use' || e.type === 'agent.tool_result')).toBe(false);
+
+    // MCP needs no sandbox: nothing was provisioned, no tool ran through execute.
+    expect(state.sandboxes).toEqual([]);
+    const history = await readHistory(h.client, handle.workflowId);
+    expect(activityTypes(history).filter((t) => t === 'callMcpTool')).toHaveLength(4);
+    expect(activityTypes(history)).not.toContain('provision');
+    expect(activityTypes(history)).not.toContain('execute');
+    // Five model calls and four tool calls went to one server process, kept alive between them.
+    expect(serverProcesses()).toBe(1);
+    expect(await historyText(h.client, handle.workflowId)).not.toContain(ENV_CANARY);
+    await handle.cancel();
+  });
+
+  it('an always_ask MCP tool waits for user.tool_confirmation; allow runs it, deny tells the model', async () => {
+    h.model.push(
+      reply(toolUse('echo', { message: 'asked first' }, 'tu_ask'), toolUse('get-sum', { a: 2, b: 2 }, 'tu_deny')),
+      reply('Understood.'),
+    );
+    // No default_config: MCP toolsets ask by default.
+    const handle = await startSession(h.client, h.queue, { agent: mcpAgent([everything], null) }, 'echo something');
+    const waiting = await waitIdle(handle, 'requires_action', 1);
+    expect(waiting.stop_reason).toEqual({ type: 'requires_action', event_ids: ['tu_ask', 'tu_deny'] });
+    expect(waiting.pending.map((p) => [p.tool_use_id, p.kind, p.mcp])).toEqual([
+      ['tu_ask', 'confirmation', { server: 'everything', tool: 'echo' }],
+      ['tu_deny', 'confirmation', { server: 'everything', tool: 'get-sum' }],
+    ]);
+    let history = await readHistory(h.client, handle.workflowId);
+    expect(activityTypes(history)).not.toContain('callMcpTool'); // nothing ran before the answer
+
+    await handle.signal(Signals.toolConfirmation, { tool_use_id: 'tu_ask', result: 'allow' });
+    await handle.signal(Signals.toolConfirmation, { tool_use_id: 'tu_deny', result: 'deny', deny_message: 'No sums today.' });
+    await waitIdle(handle, 'end_turn', 2);
+    const results = toolResults(h.model.requests.at(-1)!);
+    expect(results.get('tu_ask')).toEqual({ content: 'Echo: asked first', is_error: false });
+    expect(results.get('tu_deny')).toEqual({ content: 'No sums today.', is_error: true });
+    const events = await sessionEvents(h.client, handle);
+    expect(events.find((e) => e.type === 'agent.mcp_tool_result' && e.mcp_tool_use_id === 'tu_deny')).toMatchObject({
+      is_error: true,
+      mcp_server_name: 'everything',
+      name: 'get-sum',
+    });
+    history = await readHistory(h.client, handle.workflowId);
+    expect(activityTypes(history).filter((t) => t === 'callMcpTool')).toHaveLength(1);
+    await handle.cancel();
+  });
+
+  it('calls a bearer-token HTTP server with the vault secret; the token is in no history payload and not in the sandbox', async () => {
+    const server: McpServerConfig = { type: 'url', name: 'search', url: search.url, headers: { Authorization: 'Bearer ${secret:search_token}' } };
+    const before = search.authorizations.length;
+    // The bash command finds the canary without naming it (a character class splits it).
+    const pattern = `${CANARY.slice(0, 10)}[${CANARY[10]}]${CANARY.slice(11)}`;
+    h.model.push(
+      reply(toolUse('lookup', { query: 'durable execution' }, 'tu_lookup')),
+      reply(toolUse('echo_headers', {}, 'tu_headers')),
+      reply(
+        toolUse(
+          'bash',
+          { command: `env | grep -c '${pattern}'; grep -rsl '${pattern}' /workspace /tmp /home /etc /run /var /opt /root; echo "grep-status=$?"` },
+          'tu_bash',
+        ),
+      ),
+      reply('Found it.'),
+    );
+    const handle = await startSession(h.client, h.queue, { agent: mcpAgent([server], 'always_allow') }, 'search for durable execution');
+    await waitIdle(handle, 'end_turn', 4);
+
+    const results = toolResults(h.model.requests.at(-1)!);
+    expect(results.get('tu_lookup')).toEqual({ content: 'result for durable execution', is_error: false });
+    // The server got the token; a server that echoes it back does not get it into the session.
+    expect(search.authorizations.slice(before)).toContain(`Bearer ${CANARY}`);
+    expect(results.get('tu_headers')?.content).toContain('Bearer [secret search_token]');
+    expect(results.get('tu_headers')?.content).not.toContain(CANARY);
+    // The sandbox (provisioned for bash) has no trace of the token: not in its environment, not in any file.
+    const bash = results.get('tu_bash')!;
+    const lines = bash.content.trim().split('\n');
+    expect(lines[0]).toBe('0'); // no environment variable holds it
+    expect(lines.at(-1)).toMatch(/^grep-status=[12]$/); // 1: no match; 2: some file was unreadable, still no match
+    expect(lines.filter((l) => l.startsWith('/'))).toEqual([]);
+    const info = await docker.getContainer(sandboxNames(handle.workflowId).container).inspect();
+    expect(JSON.stringify(info.Config.Env)).not.toContain(CANARY);
+    expect(JSON.stringify(info)).not.toContain(CANARY);
+
+    // Every payload of every history event: the secret's name is there, its value is not.
+    const all = await historyText(h.client, handle.workflowId);
+    expect(all).toContain('search_token');
+    expect(all).toContain('result for durable execution');
+    expect(all).not.toContain(CANARY);
+    await handle.cancel();
+    await waitFor(() => docker.getContainer(info.Id).inspect().then(() => 'exists', () => 'gone'), (s) => s === 'gone', 30_000, 'container removal');
+  });
+
+  it('a revoked or wrong token is a clear tool error or a note to the model, never a dead session', async () => {
+    const server: McpServerConfig = { type: 'url', name: 'search', url: search.url, headers: { Authorization: 'Bearer ${secret:search_token}' } };
+    h.model.push(
+      reply(toolUse('lookup', { query: 'one' }, 'tu_ok')),
+      () => {
+        search.setToken('rotated-token'); // the server revokes the token between two calls
+        return reply(toolUse('lookup', { query: 'two' }, 'tu_revoked'));
+      },
+      reply('The search server refused me.'),
+    );
+    const handle = await startSession(h.client, h.queue, { agent: mcpAgent([server], 'always_allow') }, 'look up two things');
+    try {
+      await waitIdle(handle, 'end_turn', 3);
+    } finally {
+      search.setToken(CANARY);
+    }
+    const results = toolResults(h.model.requests.at(-1)!);
+    expect(results.get('tu_ok')?.is_error).toBe(false);
+    const revoked = results.get('tu_revoked')!;
+    expect(revoked.is_error).toBe(true);
+    expect(revoked.content).toMatch(/MCP server "search" refused the credentials \(HTTP 401\)/);
+    expect(revoked.content).toContain('(Mcp.AuthenticationFailed)');
+    expect(revoked.content).toContain('after 1 attempt(s)'); // not retried
+    expect(revoked.content).not.toContain(CANARY);
+
+    // A server whose token is wrong from the start cannot list its tools: the model is told, the session goes on.
+    const wrong: McpServerConfig = { type: 'url', name: 'search2', url: search.url, headers: { Authorization: 'Bearer ${secret:wrong_token}' } };
+    h.model.push(reply('I cannot search right now.'));
+    await handle.cancel();
+    const second = await startSession(h.client, h.queue, { agent: mcpAgent([wrong], 'always_allow') }, 'search');
+    await waitIdle(second, 'end_turn', 1);
+    const req = h.model.requests.at(-1)!;
+    expect(req.body.tools?.map((t) => t.name)).not.toContain('lookup');
+    expect(systemText(req)).toMatch(/MCP server \\"search2\\" is unavailable.*refused the credentials \(HTTP 401\)/);
+    expect(systemText(req)).not.toContain('not-the-token');
+    expect(await historyText(h.client, handle.workflowId)).not.toContain(CANARY);
+    await second.cancel();
+  });
+
+  it('an unknown secret name stops the start with one sentence, and is a typed non-retryable failure on the worker', async () => {
+    const server: McpServerConfig = { type: 'url', name: 'search', url: search.url, headers: { Authorization: 'Bearer ${secret:late_token}' } };
+    const agent = mcpAgent([server], 'always_allow');
+    await expect(h.tandem.start({ agent, message: 'hi', vault })).rejects.toThrow(
+      'agent "test-agent" names secret "late_token" that the vault does not hold; add it with `tandem vault set late_token` (or set TANDEM_SECRET_LATE_TOKEN for the worker) and start again',
+    );
+
+    // Started without the check (a client elsewhere): the first model call fails once, typed, not retried.
+    const requestsBefore = h.model.requests.length;
+    const handle = await startSession(h.client, h.queue, { agent }, 'hi');
+    const state = await waitIdle(handle, 'retries_exhausted', 0);
+    expect(state.last_error).toMatchObject({ type: 'Vault.SecretMissing', retryable: false });
+    expect(state.last_error?.message).toContain('"late_token"');
+    expect(h.model.requests.length).toBe(requestsBefore);
+    const history = await readHistory(h.client, handle.workflowId);
+    const started = history.filter((e) => e.activityTaskStartedEventAttributes);
+    expect(started.map((e) => e.activityTaskStartedEventAttributes?.attempt)).toEqual([1]);
+
+    // Once the secret is set, wake retries and the session goes on.
+    vault.set('late_token', CANARY);
+    h.model.push(reply(toolUse('lookup', { query: 'late' }, 'tu_late')), reply('ok'));
+    await handle.signal(Signals.wake, {});
+    await waitIdle(handle, 'end_turn', 2);
+    expect(toolResults(h.model.requests.at(-1)!).get('tu_late')).toEqual({ content: 'result for late', is_error: false });
+    expect(await historyText(h.client, handle.workflowId)).not.toContain(CANARY);
+    await handle.cancel();
+  });
+
+  it('heartbeats through a long MCP call, and interrupt cancels one', async () => {
+    h.model.push(
+      reply(toolUse('trigger-long-running-operation', { duration: 12, steps: 4 }, 'tu_long')), // longer than the 10 s heartbeat timeout
+      reply(toolUse('trigger-long-running-operation', { duration: 120, steps: 120 }, 'tu_stuck')),
+    );
+    const first = h.model.requests.length;
+    const handle = await startSession(h.client, h.queue, { agent: mcpAgent([everything], 'always_allow') }, 'run long things');
+    await h.model.waitForRequests(first + 2, 60_000); // the second model call asked for the stuck one
+    await new Promise((r) => setTimeout(r, 1500));
+    await handle.signal(Signals.interrupt, {});
+    await waitIdle(handle, 'end_turn', 2, 30_000);
+    const events = await sessionEvents(h.client, handle);
+    const long = events.find((e) => e.type === 'agent.mcp_tool_result' && e.mcp_tool_use_id === 'tu_long');
+    expect(long).toMatchObject({ is_error: false, content: [{ type: 'text', text: expect.stringContaining('Long running operation completed') }] });
+    const stuck = events.find((e) => e.type === 'agent.mcp_tool_result' && e.mcp_tool_use_id === 'tu_stuck');
+    expect(stuck).toMatchObject({ is_error: true, content: [{ type: 'text', text: 'The tool call was interrupted by the user.' }] });
+    const history = await readHistory(h.client, handle.workflowId);
+    expect(history.filter((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1)).toHaveLength(0);
+
+    h.model.push(reply('Stopped.'));
+    await sendMessage(handle, 'what happened?');
+    await waitIdle(handle, 'end_turn', 3);
+    expect(toolResults(h.model.requests.at(-1)!).get('tu_stuck')?.is_error).toBe(true);
+    await handle.cancel();
+  });
+
+  it('a server that goes down is a tool error after the retry budget; the session goes on', async () => {
+    const flaky = await startTestMcpServer();
+    const server: McpServerConfig = { type: 'url', name: 'flaky', url: flaky.url };
+    h.model.push(
+      reply(toolUse('lookup', { query: 'up' }, 'tu_up')),
+      () => {
+        void flaky.close(); // down after the listing and the first call (stops listening at once)
+        return reply(toolUse('lookup', { query: 'down' }, 'tu_down'));
+      },
+      reply('The server is down.'),
+    );
+    const agent = mcpAgent([server], 'always_allow', { limits: { tool_attempts: 2 } });
+    const handle = await startSession(h.client, h.queue, { agent }, 'look up');
+    await waitIdle(handle, 'end_turn', 3, 60_000);
+    const results = toolResults(h.model.requests.at(-1)!);
+    expect(results.get('tu_up')).toEqual({ content: 'result for up', is_error: false });
+    expect(results.get('tu_down')?.is_error).toBe(true);
+    expect(results.get('tu_down')?.content).toMatch(/failed after 2 attempt\(s\): MCP server "flaky" is unavailable: .*\(Mcp\.ConnectionFailed\)/);
+    expect((await sessionState(handle)).last_error).toBeNull();
+    await handle.cancel();
+  });
+});
