@@ -3,15 +3,15 @@
  * the MCP SDK that requires a bearer token), a real worker, real Temporal, and the scripted Messages API server.
  * The token is a canary secret in a temporary vault: it must appear in no history payload and in no sandbox.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import type { Client } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readHistory } from '../../src/client/log.js';
 import { sandboxNames } from '../../src/activities/sandbox/docker.js';
 import { Signals } from '../../src/shared/names.js';
@@ -300,6 +300,34 @@ describe('MCP tools through the harness', () => {
     expect(toolResults(h.model.requests.at(-1)!).get('tu_late')).toEqual({ content: 'result for late', is_error: false });
     expect(await historyText(h.client, handle.workflowId)).not.toContain(CANARY);
     await handle.cancel();
+  });
+
+  it('tandem run refuses an agent file that names a secret the vault lacks, in one sentence', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'tandem-mcp-agent-')), 'agent.yaml');
+    writeFileSync(
+      file,
+      [
+        'name: cli-agent',
+        'model: claude-sonnet-5-5',
+        'tools: [{type: mcp_toolset, mcp_server_name: search}]',
+        'mcp_servers:',
+        `  - {type: url, name: search, url: "${search.url}", headers: {Authorization: "Bearer \${secret:never_set}"}}`,
+      ].join('\n'),
+    );
+    const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['bin/tandem', 'run', file, 'hi'], {
+        cwd: fileURLToPath(new URL('../..', import.meta.url)),
+        env: { ...process.env, TEMPORAL_ADDRESS: inject('temporalAddress'), TANDEM_TASK_QUEUE: h.queue, NO_COLOR: '1' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.on('exit', (code) => resolve({ code, stderr }));
+    });
+    expect(run.code).toBe(1);
+    expect(run.stderr.trim()).toBe(
+      'tandem: agent "cli-agent" names secret "never_set" that the vault does not hold; add it with `tandem vault set never_set` (or set TANDEM_SECRET_NEVER_SET for the worker) and start again',
+    );
   });
 
   it('heartbeats through a long MCP call, and interrupt cancels one', async () => {
