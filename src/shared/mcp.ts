@@ -2,6 +2,7 @@
  * MCP servers of an agent: which secrets they name, and the `mcp_toolset` policy of each tool. Pure and
  * workflow-safe: the workflow decides routing and confirmation with it, the worker lists and calls the servers.
  */
+import { roster } from './tools.js';
 import type { AgentDefinition, McpServerConfig, SecretValue } from './types.js';
 
 /** `${secret:NAME}` inside a string value; NAME follows the vault's naming rule. */
@@ -19,9 +20,18 @@ export function serverSecretNames(server: McpServerConfig): string[] {
   return [...new Set(values.flatMap(secretRefs))];
 }
 
-/** Every secret name an agent's MCP servers refer to, without repeats. */
+/** Every secret name the MCP servers of an agent and of the agents it may delegate to refer to, without repeats. */
 export function agentSecretNames(agent: AgentDefinition): string[] {
-  return [...new Set((agent.mcp_servers ?? []).flatMap(serverSecretNames))];
+  const names = new Set<string>();
+  const seen = new Set<AgentDefinition>();
+  const visit = (a: AgentDefinition): void => {
+    if (seen.has(a)) return;
+    seen.add(a);
+    for (const s of a.mcp_servers ?? []) for (const n of serverSecretNames(s)) names.add(n);
+    for (const sub of roster(a).values()) visit(sub);
+  };
+  visit(agent);
+  return [...names];
 }
 
 /** The MCP server of this name, if the agent has one. */

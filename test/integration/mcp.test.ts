@@ -13,6 +13,7 @@ import Docker from 'dockerode';
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readHistory } from '../../src/client/log.js';
+import { McpHub } from '../../src/activities/mcp.js';
 import { sandboxNames } from '../../src/activities/sandbox/docker.js';
 import { Signals } from '../../src/shared/names.js';
 import type { AgentDefinition, McpServerConfig } from '../../src/shared/types.js';
@@ -96,9 +97,9 @@ function activityTypes(history: Awaited<ReturnType<typeof readHistory>>): string
   return history.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [e.activityTaskScheduledEventAttributes.activityType?.name ?? ''] : []));
 }
 
-function serverProcesses(): number {
+function serverProcesses(marker = MARKER): number {
   const out = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
-  return out.split('\n').filter((l) => l.includes(MARKER)).length;
+  return out.split('\n').filter((l) => l.includes(marker)).length;
 }
 
 function systemText(req: RecordedRequest): string {
@@ -376,5 +377,24 @@ describe('MCP tools through the harness', () => {
     expect(results.get('tu_down')?.content).toMatch(/failed after 2 attempt\(s\): MCP server "flaky" is unavailable: .*\(Mcp\.ConnectionFailed\)/);
     expect((await sessionState(handle)).last_error).toBeNull();
     await handle.cancel();
+  });
+});
+
+describe('MCP connections of a worker', () => {
+  it('keeps a stdio server running between calls, closes it when idle, and starts it again on the next call', async () => {
+    const marker = `--tandem-idle-${randomUUID().slice(0, 8)}`;
+    const hub = new McpHub(vault, { idleMs: 1000 });
+    const server: McpServerConfig = { type: 'stdio', name: 'idle', command: process.execPath, args: [EVERYTHING, 'stdio', marker] };
+    try {
+      expect((await hub.callTool(server, 'echo', { message: 'a' })).content).toBe('Echo: a');
+      expect((await hub.callTool(server, 'echo', { message: 'b' })).content).toBe('Echo: b');
+      expect(serverProcesses(marker)).toBe(1);
+      await waitFor(async () => serverProcesses(marker), (n) => n === 0, 20_000, 'the idle server to exit');
+      expect((await hub.callTool(server, 'echo', { message: 'c' })).content).toBe('Echo: c');
+      expect(serverProcesses(marker)).toBe(1);
+    } finally {
+      await hub.close();
+    }
+    await waitFor(async () => serverProcesses(marker), (n) => n === 0, 20_000, 'the server to exit on close');
   });
 });

@@ -63,6 +63,15 @@ describe('MCP servers in agent files', () => {
     ]);
     expect(agent.tools?.[0]).toMatchObject({ type: 'mcp_toolset', mcp_server_name: 'search' });
     expect(agentSecretNames(agent)).toEqual(['search_token', 'team_id', 'local_key']);
+    // ...and those of the agents it may delegate to.
+    const helper: AgentDefinition = {
+      name: 'helper',
+      model: 'm',
+      tools: [{ type: 'mcp_toolset', mcp_server_name: 'h' }],
+      mcp_servers: [{ type: 'stdio', name: 'h', command: 'x', env: { K: { secret: 'helper_key' } } }],
+    };
+    const lead: AgentDefinition = { ...agent, multiagent: { type: 'coordinator', agents: [{ type: 'self' }, { type: 'agent', definition: helper }] } };
+    expect(agentSecretNames(lead)).toEqual(['search_token', 'team_id', 'local_key', 'helper_key']);
   });
 
   it('names the field and line of a bad secret reference, a bad URL and an unused server', () => {
