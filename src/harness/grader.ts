@@ -42,7 +42,11 @@ export function renderTranscript(events: readonly SessionEvent[], maxChars = 120
       case 'agent.custom_tool_use':
         lines.push(`[agent calls ${e.name as string}] ${clip(JSON.stringify(e.input), 1_000)}`);
         break;
+      case 'agent.mcp_tool_use':
+        lines.push(`[agent calls ${e.name as string} of MCP server ${e.mcp_server_name as string}] ${clip(JSON.stringify(e.input), 1_000)}`);
+        break;
       case 'agent.tool_result':
+      case 'agent.mcp_tool_result':
         lines.push(`[${e.is_error ? 'tool error' : 'tool result'}] ${clip(contentText(e.content as TextBlock[]), 2_000)}`);
         break;
       case 'span.outcome_evaluation_end':

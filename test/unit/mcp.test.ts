@@ -4,6 +4,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { AgentFileError, parseAgentDefinition } from '../../src/config/agent.js';
 import { annotateMcpUses, boundText, McpHub, offerNames, resultText, scrub } from '../../src/activities/mcp.js';
 import { buildMessages, buildRequest } from '../../src/harness/context.js';
+import { renderTranscript } from '../../src/harness/grader.js';
 import { agentSecretNames, mcpToolPolicy } from '../../src/shared/mcp.js';
 import type { SessionEvent, SessionEventType } from '../../src/shared/events.js';
 import type { AgentDefinition } from '../../src/shared/types.js';
@@ -225,5 +226,15 @@ describe('context of MCP calls', () => {
     expect(request.tools?.map((t) => t.name)).toEqual(['c', 'echo']);
     expect(request.tools?.[1]?.cache_control).toEqual({ type: 'ephemeral' });
     expect(request.system?.map((b) => b.text)).toEqual(['sys', 'MCP server "x" is unavailable']);
+  });
+});
+
+describe('grader transcript', () => {
+  it('shows MCP tool calls and their results', () => {
+    const text = renderTranscript([
+      ev('agent.mcp_tool_use', { model_request_id: 'r1', tool_use_id: 'm1', mcp_server_name: 'notes', name: 'read_text_file', input: { path: 'a.md' } }),
+      ev('agent.mcp_tool_result', { mcp_tool_use_id: 'm1', content: [{ type: 'text', text: 'hello' }], is_error: false }),
+    ]);
+    expect(text).toBe('[agent calls read_text_file of MCP server notes] {"path":"a.md"}\n[tool result] hello');
   });
 });
