@@ -12,6 +12,7 @@ import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotoc
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { ErrorCode, McpError, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import type { ToolDefinition } from '../harness/context.js';
 import { Failure } from '../shared/failures.js';
 import { mcpToolPolicy, SECRET_TEMPLATE } from '../shared/mcp.js';
 import type {
@@ -51,16 +52,9 @@ export interface McpListedTool {
   input_schema: Record<string, unknown>;
 }
 
-/** A tool definition offered to the model (same shape as the context builder's). */
-export interface McpToolDefinition {
-  name: string;
-  description: string;
-  input_schema: Record<string, unknown>;
-}
-
 /** The MCP tools of one model call: definitions, how each offered name routes, and servers that could not list. */
 export interface McpOffer {
-  definitions: McpToolDefinition[];
+  definitions: ToolDefinition[];
   routes: Map<string, McpToolRef>;
   unavailable: Array<{ server: string; message: string }>;
 }
@@ -372,7 +366,7 @@ export class McpHub {
       listed.map((l) => ({ server: l.server, tools: l.tools.map((t) => t.name) })),
       taken,
     );
-    const definitions: McpToolDefinition[] = [];
+    const definitions: ToolDefinition[] = [];
     for (const [name, ref] of routes) {
       const t = listed.find((l) => l.server === ref.server)?.tools.find((x) => x.name === ref.tool);
       if (t) definitions.push({ name, description: t.description, input_schema: t.input_schema });
