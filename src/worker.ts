@@ -55,7 +55,8 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
   });
   const docker = new Docker();
   // MCP servers are called from here with the vault's secrets; sandboxes never see them (DESIGN rule 9).
-  const mcp = new McpHub(opts.vault ?? new Vault(), {
+  const vault = opts.vault ?? new Vault();
+  const mcp = new McpHub(vault, {
     listTtlMs: config.TANDEM_MCP_LIST_TTL_S * 1000,
     idleMs: config.TANDEM_MCP_IDLE_S * 1000,
     callTimeoutMs: config.TANDEM_MCP_CALL_TIMEOUT_S * 1000,

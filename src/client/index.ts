@@ -9,7 +9,7 @@ import proto from '@temporalio/proto';
 import { LogDecoder } from '../harness/decode.js';
 import { checkSignal, type SessionEvent, type SessionEventType } from '../shared/events.js';
 import { agentSecretNames } from '../shared/mcp.js';
-import { envVarFor } from '../vault/index.js';
+import { unknownSecretsMessage, VaultError, type Vault } from '../vault/index.js';
 import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, SESSION_WORKFLOW, Signals } from '../shared/names.js';
 import type { AgentDefinition, SessionInput, SessionState } from '../shared/types.js';
 import { decodeJsonPayload, readRunChain, readSessionLog } from './log.js';
@@ -32,17 +32,10 @@ export interface StartOptions {
   limits?: SessionInput['limits'];
   sandbox?: SessionInput['sandbox'];
   /**
-   * A vault to check the agent's secret names against before starting (the worker's vault, when it runs on this
-   * host: `new Vault()`). A name it lacks stops the start with one sentence saying how to add it.
+   * Checked before starting: every secret the agent's MCP servers (and those of its sub-agents) name must be in this
+   * vault (the worker's, when client and worker share a machine). Unset: the worker fails the first model call.
    */
-  vault?: { missing(names: Iterable<string>): string[] };
-}
-
-/** One sentence for secrets an agent names that the vault lacks (the same wording as the worker's failure). */
-export function missingSecretsMessage(agentName: string, names: string[]): string {
-  const list = names.map((n) => `"${n}"`).join(', ');
-  const env = envVarFor(names[0]!);
-  return `agent "${agentName}" names secret ${list} that the vault does not hold; add it with \`tandem vault set ${names[0]}\` (or set ${env} for the worker) and start again`;
+  vault?: Pick<Vault, 'missing'>;
 }
 
 /** Slicing options of {@link TandemClient.getEvents}. */
@@ -103,10 +96,8 @@ export class TandemClient {
 
   /** Starts a session and returns its ID. */
   async start(opts: StartOptions): Promise<string> {
-    if (opts.vault) {
-      const missing = opts.vault.missing(agentSecretNames(opts.agent));
-      if (missing.length > 0) throw new Error(missingSecretsMessage(opts.agent.name, missing));
-    }
+    const missing = opts.vault?.missing(agentSecretNames(opts.agent)) ?? [];
+    if (missing.length > 0) throw new VaultError(`cannot start the session: ${unknownSecretsMessage(missing)}`);
     const sessionId = opts.sessionId ?? newSessionId();
     const input: SessionInput = {
       agent: opts.agent,

@@ -279,7 +279,7 @@ describe('MCP tools through the harness', () => {
     const server: McpServerConfig = { type: 'url', name: 'search', url: search.url, headers: { Authorization: 'Bearer ${secret:late_token}' } };
     const agent = mcpAgent([server], 'always_allow');
     await expect(h.tandem.start({ agent, message: 'hi', vault })).rejects.toThrow(
-      'agent "test-agent" names secret "late_token" that the vault does not hold; add it with `tandem vault set late_token` (or set TANDEM_SECRET_LATE_TOKEN for the worker) and start again',
+      'cannot start the session: the vault has no secret "late_token"; add it with `tandem vault set late_token` or the environment variable TANDEM_SECRET_LATE_TOKEN',
     );
 
     // Started without the check (a client elsewhere): the first model call fails once, typed, not retried.
@@ -327,7 +327,7 @@ describe('MCP tools through the harness', () => {
     });
     expect(run.code).toBe(1);
     expect(run.stderr.trim()).toBe(
-      'tandem: agent "cli-agent" names secret "never_set" that the vault does not hold; add it with `tandem vault set never_set` (or set TANDEM_SECRET_NEVER_SET for the worker) and start again',
+      'tandem: cannot start the session: the vault has no secret "never_set"; add it with `tandem vault set never_set` or the environment variable TANDEM_SECRET_NEVER_SET',
     );
   });
 

@@ -8,7 +8,6 @@ import { renderTranscript } from '../../src/harness/grader.js';
 import { agentSecretNames, mcpToolPolicy } from '../../src/shared/mcp.js';
 import type { SessionEvent, SessionEventType } from '../../src/shared/events.js';
 import type { AgentDefinition } from '../../src/shared/types.js';
-import { missingSecretsMessage } from '../../src/client/index.js';
 
 const AGENT = `name: researcher
 model: claude-sonnet-5-5
@@ -183,8 +182,8 @@ describe('MCP results and secrets', () => {
     expect((failure as ApplicationFailure).type).toBe('Vault.SecretMissing');
     expect((failure as ApplicationFailure).nonRetryable).toBe(true);
     expect((failure as Error).message).toContain('"local_key"');
-    expect(missingSecretsMessage('researcher', ['local_key'])).toBe(
-      'agent "researcher" names secret "local_key" that the vault does not hold; add it with `tandem vault set local_key` (or set TANDEM_SECRET_LOCAL_KEY for the worker) and start again',
+    expect((failure as Error).message).toBe(
+      'MCP server "local": the vault has no secret "local_key"; add it with `tandem vault set local_key` or the environment variable TANDEM_SECRET_LOCAL_KEY',
     );
   });
 });
