@@ -357,6 +357,31 @@ describe('MCP tools through the harness', () => {
     await handle.cancel();
   });
 
+  it('a stdio server that dies in the middle of a call is started again and the call retried', async () => {
+    const marker = `--tandem-crash-${randomUUID().slice(0, 8)}`;
+    const crashing: McpServerConfig = { ...everything, name: 'crashing', args: [EVERYTHING, 'stdio', marker] };
+    const first = h.model.requests.length;
+    h.model.push(reply(toolUse('trigger-long-running-operation', { duration: 4, steps: 4 }, 'tu_crash')), reply('Done.'));
+    const handle = await startSession(h.client, h.queue, { agent: mcpAgent([crashing], 'always_allow') }, 'run it');
+    await h.model.waitForRequests(first + 1, 60_000);
+    await new Promise((r) => setTimeout(r, 1500)); // the call is running in the server
+    const pids = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.includes(marker))
+      .map((l) => Number(l.trim().split(/\s+/)[0]));
+    expect(pids).toHaveLength(1);
+    process.kill(pids[0]!, 'SIGKILL');
+    await waitIdle(handle, 'end_turn', 2, 60_000);
+    const result = toolResults(h.model.requests.at(-1)!).get('tu_crash');
+    expect(result?.is_error).toBe(false);
+    expect(result?.content).toContain('Long running operation completed');
+    const history = await readHistory(h.client, handle.workflowId);
+    const retried = history.find((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1);
+    expect(retried?.activityTaskStartedEventAttributes?.lastFailure?.applicationFailureInfo?.type).toBe('Mcp.ConnectionFailed');
+    expect(serverProcesses(marker)).toBe(1); // a fresh process took over
+    await handle.cancel();
+  });
+
   it('a server that goes down is a tool error after the retry budget; the session goes on', async () => {
     const flaky = await startTestMcpServer();
     const server: McpServerConfig = { type: 'url', name: 'flaky', url: flaky.url };
