@@ -96,7 +96,8 @@ export class TandemClient {
 
   /** Starts a session and returns its ID. */
   async start(opts: StartOptions): Promise<string> {
-    const missing = opts.vault?.missing(agentSecretNames(opts.agent)) ?? [];
+    const names = agentSecretNames(opts.agent);
+    const missing = names.length > 0 ? (opts.vault?.missing(names) ?? []) : []; // no vault read for agents without secrets
     if (missing.length > 0) throw new VaultError(`cannot start the session: ${unknownSecretsMessage(missing)}`);
     const sessionId = opts.sessionId ?? newSessionId();
     const input: SessionInput = {
