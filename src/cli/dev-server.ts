@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
-import { SA_AGENT, SA_STATUS } from '../shared/names.js';
+import { SA_AGENT, SA_AGENT_ID, SA_ARCHIVED, SA_KIND, SA_STATUS } from '../shared/names.js';
 
 /** The repository root (where `.tandem/` lives). */
 export const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -39,11 +39,14 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Tandem's search attributes (all Keyword): session status and agent, API agent id, resource kind, archived. */
+export const TANDEM_SEARCH_ATTRIBUTES = [SA_STATUS, SA_AGENT, SA_AGENT_ID, SA_KIND, SA_ARCHIVED];
+
 /** Registers Tandem's search attributes (Keyword); existing ones are left alone. */
 export async function registerSearchAttributes(connection: Connection, namespace: string): Promise<void> {
   const keyword = proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
   const existing = await connection.operatorService.listSearchAttributes({ namespace });
-  const missing = [SA_STATUS, SA_AGENT].filter((n) => !existing.customAttributes?.[n]);
+  const missing = TANDEM_SEARCH_ATTRIBUTES.filter((n) => !existing.customAttributes?.[n]);
   if (missing.length === 0) return;
   await connection.operatorService.addSearchAttributes({
     namespace,
@@ -89,7 +92,7 @@ export interface DevServer {
 /** Starts `temporal server start-dev` and waits until it answers. */
 export async function startDevServer(opts: DevServerOptions): Promise<DevServer> {
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(opts.port), '--log-level', 'error'];
-  for (const sa of [SA_STATUS, SA_AGENT]) args.push('--search-attribute', `${sa}=Keyword`);
+  for (const sa of TANDEM_SEARCH_ATTRIBUTES) args.push('--search-attribute', `${sa}=Keyword`);
   if (opts.dbFile) {
     mkdirSync(dirname(opts.dbFile), { recursive: true });
     args.push('--db-filename', opts.dbFile);

@@ -8,6 +8,7 @@ import { TandemClient } from '../client/index.js';
 import { createWorker, type CreateWorkerOptions } from '../worker.js';
 import { connectWithRetry, findTemporalCli, projectRoot, registerSearchAttributes, startDevServer, type DevServer } from './dev-server.js';
 import { explainIdle, printUntilIdle } from './follow.js';
+import { startServe } from './serve.js';
 
 const log = (line: string) => console.error(`tandem: ${line}`);
 
@@ -60,14 +61,16 @@ export async function runWorker(opts: CreateWorkerOptions = {}): Promise<void> {
   await w.run();
 }
 
-/** `tandem dev`: the dev server (or the one already running) plus a worker. */
-export async function runDev(opts: { dbFile?: string; uiPort?: number } = {}): Promise<void> {
+/** `tandem dev`: the dev server (or the one already running) plus a worker, and with `serve` the HTTP API. */
+export async function runDev(opts: { dbFile?: string; uiPort?: number; serve?: boolean | string } = {}): Promise<void> {
   const config = loadRuntimeConfig();
   const { server, uiUrl } = await ensureTemporal(config, opts);
   log(`Temporal UI: ${uiUrl}  (sessions are workflows of type agentSession)`);
+  const api = opts.serve ? await startServe(config, typeof opts.serve === 'string' ? opts.serve : undefined) : undefined;
   try {
     await runWorker({ config });
   } finally {
+    await api?.close();
     await server?.stop();
   }
 }

@@ -14,6 +14,8 @@ import { runDev, runDemo, runWorker } from './dev.js';
 import { explainIdle, printTree, printUntilIdle } from './follow.js';
 import { addVaultCommands } from './vault.js';
 import { Vault } from '../vault/index.js';
+import { runServe } from './serve.js';
+import { loadRuntimeConfig } from '../config/env.js';
 
 function fail(err: unknown): never {
   const message = err instanceof AgentFileError ? err.message : ((err as Error)?.message ?? String(err));
@@ -32,7 +34,19 @@ export function buildProgram(): Command {
     .description('start (or reuse) the Temporal dev server with a SQLite file, and a worker')
     .option('--db <file>', 'SQLite file of the dev server (default .tandem/data/temporal.db)')
     .option('--ui-port <port>', 'port of the Temporal UI', '8233')
-    .action(async (o: { db?: string; uiPort: string }) => runDev({ dbFile: o.db, uiPort: Number(o.uiPort) }).catch(fail));
+    .option('--serve [host:port]', 'also serve the Managed Agents HTTP API (default TANDEM_API_ADDRESS, 127.0.0.1:8787)')
+    .action(async (o: { db?: string; uiPort: string; serve?: boolean | string }) =>
+      runDev({ dbFile: o.db, uiPort: Number(o.uiPort), serve: o.serve }).catch(fail),
+    );
+
+  program
+    .command('serve')
+    .description(
+      'serve the Managed Agents HTTP API (agents, environments, sessions, events, vaults) for the official SDK; ' +
+        'keys from TANDEM_API_KEYS, else one kept in the vault; needs a worker (tandem dev or tandem worker)',
+    )
+    .option('--listen <host:port>', 'address to listen on (default TANDEM_API_ADDRESS, 127.0.0.1:8787)')
+    .action(async (o: { listen?: string }) => runServe(loadRuntimeConfig(), o.listen).catch(fail));
 
   program
     .command('worker')

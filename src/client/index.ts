@@ -11,7 +11,7 @@ import { checkSignal, type SessionEvent, type SessionEventType } from '../shared
 import { agentSecretNames } from '../shared/mcp.js';
 import { unknownSecretsMessage, VaultError, type Vault } from '../vault/index.js';
 import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, SESSION_WORKFLOW, Signals } from '../shared/names.js';
-import type { AgentDefinition, SessionInput, SessionState } from '../shared/types.js';
+import type { AgentDefinition, SessionInput, SessionState, UserMessage } from '../shared/types.js';
 import { decodeJsonPayload, readRunChain, readSessionLog } from './log.js';
 
 /** Options of {@link TandemClient.connect}. */
@@ -36,6 +36,13 @@ export interface StartOptions {
    * vault (the worker's, when client and worker share a machine). Unset: the worker fails the first model call.
    */
   vault?: Pick<Vault, 'missing'>;
+  /** First user messages (in place of `message`), in the Managed Agents shape. */
+  initialEvents?: UserMessage[];
+  /** Vault references (ids or names, never values). */
+  vaultIds?: string[];
+  /** Extra memo and search attributes of the session workflow (the HTTP API records its ids there). */
+  memo?: Record<string, unknown>;
+  searchAttributes?: Record<string, string[]>;
 }
 
 /** Slicing options of {@link TandemClient.getEvents}. */
@@ -107,12 +114,16 @@ export class TandemClient {
       ...(opts.limits ? { limits: opts.limits } : {}),
       ...(opts.sandbox ? { sandbox: opts.sandbox } : {}),
       ...(opts.message ? { initial_events: [{ content: [{ type: 'text', text: opts.message }] }] } : {}),
+      ...(opts.initialEvents?.length ? { initial_events: opts.initialEvents } : {}),
+      ...(opts.vaultIds?.length ? { vault_ids: opts.vaultIds } : {}),
     };
     await this.temporal.workflow.start(SESSION_WORKFLOW, {
       taskQueue: this.taskQueue,
       workflowId: sessionId,
       args: [input],
       staticSummary: opts.title ?? `${opts.agent.name}${opts.message ? `: ${opts.message.slice(0, 80)}` : ''}`,
+      ...(opts.memo ? { memo: opts.memo } : {}),
+      ...(opts.searchAttributes ? { searchAttributes: opts.searchAttributes } : {}),
     });
     return sessionId;
   }

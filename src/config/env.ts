@@ -16,6 +16,11 @@ const schema = z.object({
   TANDEM_MCP_LIST_TTL_S: z.coerce.number().min(0).default(300),
   TANDEM_MCP_IDLE_S: z.coerce.number().min(1).default(300),
   TANDEM_MCP_CALL_TIMEOUT_S: z.coerce.number().min(1).default(300),
+  TANDEM_API_ADDRESS: z
+    .string()
+    .regex(/^[^:]+:\d+$/, { error: 'expected host:port, e.g. 127.0.0.1:8787' })
+    .default('127.0.0.1:8787'),
+  TANDEM_API_KEYS: z.string().optional(),
 });
 
 /** Validated runtime configuration. */

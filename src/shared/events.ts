@@ -34,6 +34,7 @@ export const EVENT_TYPES = [
   'session.status_terminated',
   'session.error',
   'session.thread_created',
+  'session.updated',
   'span.model_request_start',
   'span.model_request_end',
   'span.outcome_evaluation_start',

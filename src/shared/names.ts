@@ -19,5 +19,15 @@ export const GET_SESSION_QUERY = 'getSession';
 export const SA_STATUS = 'TandemStatus';
 /** Search attribute with the agent name (Keyword). */
 export const SA_AGENT = 'TandemAgent';
+/** Search attribute with the id of the stored agent a session was created from, through the HTTP API (Keyword). */
+export const SA_AGENT_ID = 'TandemAgentId';
+/** Search attribute with the kind of a stored API resource: agent, environment or vault (Keyword). */
+export const SA_KIND = 'TandemKind';
+/** Search attribute set to "true" when a session or stored resource is archived (Keyword). */
+export const SA_ARCHIVED = 'TandemArchived';
+/** Memo key of a session's API attributes (title, metadata, agent and environment ids, archived_at). */
+export const MEMO_SESSION = 'tandem_session';
+/** Signal that changes a session's title, metadata or archived state (the API's session update and archive). */
+export const SESSION_UPDATE_SIGNAL = 'tandem.session_update';
 /** Memo key under which each session-level event (status change, error) is recorded in history. */
 export const MEMO_EVENT = 'tandem_event';

@@ -1,6 +1,6 @@
 /** Signal and query definitions of `agentSession`: the public contract of a running session. */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import { GET_SESSION_QUERY, Signals } from '../shared/names.js';
+import { GET_SESSION_QUERY, SESSION_UPDATE_SIGNAL, Signals } from '../shared/names.js';
 import type { SessionState } from '../shared/types.js';
 
 /** `user.message`: a user turn or a steering message while the agent works. */
@@ -17,3 +17,5 @@ export const defineOutcomeSignal = defineSignal<[unknown]>(Signals.defineOutcome
 export const wakeSignal = defineSignal<[unknown]>(Signals.wake);
 /** `getSession`: status, usage and sandboxes without reading the log. */
 export const getSessionQuery = defineQuery<SessionState>(GET_SESSION_QUERY);
+/** `tandem.session_update`: new title, metadata or archived state of the session (`{memo, changed}`). */
+export const sessionUpdateSignal = defineSignal<[unknown]>(SESSION_UPDATE_SIGNAL);

@@ -30,7 +30,7 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 import { checkSignal } from '../shared/events.js';
 import type { RecordedEvent } from '../shared/events.js';
 import { Failure } from '../shared/failures.js';
-import { MEMO_EVENT, SA_AGENT, SA_STATUS, Signals } from '../shared/names.js';
+import { MEMO_EVENT, MEMO_SESSION, SA_AGENT, SA_ARCHIVED, SA_STATUS, Signals } from '../shared/names.js';
 import { resolveTools, roster } from '../shared/tools.js';
 import type {
   CallModelResult,
@@ -55,6 +55,7 @@ import {
   customToolResultSignal,
   defineOutcomeSignal,
   getSessionQuery,
+  sessionUpdateSignal,
   toolConfirmationSignal,
   userInterruptSignal,
   userMessageSignal,
@@ -64,6 +65,7 @@ import { mcpRoute, toolErrorEvent } from './mcp.js';
 
 const statusKey = defineSearchAttributeKey(SA_STATUS, SearchAttributeType.KEYWORD);
 const agentKey = defineSearchAttributeKey(SA_AGENT, SearchAttributeType.KEYWORD);
+const archivedKey = defineSearchAttributeKey(SA_ARCHIVED, SearchAttributeType.KEYWORD);
 
 type ToolUse = Extract<ModelBlock, { type: 'tool_use' }>;
 
@@ -206,6 +208,16 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       explanation: null,
     };
     newInput = true; // the agent reads the outcome as user input and works towards it
+  });
+  setHandler(sessionUpdateSignal, (payload) => {
+    const p = payload as { memo?: unknown; changed?: unknown } | null;
+    const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+    if (!isObj(p) || !isObj(p.memo) || !isObj(p.changed)) {
+      reportError({ type: 'Signal.Invalid', message: 'tandem.session_update: expected {memo: {...}, changed: {...}}', retryable: false });
+      return;
+    }
+    upsertMemo({ [MEMO_SESSION]: p.memo, [MEMO_EVENT]: { ...p.changed, type: 'session.updated' } });
+    if (typeof p.memo.archived_at === 'string') upsertSearchAttributes([{ key: archivedKey, value: 'true' }]);
   });
   setHandler(toolConfirmationSignal, answer(Signals.toolConfirmation, 'confirmation'));
   setHandler(customToolResultSignal, answer(Signals.customToolResult, 'custom_tool'));

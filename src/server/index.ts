@@ -1,0 +1,110 @@
+/**
+ * `tandem serve`: the Managed Agents HTTP API (what the official SDK's `client.beta` calls) on Tandem. Agents,
+ * environments and vaults are entity workflows, sessions are `agentSession` workflows, events are their logs; the
+ * server keeps no state of its own, so any number of them can run against one Temporal namespace.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { TandemClient } from '../client/index.js';
+import { Vault } from '../vault/index.js';
+import { ApiError, checkApiKey, readJson, Router, sendJson, toApiError, type ApiRequest } from './http.js';
+import { addResourceRoutes } from './resources.js';
+import { SessionApi } from './sessions.js';
+import { ResourceStore } from './store.js';
+
+/** Name of the API key in the worker-side vault when `TANDEM_API_KEYS` is not set. */
+export const API_KEY_SECRET = 'tandem.api_key';
+
+/** Options of {@link startApiServer}. */
+export interface ApiServerOptions {
+  tandem: TandemClient;
+  /** Accepted API keys. */
+  keys: string[];
+  vault?: Vault;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+}
+
+/** A running API server. */
+export interface ApiServer {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The keys the server accepts: `TANDEM_API_KEYS` (comma-separated) when set; otherwise one key kept in the vault,
+ * created on first start (`created` says so, so the caller can print it once).
+ */
+export function resolveApiKeys(env: NodeJS.ProcessEnv, vault: Vault): { keys: string[]; created?: string } {
+  const configured = (env.TANDEM_API_KEYS ?? '')
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
+  if (configured.length) return { keys: configured };
+  const stored = vault.get(API_KEY_SECRET);
+  if (stored) return { keys: [stored] };
+  const key = `sk-tandem-${randomBytes(24).toString('base64url')}`;
+  vault.set(API_KEY_SECRET, key);
+  return { keys: [key], created: key };
+}
+
+/** Starts the API server. */
+export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
+  if (opts.keys.length === 0) throw new Error('the API server needs at least one API key (TANDEM_API_KEYS)');
+  const temporal = opts.tandem.temporal;
+  const queue = opts.tandem.taskQueue;
+  const stores = {
+    agents: new ResourceStore(temporal, queue, 'agent'),
+    environments: new ResourceStore(temporal, queue, 'environment'),
+    vaults: new ResourceStore(temporal, queue, 'vault'),
+    vault: opts.vault ?? new Vault(),
+  };
+  const router = new Router();
+  addResourceRoutes(router, stores);
+  new SessionApi(opts.tandem, stores).routes(router);
+
+  const server = createServer((raw, res) => {
+    void (async () => {
+      try {
+        const url = new URL(raw.url ?? '/', 'http://localhost');
+        checkApiKey(raw.headers, opts.keys);
+        const { handler, params } = router.match(raw.method ?? 'GET', url.pathname);
+        const body = raw.method === 'GET' || raw.method === 'DELETE' ? undefined : await readJson(raw);
+        const req: ApiRequest = {
+          method: raw.method ?? 'GET',
+          path: url.pathname,
+          params,
+          query: url.searchParams,
+          headers: raw.headers,
+          body,
+          raw,
+          res,
+        };
+        const out = await handler(req);
+        if (out !== undefined && !res.headersSent) sendJson(res, 200, out);
+      } catch (err) {
+        const apiErr = toApiError(err);
+        if (apiErr.status === 500 && !(err instanceof ApiError)) console.error('tandem serve:', err);
+        if (!res.headersSent) sendJson(res, apiErr.status, apiErr.body());
+        else res.end();
+      }
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 8787, opts.host ?? '127.0.0.1', () => resolve());
+  });
+  const { address, port } = server.address() as AddressInfo;
+  return {
+    server,
+    url: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

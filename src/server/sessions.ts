@@ -1,0 +1,563 @@
+/**
+ * Sessions and their events through the API. A session is Tandem's `agentSession` workflow, started through
+ * `TandemClient` with the agent definition inlined at the pinned version; its API attributes (agent and environment
+ * ids, title, metadata, archived_at) live in the workflow memo, and listing goes through visibility.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { temporal } from '@temporalio/proto';
+import { compareEventIds, newSessionId, type TandemClient } from '../client/index.js';
+import { decodeJsonPayload } from '../client/log.js';
+import { EVENT_TYPES } from '../shared/events.js';
+import {
+  GET_SESSION_QUERY,
+  MEMO_SESSION,
+  SA_AGENT_ID,
+  SA_ARCHIVED,
+  SA_STATUS,
+  SESSION_UPDATE_SIGNAL,
+  SESSION_WORKFLOW,
+  Signals,
+} from '../shared/names.js';
+import type { ResourceRecord } from '../shared/resources.js';
+import type { AgentDefinition, SessionInput, SessionState, TextBlock, UserMessage } from '../shared/types.js';
+import { apiEventId, EventMapper, mapEvents, type ApiEvent } from './events.js';
+import {
+  ApiError,
+  decodeCursor,
+  encodeCursor,
+  invalid,
+  metadataField,
+  notFound,
+  objectBody,
+  pageLimit,
+  queryBool,
+  type ApiRequest,
+  type Router,
+} from './http.js';
+import { agentDefinition, sandboxOf, type Stores } from './resources.js';
+
+/** What the API keeps in a session's memo. */
+interface SessionMemo {
+  title: string | null;
+  metadata: Record<string, string>;
+  agent_id?: string;
+  agent_version?: number;
+  environment_id?: string;
+  vault_ids?: string[];
+  archived_at: string | null;
+  updated_at?: string;
+}
+
+type ExecutionInfo = temporal.api.workflow.v1.IWorkflowExecutionInfo;
+
+/** A new id of an event sent through the API (also its de-duplication id in the session). */
+function newEventId(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  return `sevt_${[...randomBytes(24)].map((b) => alphabet[b % 32]).join('')}`;
+}
+
+function timeOf(t: { seconds?: unknown; nanos?: number | null } | null | undefined): string | null {
+  if (!t) return null;
+  const s = typeof t.seconds === 'object' && t.seconds && 'toNumber' in t.seconds ? (t.seconds as { toNumber(): number }).toNumber() : Number(t.seconds ?? 0);
+  return new Date(s * 1000 + Math.floor((t.nanos ?? 0) / 1e6)).toISOString();
+}
+
+function textContent(v: unknown, field: string): TextBlock[] {
+  if (!Array.isArray(v) || v.length === 0) throw invalid(field, 'must be a non-empty list of content blocks');
+  return v.map((b, i) => {
+    const block = b as { type?: unknown; text?: unknown };
+    if (block?.type !== 'text' || typeof block.text !== 'string')
+      throw invalid(`${field}[${i}]`, 'Tandem accepts text blocks only ({type: "text", text})');
+    return { type: 'text', text: block.text };
+  });
+}
+
+/** The agent snapshot of a session, in the API's shape. */
+function agentSnapshot(def: AgentDefinition, memo: Partial<SessionMemo>): Record<string, unknown> {
+  return {
+    id: memo.agent_id ?? 'agent_inline',
+    type: 'agent',
+    version: memo.agent_version ?? 0,
+    name: def.name,
+    description: def.description ?? null,
+    system: def.system ?? null,
+    model: typeof def.model === 'string' ? { id: def.model } : def.model,
+    tools: def.tools ?? [],
+    mcp_servers: def.mcp_servers ?? [],
+    skills: [],
+    multiagent: null,
+    execution_identity: { type: 'service_account' },
+  };
+}
+
+/** Sessions, events and the SSE stream. */
+export class SessionApi {
+  constructor(
+    private readonly tandem: TandemClient,
+    private readonly stores: Stores,
+  ) {}
+
+  private get temporal() {
+    return this.tandem.temporal;
+  }
+
+  /** The session's input (from the first event of its latest run). */
+  private async input(id: string, runId: string): Promise<SessionInput> {
+    const res = await this.temporal.workflowService.getWorkflowExecutionHistory({
+      namespace: this.temporal.options.namespace,
+      execution: { workflowId: id, runId },
+      maximumPageSize: 1,
+    });
+    const payload = res.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    if (!payload) throw new ApiError(500, `session "${id}" has no readable input`);
+    return decodeJsonPayload(payload) as SessionInput;
+  }
+
+  private memoOf(memo: Record<string, unknown> | undefined, input: SessionInput): SessionMemo {
+    const m = (memo?.[MEMO_SESSION] ?? {}) as Partial<SessionMemo>;
+    return {
+      ...m,
+      title: m.title !== undefined ? m.title : (input.title ?? null),
+      metadata: m.metadata ?? input.metadata ?? {},
+      archived_at: m.archived_at ?? null,
+    };
+  }
+
+  private sessionObject(
+    id: string,
+    input: SessionInput,
+    memo: SessionMemo,
+    times: { created: string; closed: string | null },
+    status: string,
+    state: SessionState | undefined,
+  ): Record<string, unknown> {
+    const end = times.closed ? Date.parse(times.closed) : Date.now();
+    const u = state?.usage;
+    return {
+      id,
+      type: 'session',
+      agent: agentSnapshot(input.agent, memo),
+      archived_at: memo.archived_at,
+      budget: null,
+      created_at: times.created,
+      updated_at: memo.updated_at ?? times.created,
+      environment_id: memo.environment_id ?? 'env_inline',
+      metadata: memo.metadata,
+      outcome_evaluations: [],
+      resources: [],
+      stats: { duration_seconds: Math.max(0, (end - Date.parse(times.created)) / 1000) },
+      status,
+      title: memo.title,
+      usage: u
+        ? {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cache_read_input_tokens: u.cache_read_input_tokens,
+            cache_creation: { ephemeral_5m_input_tokens: u.cache_creation_input_tokens },
+          }
+        : {},
+      vault_ids: memo.vault_ids ?? input.vault_ids ?? [],
+    };
+  }
+
+  /** Describe + input + the `getSession` query (open sessions only); 404 for anything but a session. */
+  private async load(id: string) {
+    const handle = this.temporal.workflow.getHandle(id);
+    const d = await handle.describe().catch((err: unknown) => {
+      const code = (err as { code?: number })?.code ?? (err as { cause?: { code?: number } })?.cause?.code;
+      if (code === 5 || (err as Error)?.name === 'WorkflowNotFoundError') throw notFound('session', id);
+      throw err;
+    });
+    if (d.type !== SESSION_WORKFLOW) throw notFound('session', id);
+    const input = await this.input(id, d.runId);
+    const memo = this.memoOf(d.memo, input);
+    const open = d.status.name === 'RUNNING';
+    const state = open ? await handle.query<SessionState>(GET_SESSION_QUERY) : undefined;
+    const status = state?.status ?? 'terminated';
+    const times = { created: d.startTime.toISOString(), closed: d.closeTime?.toISOString() ?? null };
+    return { handle, input, memo, open, state, status, times, object: this.sessionObject(id, input, memo, times, status, state) };
+  }
+
+  private async create(req: ApiRequest): Promise<unknown> {
+    const body = objectBody(req.body);
+    const known = ['agent', 'environment_id', 'initial_events', 'metadata', 'resources', 'title', 'vault_ids', 'budget'];
+    for (const k of Object.keys(body)) if (!known.includes(k)) throw invalid(k, 'is not a field of a session');
+    if (body.budget != null)
+      throw invalid('budget', 'Tandem does not price model calls, so it cannot enforce a list-cost budget; omit it');
+    if (Array.isArray(body.resources) && body.resources.length > 0)
+      throw invalid('resources', 'Tandem does not mount repositories or files into sessions yet; omit resources');
+
+    // The agent, at the pinned version, with overrides.
+    const a = body.agent;
+    let agentId: string;
+    let version: number | undefined;
+    let overrides: Record<string, unknown> = {};
+    if (typeof a === 'string' && a) agentId = a;
+    else if (a && typeof a === 'object' && typeof (a as { id?: unknown }).id === 'string') {
+      const { id, type, version: v, ...rest } = a as Record<string, unknown>;
+      if (type !== 'agent' && type !== 'agent_with_overrides') throw invalid('agent.type', 'must be agent or agent_with_overrides');
+      if (v !== undefined && (!Number.isInteger(v) || (v as number) < 1)) throw invalid('agent.version', 'must be an integer of at least 1');
+      agentId = id as string;
+      version = v as number | undefined;
+      if (type === 'agent_with_overrides') overrides = rest;
+      else if (Object.keys(rest).length) throw invalid(`agent.${Object.keys(rest)[0]}`, 'is an override: use type agent_with_overrides');
+    } else throw invalid('agent', 'must be an agent id or {type: "agent", id, version}');
+    let agent: ResourceRecord = await this.stores.agents.get(agentId, version);
+    if (agent.archived_at && version === undefined) throw invalid('agent', `agent "${agentId}" is archived`);
+    for (const [k, v] of Object.entries(overrides)) {
+      if (!['model', 'system', 'tools', 'mcp_servers', 'skills'].includes(k)) throw invalid(`agent.${k}`, 'cannot be overridden');
+      if (k === 'skills' && Array.isArray(v) && v.length) throw invalid('agent.skills', 'Tandem does not run skills');
+      if (k === 'model') agent = { ...agent, model: typeof v === 'string' ? { id: v } : v };
+      else agent = { ...agent, [k]: v };
+    }
+
+    if (typeof body.environment_id !== 'string' || !body.environment_id) throw invalid('environment_id', 'must be an environment id');
+    const env = await this.stores.environments.get(body.environment_id).catch((err: unknown) => {
+      if (err instanceof ApiError && err.status === 404) throw invalid('environment_id', `environment "${String(body.environment_id)}" was not found`);
+      throw err;
+    });
+    if (env.archived_at) throw invalid('environment_id', `environment "${env.id}" is archived`);
+
+    const vaultIds = body.vault_ids ?? [];
+    if (!Array.isArray(vaultIds) || vaultIds.some((v) => typeof v !== 'string')) throw invalid('vault_ids', 'must be a list of vault ids');
+    for (const v of vaultIds as string[]) {
+      const vault = await this.stores.vaults.get(v).catch((err: unknown) => {
+        if (err instanceof ApiError && err.status === 404) throw invalid('vault_ids', `vault "${v}" was not found`);
+        throw err;
+      });
+      if (vault.archived_at) throw invalid('vault_ids', `vault "${v}" is archived`);
+    }
+
+    const initial = body.initial_events ?? [];
+    if (!Array.isArray(initial) || initial.length > 50) throw invalid('initial_events', 'must be a list of at most 50 events');
+    const initialEvents: UserMessage[] = initial.map((e, i) => {
+      const ev = e as { type?: unknown; content?: unknown };
+      if (ev?.type === 'user.define_outcome')
+        throw invalid(`initial_events[${i}]`, 'Tandem does not grade outcomes yet; send user.message events');
+      if (ev?.type !== 'user.message') throw invalid(`initial_events[${i}].type`, 'must be user.message');
+      return { content: textContent(ev.content, `initial_events[${i}].content`) };
+    });
+    if (body.title !== undefined && body.title !== null && typeof body.title !== 'string') throw invalid('title', 'must be a string or null');
+    const title = (body.title as string | null | undefined) ?? null;
+    const metadata = metadataField(body.metadata) as Record<string, string>;
+
+    const def = agentDefinition(agent);
+    const sessionId = newSessionId();
+    const memo: SessionMemo = {
+      title,
+      metadata,
+      agent_id: agent.id,
+      agent_version: agent.version as number,
+      environment_id: env.id,
+      vault_ids: vaultIds as string[],
+      archived_at: null,
+    };
+    await this.tandem.start({
+      agent: def,
+      sessionId,
+      ...(title ? { title } : {}),
+      ...(Object.keys(metadata).length ? { metadata } : {}),
+      sandbox: sandboxOf(env),
+      initialEvents,
+      vaultIds: vaultIds as string[],
+      memo: { [MEMO_SESSION]: memo },
+      searchAttributes: { [SA_AGENT_ID]: [agent.id], [SA_ARCHIVED]: ['false'] },
+    });
+    const input: SessionInput = { agent: def, vault_ids: vaultIds as string[] };
+    const now = new Date().toISOString();
+    return this.sessionObject(sessionId, input, memo, { created: now, closed: null }, initialEvents.length ? 'running' : 'idle', undefined);
+  }
+
+  private async list(req: ApiRequest): Promise<unknown> {
+    const q = req.query;
+    const limit = pageLimit(q);
+    const cursor = decodeCursor<{ token: string }>(q);
+    if (q.get('order') === 'asc') throw invalid('order', 'Tandem lists sessions newest first only (order=desc)');
+    for (const k of ['deployment_id', 'memory_store_id']) if (q.get(k)) throw invalid(k, 'Tandem has no such resources');
+    const clauses = [`WorkflowType = '${SESSION_WORKFLOW}'`];
+    const agentId = q.get('agent_id');
+    if (agentId) clauses.push(`${SA_AGENT_ID} = '${agentId.replace(/'/g, '')}'`);
+    const statuses = [...q.getAll('statuses[]'), ...q.getAll('statuses')];
+    for (const s of statuses)
+      if (!['idle', 'running', 'rescheduling', 'terminated'].includes(s)) throw invalid('statuses', 'must be idle, running, rescheduling or terminated');
+    const times: Array<[string, string]> = [['created_at[gt]', '>'], ['created_at[gte]', '>='], ['created_at[lt]', '<'], ['created_at[lte]', '<=']];
+    for (const [k, op] of times) {
+      const v = q.get(k);
+      if (v === null) continue;
+      if (Number.isNaN(Date.parse(v))) throw invalid(k, 'must be an RFC 3339 timestamp');
+      clauses.push(`StartTime ${op} '${new Date(v).toISOString()}'`);
+    }
+    const agentVersion = q.get('agent_version');
+    const includeArchived = queryBool(q, 'include_archived');
+    const res = await this.temporal.workflowService.listWorkflowExecutions({
+      namespace: this.temporal.options.namespace,
+      query: clauses.join(' AND '),
+      pageSize: limit,
+      nextPageToken: cursor ? Buffer.from(cursor.token, 'base64') : undefined,
+    });
+    const data: unknown[] = [];
+    for (const e of res.executions ?? []) {
+      const obj = await this.fromListing(e).catch(() => undefined);
+      if (!obj) continue;
+      if (!includeArchived && obj.archived_at) continue;
+      if (statuses.length && !statuses.includes(obj.status as string)) continue;
+      if (agentVersion && String((obj.agent as { version: number }).version) !== agentVersion) continue;
+      data.push(obj);
+    }
+    const token = res.nextPageToken?.length ? Buffer.from(res.nextPageToken).toString('base64') : null;
+    return { data, next_page: token ? encodeCursor({ token }) : null, prev_page: null };
+  }
+
+  /** A session object from a visibility row (status from `TandemStatus`, no usage: that needs a query). */
+  private async fromListing(e: ExecutionInfo): Promise<Record<string, unknown>> {
+    const id = e.execution?.workflowId ?? '';
+    const input = await this.input(id, e.execution?.runId ?? '');
+    const memoPayload = e.memo?.fields?.[MEMO_SESSION];
+    const memo = this.memoOf(memoPayload ? { [MEMO_SESSION]: decodeJsonPayload(memoPayload) } : undefined, input);
+    const statusPayload = e.searchAttributes?.indexedFields?.[SA_STATUS];
+    const sa = statusPayload ? (decodeJsonPayload(statusPayload) as string | string[]) : undefined;
+    const open = e.status === 1; // WORKFLOW_EXECUTION_STATUS_RUNNING
+    const status = open ? ((Array.isArray(sa) ? sa[0] : sa) ?? 'idle') : 'terminated';
+    const created = timeOf(e.startTime) ?? new Date(0).toISOString();
+    return this.sessionObject(id, input, memo, { created, closed: timeOf(e.closeTime) }, status, undefined);
+  }
+
+  private async update(req: ApiRequest, archive: boolean): Promise<unknown> {
+    const body = archive ? {} : objectBody(req.body);
+    for (const k of Object.keys(body)) {
+      if (k === 'title' || k === 'metadata') continue;
+      if (['agent', 'budget', 'vault_ids'].includes(k)) throw invalid(k, 'cannot be changed in a Tandem session; start a new session');
+      throw invalid(k, 'is not a field of a session');
+    }
+    const s = await this.load(req.params.id!);
+    if (!s.open) throw new ApiError(400, `session "${req.params.id}" has ended; it cannot be changed`);
+    const memo: SessionMemo = { ...s.memo, updated_at: new Date().toISOString() };
+    const changed: Record<string, unknown> = {};
+    if (body.title !== undefined) {
+      if (body.title !== null && typeof body.title !== 'string') throw invalid('title', 'must be a string or null');
+      memo.title = body.title as string | null;
+      changed.title = memo.title;
+    }
+    if (body.metadata !== undefined) {
+      const patch = body.metadata === null ? null : metadataField(body.metadata, 'metadata', true);
+      const next = { ...memo.metadata };
+      if (patch === null) for (const k of Object.keys(next)) delete next[k];
+      else for (const [k, v] of Object.entries(patch)) v === null ? delete next[k] : (next[k] = v);
+      memo.metadata = next;
+      changed.metadata = next;
+    }
+    if (archive) {
+      if (s.memo.archived_at) return s.object;
+      memo.archived_at = memo.updated_at!;
+      changed.archived_at = memo.archived_at;
+    }
+    await s.handle.signal(SESSION_UPDATE_SIGNAL, { memo, changed });
+    // Read-your-writes: wait (briefly) until the workflow has recorded the change in its memo.
+    for (let i = 0; i < 50; i++) {
+      const d = await s.handle.describe();
+      if ((d.memo?.[MEMO_SESSION] as Partial<SessionMemo> | undefined)?.updated_at === memo.updated_at) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return this.sessionObject(req.params.id!, s.input, memo, s.times, s.status, s.state);
+  }
+
+  private async remove(req: ApiRequest): Promise<unknown> {
+    const id = req.params.id!;
+    const s = await this.load(id);
+    if (s.status === 'running' || s.status === 'rescheduling')
+      throw new ApiError(400, `session "${id}" is ${s.status}; interrupt it and wait until it is idle, then delete it`);
+    if (s.open) {
+      await s.handle.cancel();
+      await s.handle.result().catch(() => undefined);
+    }
+    await this.temporal.workflowService.deleteWorkflowExecution({
+      namespace: this.temporal.options.namespace,
+      workflowExecution: { workflowId: id },
+    });
+    // Deletion is asynchronous in Temporal: answer once the session is really gone, so a read after it is a 404.
+    for (let i = 0; i < 100; i++) {
+      const gone = await s.handle.describe().then(
+        () => false,
+        () => true,
+      );
+      if (gone) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return { id, type: 'session_deleted' };
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Events
+  // -------------------------------------------------------------------------------------------------------------
+
+  private async send(req: ApiRequest): Promise<unknown> {
+    const id = req.params.id!;
+    const body = objectBody(req.body);
+    if (!Array.isArray(body.events) || body.events.length === 0) throw invalid('events', 'must be a non-empty list of events');
+    const s = await this.load(id);
+    if (!s.open) throw new ApiError(400, `session "${id}" has ended; it takes no more events`);
+    if (s.memo.archived_at) throw new ApiError(400, `session "${id}" is archived; it takes no more events`);
+    // Tool calls are named by the ids of their agent.tool_use events; the workflow knows them by tool-use id.
+    let mapper: EventMapper | undefined;
+    const toolUseId = async (v: unknown, field: string): Promise<string> => {
+      if (typeof v !== 'string' || !v) throw invalid(field, 'must be the id of an agent.tool_use or agent.custom_tool_use event');
+      if (!v.startsWith('sevt_')) return v;
+      mapper ??= mapEvents(await this.tandem.getEvents(id)).mapper;
+      const use = mapper.toolUses.get(v);
+      if (!use) throw invalid(field, `no tool call event "${v}" in session "${id}"`);
+      return use;
+    };
+    const signals: Array<{ name: string; payload: Record<string, unknown>; event: Record<string, unknown> }> = [];
+    for (const [i, raw] of (body.events as unknown[]).entries()) {
+      const e = raw as Record<string, unknown>;
+      const eventId = newEventId();
+      const at = `events[${i}]`;
+      switch (e?.type) {
+        case 'user.message': {
+          const content = textContent(e.content, `${at}.content`);
+          signals.push({ name: Signals.message, payload: { id: eventId, content }, event: { id: eventId, type: e.type, content } });
+          break;
+        }
+        case 'user.interrupt':
+          if (e.session_thread_id) throw invalid(`${at}.session_thread_id`, 'Tandem sessions have one thread');
+          signals.push({ name: Signals.interrupt, payload: { id: eventId }, event: { id: eventId, type: e.type } });
+          break;
+        case 'user.tool_confirmation': {
+          if (e.result !== 'allow' && e.result !== 'deny') throw invalid(`${at}.result`, 'must be allow or deny');
+          const use = await toolUseId(e.tool_use_id, `${at}.tool_use_id`);
+          const payload: Record<string, unknown> = { id: eventId, tool_use_id: use, result: e.result };
+          if (typeof e.deny_message === 'string') payload.deny_message = e.deny_message;
+          signals.push({
+            name: Signals.toolConfirmation,
+            payload,
+            event: { id: eventId, type: e.type, tool_use_id: e.tool_use_id, result: e.result, deny_message: e.deny_message ?? null },
+          });
+          break;
+        }
+        case 'user.custom_tool_result': {
+          const use = await toolUseId(e.custom_tool_use_id, `${at}.custom_tool_use_id`);
+          const content = e.content === undefined ? [{ type: 'text', text: '' }] : textContent(e.content, `${at}.content`);
+          const payload: Record<string, unknown> = { id: eventId, custom_tool_use_id: use, content };
+          if (e.is_error === true) payload.is_error = true;
+          signals.push({
+            name: Signals.customToolResult,
+            payload,
+            event: { id: eventId, type: e.type, custom_tool_use_id: e.custom_tool_use_id, content, is_error: e.is_error ?? null },
+          });
+          break;
+        }
+        case 'user.define_outcome':
+          throw invalid(`${at}.type`, 'Tandem does not grade outcomes yet (user.define_outcome)');
+        case 'user.tool_result':
+          throw invalid(`${at}.type`, 'Tandem runs built-in tools in its own sandboxes; user.tool_result is for self-hosted tool runners');
+        default:
+          throw invalid(`${at}.type`, 'must be user.message, user.interrupt, user.tool_confirmation or user.custom_tool_result');
+      }
+    }
+    const handle = this.temporal.workflow.getHandle(id);
+    const now = new Date().toISOString();
+    for (const sig of signals) await handle.signal(sig.name, sig.payload);
+    return { data: signals.map((sig) => ({ ...sig.event, processed_at: now })) };
+  }
+
+  private async listEvents(req: ApiRequest): Promise<unknown> {
+    const id = req.params.id!;
+    await this.load(id);
+    const q = req.query;
+    const limit = pageLimit(q, 100);
+    const types = [...q.getAll('types[]'), ...q.getAll('types')];
+    for (const t of types) if (!(EVENT_TYPES as readonly string[]).includes(t)) throw invalid('types', `unknown event type "${t}"`);
+    const order = q.get('order') ?? 'asc';
+    if (order !== 'asc' && order !== 'desc') throw invalid('order', 'must be asc or desc');
+    const bounds: Array<[string, (a: number, b: number) => boolean]> = [
+      ['created_at[gt]', (a, b) => a > b],
+      ['created_at[gte]', (a, b) => a >= b],
+      ['created_at[lt]', (a, b) => a < b],
+      ['created_at[lte]', (a, b) => a <= b],
+    ];
+    const checks: Array<(t: number) => boolean> = [];
+    for (const [k, cmp] of bounds) {
+      const v = q.get(k);
+      if (v === null) continue;
+      const at = Date.parse(v);
+      if (Number.isNaN(at)) throw invalid(k, 'must be an RFC 3339 timestamp');
+      checks.push((t) => cmp(t, at));
+    }
+    const all = await this.tandem.getEvents(id);
+    const mapped = mapEvents(all).events;
+    let rows = all
+      .map((e, i) => ({ pos: e.id, event: mapped[i]! }))
+      .filter((r) => (!types.length || types.includes(r.event.type)) && checks.every((c) => c(Date.parse(r.event.processed_at))));
+    if (order === 'desc') rows = rows.reverse();
+    const cursor = decodeCursor<{ after: string }>(q);
+    if (cursor) {
+      const cmp = (a: string) => compareEventIds(a, cursor.after);
+      rows = rows.filter((r) => (order === 'asc' ? cmp(r.pos) > 0 : cmp(r.pos) < 0));
+    }
+    const page = rows.slice(0, limit);
+    return {
+      data: page.map((r) => r.event),
+      next_page: rows.length > limit ? encodeCursor({ after: page[page.length - 1]!.pos }) : null,
+    };
+  }
+
+  /**
+   * `GET /v1/sessions/{id}/events/stream`: server-sent events, each `event: <type>`, `id: <event id>` and the
+   * event as JSON. Without `Last-Event-ID` it starts at the end of the log, as the hosted API does (list the
+   * events to read the past); with it, it first sends every event after that one. Ends when the session ends.
+   */
+  private async stream(req: ApiRequest): Promise<undefined> {
+    const id = req.params.id!;
+    await this.load(id);
+    const lastEventId = typeof req.headers['last-event-id'] === 'string' ? req.headers['last-event-id'] : undefined;
+    const res = req.res;
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    const mapper = new EventMapper();
+    // Where to start: after the event named by Last-Event-ID, or after the last event written so far.
+    const past = await this.tandem.getEvents(id);
+    let after: string | undefined;
+    if (lastEventId) {
+      const found = past.find((e) => apiEventId(e) === lastEventId || e.id === lastEventId);
+      if (!found) throw invalid('Last-Event-ID', `no event "${lastEventId}" in session "${id}"`);
+      after = found.id;
+    } else after = past.at(-1)?.id;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    res.flushHeaders();
+    const ping = setInterval(() => res.write('event: ping\ndata: {}\n\n'), 15_000);
+    try {
+      for await (const e of this.tandem.followEvents(id, { signal: abort.signal })) {
+        const ev = mapper.map(e); // every event goes through the mapper, so tool ids resolve
+        if (after !== undefined && compareEventIds(e.id, after) <= 0) continue;
+        writeEvent(res, ev);
+      }
+    } catch (err) {
+      if (!abort.signal.aborted) {
+        const body = new ApiError(500, `the event stream failed: ${(err as Error).message}`).body();
+        res.write(`event: error\ndata: ${JSON.stringify(body)}\n\n`);
+      }
+    } finally {
+      clearInterval(ping);
+      res.end();
+    }
+    return undefined;
+  }
+
+  /** Registers the session and event endpoints. */
+  routes(router: Router): void {
+    router.add('POST', '/v1/sessions', (r) => this.create(r));
+    router.add('GET', '/v1/sessions', (r) => this.list(r));
+    router.add('GET', '/v1/sessions/:id', async (r) => (await this.load(r.params.id!)).object);
+    router.add('POST', '/v1/sessions/:id', (r) => this.update(r, false));
+    router.add('POST', '/v1/sessions/:id/archive', (r) => this.update(r, true));
+    router.add('DELETE', '/v1/sessions/:id', (r) => this.remove(r));
+    router.add('POST', '/v1/sessions/:id/events', (r) => this.send(r));
+    router.add('GET', '/v1/sessions/:id/events', (r) => this.listEvents(r));
+    router.add('GET', '/v1/sessions/:id/events/stream', (r) => this.stream(r));
+  }
+}
+
+function writeEvent(res: ServerResponse, ev: ApiEvent): void {
+  res.write(`id: ${ev.id}\nevent: ${ev.type}\ndata: ${JSON.stringify(ev)}\n\n`);
+}

@@ -1,0 +1,52 @@
+/**
+ * The fixture of API tests: the usual harness (worker on a unique task queue, scripted Messages API server,
+ * client) plus `tandem serve`'s API server on a free port with a test key and a vault file of its own.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { startApiServer, type ApiServer } from '../../src/server/index.js';
+import { Vault } from '../../src/vault/index.js';
+import { useHarness } from './env.js';
+
+export { reply, text, toolUse, hang } from '../fakes/messages-server.js';
+export { waitFor } from './env.js';
+
+/** The API key the test server accepts. */
+export const TEST_API_KEY = 'sk-tandem-test-key';
+
+/** Harness plus a running API server (`url`) whose vault file is `vaultFile`. */
+export function useApiHarness(prefix: string, opts: Parameters<typeof useHarness>[1] = {}) {
+  const h = useHarness(prefix, opts);
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-api-'));
+  const api = {
+    queue: h.queue,
+    get client() {
+      return h.client;
+    },
+    get tandem() {
+      return h.tandem;
+    },
+    get model() {
+      return h.model;
+    },
+    url: '',
+    apiKey: TEST_API_KEY,
+    vaultFile: join(dir, 'vault.json'),
+    server: undefined as ApiServer | undefined,
+  };
+  beforeAll(async () => {
+    api.server = await startApiServer({
+      tandem: h.tandem,
+      keys: [TEST_API_KEY],
+      vault: new Vault(api.vaultFile, {}),
+      port: 0,
+    });
+    api.url = api.server.url;
+  });
+  afterAll(async () => {
+    await api.server?.close();
+  });
+  return api;
+}
