@@ -1,0 +1,139 @@
+/**
+ * The API and the rest of Tandem see the same sessions: one created through the API is in `tandem events` and in
+ * Temporal; one started with the client library is readable through the API. Vault credentials keep their secret
+ * values in the worker-side vault file only.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
+import { describe, expect, it } from 'vitest';
+import { readHistory } from '../../src/client/log.js';
+import { SA_AGENT_ID } from '../../src/shared/names.js';
+import { reply, useApiHarness, waitFor } from '../helpers/api.js';
+import { testAgent, workerEnv } from '../helpers/env.js';
+
+const h = useApiHarness('api-interop', { assertDone: true });
+const root = join(import.meta.dirname, '..', '..');
+
+/** Runs `tandem <args>` as a process to completion. */
+function tandem(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['bin/tandem', ...args], {
+      cwd: root,
+      env: { ...process.env, ...workerEnv(h.queue, h.model.url), NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('the API and Tandem share sessions', () => {
+  it('a session created through the API is in tandem events and in Temporal; a client-started one reads through the API', async () => {
+    const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+    const agent = await client.beta.agents.create({ name: 'interop', model: 'claude-sonnet-5-5' });
+    const env = await client.beta.environments.create({ name: 'interop-env' });
+    h.model.push(reply('API-born answer.'));
+    const session = await client.beta.sessions.create({
+      agent: agent.id,
+      environment_id: env.id,
+      initial_events: [{ type: 'user.message', content: [{ type: 'text', text: 'hello from the API' }] }],
+    });
+    await waitFor(() => client.beta.sessions.retrieve(session.id), (s) => s.status === 'idle' && (s.usage.output_tokens ?? 0) > 0, 60_000, 'idle');
+
+    // The CLI, as a separate process, prints its log.
+    const run = await tandem(['events', session.id, '--json']);
+    expect(run.code).toBe(0);
+    const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; content?: Array<{ text: string }> });
+    expect(lines.find((e) => e.type === 'user.message')?.content?.[0]?.text).toBe('hello from the API');
+    expect(lines.find((e) => e.type === 'agent.message')?.content?.[0]?.text).toBe('API-born answer.');
+
+    // Temporal: an agentSession workflow, with the agent pinned in its input and the agent id searchable.
+    const handle = h.client.workflow.getHandle(session.id);
+    const description = await handle.describe();
+    expect(description.type).toBe('agentSession');
+    expect(description.status.name).toBe('RUNNING');
+    const found = await waitFor(
+      async () => {
+        const ids: string[] = [];
+        for await (const w of h.client.workflow.list({ query: `${SA_AGENT_ID} = '${agent.id}'` })) ids.push(w.workflowId);
+        return ids;
+      },
+      (ids) => ids.includes(session.id),
+      30_000,
+      'the session in visibility',
+    );
+    expect(found).toEqual([session.id]);
+    const started = (await readHistory(h.client, session.id))[0]?.workflowExecutionStartedEventAttributes;
+    expect(JSON.stringify(started?.input)).toBeTruthy();
+
+    // A session started with the client library, read through the API.
+    h.model.push(reply('Library-born answer.'));
+    const libId = await h.tandem.start({ agent: testAgent({ name: 'lib-agent' }), message: 'hello from the library', title: 'lib' });
+    await waitFor(() => client.beta.sessions.retrieve(libId), (s) => s.status === 'idle' && (s.usage.output_tokens ?? 0) > 0, 60_000, 'idle');
+    const lib = await client.beta.sessions.retrieve(libId);
+    expect(lib).toMatchObject({ id: libId, type: 'session', title: 'lib', agent: { name: 'lib-agent' } });
+    const events = (await client.beta.sessions.events.list(libId)).data;
+    expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['user.message', 'agent.message', 'session.status_idle']));
+    expect(events.find((e) => e.type === 'agent.message')).toMatchObject({ content: [{ type: 'text', text: 'Library-born answer.' }] });
+
+    for (const id of [session.id, libId]) await client.beta.sessions.delete(id);
+  });
+
+  it('keeps credential secrets in the vault file only: not in responses, not in the vault workflow history', async () => {
+    const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+    const token = `tok-${Math.random().toString(36).slice(2)}-secret`;
+    const rotated = `rot-${Math.random().toString(36).slice(2)}-secret`;
+    const envValue = `env-${Math.random().toString(36).slice(2)}-secret`;
+    const vault = await client.beta.vaults.create({ display_name: 'team vault', metadata: { team: 'infra' } });
+    expect(vault.id).toMatch(/^vlt_/);
+
+    const responses: unknown[] = [vault];
+    const cred = await client.beta.vaults.credentials.create(vault.id, {
+      display_name: 'linear',
+      auth: { type: 'static_bearer', token, mcp_server_url: 'https://mcp.example.com/sse' },
+    });
+    responses.push(cred);
+    expect(cred.auth).toEqual({ type: 'static_bearer', mcp_server_url: 'https://mcp.example.com/sse' });
+    const envCred = await client.beta.vaults.credentials.create(vault.id, {
+      auth: { type: 'environment_variable', secret_name: 'DB_PASSWORD', secret_value: envValue, networking: { type: 'unrestricted' } },
+    });
+    responses.push(envCred);
+    responses.push(await client.beta.vaults.credentials.retrieve(cred.id, { vault_id: vault.id }));
+    responses.push(await client.beta.vaults.credentials.list(vault.id));
+    responses.push(await client.beta.vaults.credentials.update(cred.id, { vault_id: vault.id, auth: { type: 'static_bearer', token: rotated } }));
+    responses.push(await client.beta.vaults.retrieve(vault.id));
+    responses.push(await client.beta.vaults.update(vault.id, { display_name: 'renamed vault' }));
+
+    // The values are in the worker-side vault file, under names derived from the vault and credential ids.
+    const file = JSON.parse(readFileSync(h.vaultFile, 'utf8')) as { secrets: Record<string, { value: string }> };
+    expect(file.secrets[`${vault.id}/${cred.id}/token`]?.value).toBe(rotated);
+    expect(file.secrets[`${vault.id}/${envCred.id}/secret_value`]?.value).toBe(envValue);
+
+    // ...and nowhere else.
+    const seen = JSON.stringify(responses);
+    for (const secret of [token, rotated, envValue]) expect(seen).not.toContain(secret);
+    // Every payload of the vault entity's history, decoded (payload data is base64 in the JSON form of history).
+    const history = JSON.stringify(await readHistory(h.client, vault.id), (k, v: unknown) =>
+      k === 'data' && typeof v === 'string' ? Buffer.from(v, 'base64').toString('utf8') : v,
+    );
+    expect(history).toContain(cred.id); // the record is there...
+    for (const secret of [token, rotated, envValue]) expect(history).not.toContain(secret); // ...its secret is not
+
+    // Deleting a credential, then the vault, removes the values from the file.
+    expect(await client.beta.vaults.credentials.delete(cred.id, { vault_id: vault.id })).toEqual({
+      id: cred.id,
+      type: 'vault_credential_deleted',
+    });
+    const after = JSON.parse(readFileSync(h.vaultFile, 'utf8')) as { secrets: Record<string, unknown> };
+    expect(after.secrets[`${vault.id}/${cred.id}/token`]).toBeUndefined();
+    expect((await client.beta.vaults.delete(vault.id)).type).toBe('vault_deleted');
+    const last = JSON.parse(readFileSync(h.vaultFile, 'utf8')) as { secrets: Record<string, unknown> };
+    expect(Object.keys(last.secrets).filter((k) => k.startsWith(vault.id))).toEqual([]);
+    expect(await client.beta.vaults.retrieve(vault.id).catch((e: unknown) => e)).toBeInstanceOf(Anthropic.NotFoundError);
+  });
+});
