@@ -5,7 +5,7 @@
  */
 import { agentDefinitionSchema } from '../config/agent.js';
 import type { ResourceRecord } from '../shared/resources.js';
-import type { AgentDefinition, SandboxConfig } from '../shared/types.js';
+import type { AgentDefinition, Multiagent, RosterEntry, SandboxConfig } from '../shared/types.js';
 import type { Vault } from '../vault/index.js';
 import {
   ApiError,
@@ -54,7 +54,9 @@ function checkAgentFields(fields: Record<string, unknown>): void {
   const candidate: Record<string, unknown> = {
     name: 'placeholder',
     model: 'placeholder',
-    ...Object.fromEntries(Object.entries(fields).filter(([k, v]) => v !== null && !['skills', 'execution_identity'].includes(k))),
+    ...Object.fromEntries(
+      Object.entries(fields).filter(([k, v]) => v !== null && !['skills', 'execution_identity', 'multiagent'].includes(k)),
+    ),
   };
   if (typeof candidate.model === 'object') candidate.model = { id: (candidate.model as { id: string }).id };
   const parsed = agentDefinitionSchema.safeParse(candidate);
@@ -80,10 +82,7 @@ function agentFields(body: Record<string, unknown>, update: boolean): Record<str
     out[k] = (v as unknown[] | null | undefined) ?? [];
   }
   if ((out.skills as unknown[] | undefined)?.length) throw invalid('skills', 'Tandem does not run skills; omit them');
-  if (body.multiagent !== undefined || !update) {
-    if (body.multiagent) throw invalid('multiagent', 'Tandem does not run multiagent orchestration yet; omit it');
-    out.multiagent = null;
-  }
+  if (body.multiagent !== undefined || !update) out.multiagent = multiagentField(body.multiagent);
   if (body.execution_identity !== undefined || !update) {
     const ei = body.execution_identity as { type?: string } | null | undefined;
     if (ei && ei.type !== 'service_account')
@@ -94,7 +93,63 @@ function agentFields(body: Record<string, unknown>, update: boolean): Record<str
   return out;
 }
 
-/** The agent definition a session pins, from a stored agent version. */
+/**
+ * `multiagent` of an agent: the `coordinator` topology whose roster names stored agents (`"agent_…"` or
+ * `{type: 'agent', id, version?}`) or `{type: 'self'}`. Stored with agent references; a session inlines them.
+ */
+function multiagentField(v: unknown): Record<string, unknown> | null {
+  if (v === undefined || v === null) return null;
+  const m = v as Record<string, unknown>;
+  if (typeof m !== 'object' || m.type !== 'coordinator')
+    throw invalid('multiagent.type', 'Tandem runs the coordinator topology only (type: coordinator)');
+  if (!Array.isArray(m.agents) || m.agents.length === 0 || m.agents.length > 20)
+    throw invalid('multiagent.agents', 'must list 1 to 20 agents');
+  const agents = m.agents.map((e: unknown, i: number) => {
+    if (typeof e === 'string' && e) return { type: 'agent', id: e };
+    const entry = e as Record<string, unknown>;
+    if (entry?.type === 'self') return { type: 'self' };
+    if (entry?.type === 'agent' && typeof entry.id === 'string') {
+      if (entry.version !== undefined && (!Number.isInteger(entry.version) || (entry.version as number) < 1))
+        throw invalid(`multiagent.agents[${i}].version`, 'must be an integer of at least 1');
+      return { type: 'agent', id: entry.id, ...(entry.version !== undefined ? { version: entry.version } : {}) };
+    }
+    throw invalid(`multiagent.agents[${i}]`, 'must be an agent id, {type: "agent", id, version} or {type: "self"}');
+  });
+  const out: Record<string, unknown> = { type: 'coordinator', agents };
+  for (const k of ['max_depth', 'concurrent_sandbox'] as const) if (m[k] !== undefined) out[k] = m[k];
+  return out;
+}
+
+/**
+ * The agent definition a session pins, from a stored agent version, with the agents of its `multiagent` roster
+ * inlined at their pinned (or, when unpinned, current) versions.
+ */
+export async function resolveAgentDefinition(
+  agent: ResourceRecord,
+  agents: ResourceStore,
+  chain: string[] = [],
+): Promise<AgentDefinition> {
+  const def = agentDefinition(agent);
+  const m = agent.multiagent as { agents: Array<{ type: string; id?: string; version?: number }> } | null;
+  if (!m) return def;
+  if (chain.includes(agent.id) || chain.length >= 5)
+    throw invalid('agent', `the multiagent rosters from agent "${chain[0] ?? agent.id}" loop or nest deeper than 5; use {type: "self"} for recursion`);
+  const roster: RosterEntry[] = [];
+  for (const e of m.agents) {
+    if (e.type === 'self') roster.push({ type: 'self' });
+    else {
+      const child = await agents.get(e.id!, e.version).catch((err: unknown) => {
+        if (err instanceof ApiError && err.status === 404) throw invalid('agent', `multiagent roster names agent "${e.id}", which was not found`);
+        throw err;
+      });
+      roster.push({ type: 'agent', definition: await resolveAgentDefinition(child, agents, [...chain, agent.id]) });
+    }
+  }
+  def.multiagent = { ...(m as unknown as Multiagent), agents: roster };
+  return def;
+}
+
+/** The agent definition of a stored agent version, without its roster. */
 export function agentDefinition(agent: ResourceRecord): AgentDefinition {
   const model = agent.model as { id: string; effort?: string };
   const def: AgentDefinition = { name: agent.name as string, model: model.effort ? model : model.id };

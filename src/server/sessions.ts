@@ -35,7 +35,7 @@ import {
   type ApiRequest,
   type Router,
 } from './http.js';
-import { agentDefinition, sandboxOf, type Stores } from './resources.js';
+import { resolveAgentDefinition, sandboxOf, type Stores } from './resources.js';
 
 /** What the API keeps in a session's memo. */
 interface SessionMemo {
@@ -86,7 +86,7 @@ function agentSnapshot(def: AgentDefinition, memo: Partial<SessionMemo>): Record
     tools: def.tools ?? [],
     mcp_servers: def.mcp_servers ?? [],
     skills: [],
-    multiagent: null,
+    multiagent: def.multiagent ?? null,
     execution_identity: { type: 'service_account' },
   };
 }
@@ -242,7 +242,7 @@ export class SessionApi {
     const title = (body.title as string | null | undefined) ?? null;
     const metadata = metadataField(body.metadata) as Record<string, string>;
 
-    const def = agentDefinition(agent);
+    const def = await resolveAgentDefinition(agent, this.stores.agents);
     const sessionId = newSessionId();
     const memo: SessionMemo = {
       title,

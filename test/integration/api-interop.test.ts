@@ -136,4 +136,30 @@ describe('the API and Tandem share sessions', () => {
     expect(Object.keys(last.secrets).filter((k) => k.startsWith(vault.id))).toEqual([]);
     expect(await client.beta.vaults.retrieve(vault.id).catch((e: unknown) => e)).toBeInstanceOf(Anthropic.NotFoundError);
   });
+
+  it('inlines the agents of a multiagent roster at their pinned versions when a session starts', async () => {
+    const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+    const helper = await client.beta.agents.create({ name: 'helper', model: 'claude-sonnet-5-5', system: 'v1' });
+    await client.beta.agents.update(helper.id, { system: 'v2' });
+    const lead = await client.beta.agents.create({
+      name: 'lead',
+      model: 'claude-sonnet-5-5',
+      multiagent: { type: 'coordinator', agents: [{ type: 'agent', id: helper.id, version: 1 }, { type: 'self' }] },
+    });
+    const env = await client.beta.environments.create({ name: 'team-env' });
+    const session = await client.beta.sessions.create({ agent: lead.id, environment_id: env.id });
+    const input = (await readHistory(h.client, session.id))[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    const started = JSON.parse(Buffer.from(input!.data!).toString('utf8')) as {
+      agent: { multiagent: { agents: Array<{ type: string; definition?: { name: string; system: string } }> } };
+    };
+    expect(started.agent.multiagent.agents).toEqual([
+      { type: 'agent', definition: expect.objectContaining({ name: 'helper', system: 'v1' }) },
+      { type: 'self' },
+    ]);
+    const bad = await client.beta.agents
+      .create({ name: 'x', model: 'claude-sonnet-5-5', multiagent: { type: 'coordinator', agents: [{ type: 'advisor', model: 'm' }] } })
+      .catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(Anthropic.BadRequestError);
+    await client.beta.sessions.delete(session.id);
+  });
 });

@@ -4,7 +4,7 @@
  */
 import Anthropic from '@anthropic-ai/sdk';
 import { describe, expect, it } from 'vitest';
-import { hang, reply, useApiHarness, waitFor } from '../helpers/api.js';
+import { hang, reply, toolUse, useApiHarness, waitFor } from '../helpers/api.js';
 
 const h = useApiHarness('api-sdk', { assertDone: true });
 
@@ -225,5 +225,50 @@ describe('the Managed Agents API through the official SDK', () => {
     expect((await client.beta.sessions.delete(session.id)).type).toBe('session_deleted');
     await client.beta.agents.archive(agent.id);
     await client.beta.environments.delete(env.id);
+  });
+
+  it('answers tool confirmations and custom tools by the ids of their events', async () => {
+    const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+    const agent = await client.beta.agents.create({
+      name: 'asker',
+      model: 'claude-sonnet-5-5',
+      tools: [
+        { type: 'agent_toolset_20260401', configs: [{ name: 'bash', permission_policy: { type: 'always_ask' } }] },
+        { type: 'custom', name: 'lookup', description: 'Look something up', input_schema: { type: 'object', properties: {} } },
+      ],
+    });
+    const env = await client.beta.environments.create({ name: 'asker-env' });
+    h.model.push(
+      reply(toolUse('bash', { command: 'rm -rf /workspace' }, 'toolu_ask'), toolUse('lookup', { q: 'x' }, 'toolu_custom')),
+      reply('Understood.'),
+    );
+    const session = await client.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const stream = await client.beta.sessions.events.stream(session.id);
+    await client.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'clean up' }] }] });
+    const seen = await readUntil(stream, (e) => e.type === 'session.status_idle' && (e.stop_reason as { type: string }).type === 'requires_action');
+    const ask = seen.find((e) => e.type === 'agent.tool_use')!;
+    const custom = seen.find((e) => e.type === 'agent.custom_tool_use')!;
+    expect(seen.at(-1)!.stop_reason).toEqual({ type: 'requires_action', event_ids: [ask.id, custom.id] });
+    await client.beta.sessions.events.send(session.id, {
+      events: [
+        { type: 'user.tool_confirmation', tool_use_id: ask.id, result: 'deny', deny_message: 'not that' },
+        { type: 'user.custom_tool_result', custom_tool_use_id: custom.id, content: [{ type: 'text', text: 'found it' }] },
+      ],
+    });
+    const rest = await readUntil(stream, idleEndTurn);
+    stream.controller.abort();
+    expect(rest.find((e) => e.type === 'user.tool_confirmation')).toMatchObject({ tool_use_id: ask.id, result: 'deny' });
+    expect(rest.find((e) => e.type === 'user.custom_tool_result')).toMatchObject({ custom_tool_use_id: custom.id });
+    expect(rest.find((e) => e.type === 'agent.tool_result')).toMatchObject({ tool_use_id: ask.id, is_error: true });
+    // The model saw the denial and the custom result under its own tool-use ids.
+    const results = JSON.stringify(h.model.requests.at(-1)!.body.messages);
+    expect(results).toContain('not that');
+    expect(results).toContain('found it');
+    const unknown = await client.beta.sessions.events
+      .send(session.id, { events: [{ type: 'user.tool_confirmation', tool_use_id: 'sevt_999_0', result: 'allow' }] })
+      .catch((e: unknown) => e);
+    expect(unknown).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((unknown as Error).message).toContain('events[0].tool_use_id');
+    await client.beta.sessions.delete(session.id);
   });
 });
