@@ -3,15 +3,16 @@
  * Temporal; one started with the client library is readable through the API. Vault credentials keep their secret
  * values in the worker-side vault file only.
  */
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
+import { Worker } from '@temporalio/worker';
 import { readHistory } from '../../src/client/log.js';
 import { SA_AGENT_ID } from '../../src/shared/names.js';
 import { reply, useApiHarness, waitFor } from '../helpers/api.js';
-import { testAgent, workerEnv } from '../helpers/env.js';
+import { testAgent, workflowBundle, workerEnv } from '../helpers/env.js';
 
 const h = useApiHarness('api-interop', { assertDone: true });
 const root = join(import.meta.dirname, '..', '..');
@@ -160,6 +161,43 @@ describe('the API and Tandem share sessions', () => {
       .create({ name: 'x', model: 'claude-sonnet-5-5', multiagent: { type: 'coordinator', agents: [{ type: 'advisor', model: 'm' }] } })
       .catch((e: unknown) => e);
     expect(bad).toBeInstanceOf(Anthropic.BadRequestError);
+    await client.beta.sessions.delete(session.id);
+  });
+
+  it('the histories of entity workflows and of an updated, archived session replay against the current code', async () => {
+    const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+    const agent = await client.beta.agents.create({ name: 'replayed', model: 'claude-sonnet-5-5', system: 'one' });
+    await client.beta.agents.update(agent.id, { version: 1, system: 'two' });
+    await client.beta.agents.update(agent.id, { version: 2, system: 'two' });
+    await client.beta.agents.update(agent.id, { version: 1, system: 'three' }).catch(() => undefined); // a 409
+    const env = await client.beta.environments.create({ name: 'replayed-env' });
+    await client.beta.environments.update(env.id, { metadata: { k: 'v' } });
+    await client.beta.environments.archive(env.id);
+    const vault = await client.beta.vaults.create({ display_name: 'replayed-vault' });
+    const cred = await client.beta.vaults.credentials.create(vault.id, {
+      auth: { type: 'static_bearer', token: 'replay-token-secret', mcp_server_url: 'https://mcp.example.com' },
+    });
+    await client.beta.vaults.credentials.archive(cred.id, { vault_id: vault.id });
+    h.model.push(reply('Replayed answer.'));
+    const session = await client.beta.sessions.create({
+      agent: agent.id,
+      environment_id: (await client.beta.environments.create({ name: 'live-env' })).id,
+      initial_events: [{ type: 'user.message', content: [{ type: 'text', text: 'hi' }] }],
+    });
+    await waitFor(() => client.beta.sessions.retrieve(session.id), (s) => s.status === 'idle' && (s.usage.output_tokens ?? 0) > 0, 60_000, 'idle');
+    await client.beta.sessions.update(session.id, { title: 'replayed', metadata: { a: 'b' } });
+    await client.beta.sessions.archive(session.id);
+    const events = (await client.beta.sessions.events.list(session.id, { types: ['session.updated'] })).data;
+    expect(events).toHaveLength(2);
+    expect(events[0]).toMatchObject({ title: 'replayed', metadata: { a: 'b' } });
+
+    const ids = [agent.id, env.id, vault.id, session.id];
+    for (const [i, id] of ids.entries()) {
+      const json = execFileSync(inject('temporalCli'), ['workflow', 'show', '-w', id, '--address', inject('temporalAddress'), '-o', 'json']);
+      await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, JSON.parse(json.toString()) as unknown, id);
+      if (process.env.TANDEM_RECORD_HISTORIES === '1')
+        writeFileSync(join(root, 'test', 'fixtures', 'histories', `api-${String(i + 1).padStart(2, '0')}.json`), json);
+    }
     await client.beta.sessions.delete(session.id);
   });
 });
