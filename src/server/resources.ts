@@ -81,6 +81,18 @@ function agentFields(body: Record<string, unknown>, update: boolean): Record<str
     if (v !== undefined && v !== null && !Array.isArray(v)) throw invalid(k, 'must be a list');
     out[k] = (v as unknown[] | null | undefined) ?? [];
   }
+  // Tool configs may repeat their name as `type` (the SDK's params allow it); agent files do not.
+  out.tools = (out.tools as Array<Record<string, unknown>> | undefined)?.map((t) =>
+    Array.isArray(t?.configs)
+      ? {
+          ...t,
+          configs: (t.configs as Array<Record<string, unknown>>).map(({ type, ...c }) =>
+            type === undefined || type === c.name ? c : { type, ...c },
+          ),
+        }
+      : t,
+  );
+  if (out.tools === undefined) delete out.tools;
   if ((out.skills as unknown[] | undefined)?.length) throw invalid('skills', 'Tandem does not run skills; omit them');
   if (body.multiagent !== undefined || !update) out.multiagent = multiagentField(body.multiagent);
   if (body.execution_identity !== undefined || !update) {
