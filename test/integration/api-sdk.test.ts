@@ -271,4 +271,28 @@ describe('the Managed Agents API through the official SDK', () => {
     expect((unknown as Error).message).toContain('events[0].tool_use_id');
     await client.beta.sessions.delete(session.id);
   });
+
+  it('resumes a dropped stream with Last-Event-ID: no event lost, none twice', async () => {
+    const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+    const agent = await client.beta.agents.create({ name: 'resumer', model: 'claude-sonnet-5-5' });
+    const env = await client.beta.environments.create({ name: 'resumer-env' });
+    const session = await client.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    h.model.push({ ...reply('Slow answer.'), latencyMs: 500 });
+    const first = await client.beta.sessions.events.stream(session.id);
+    await client.beta.sessions.events.send(session.id, {
+      events: [{ type: 'user.message', content: [{ type: 'text', text: 'take your time' }] }],
+    });
+    const before = await readUntil(first, (e) => e.type === 'span.model_request_start');
+    first.controller.abort(); // the connection drops mid-turn
+    const resumed = await client.beta.sessions.events.stream(session.id, {}, { headers: { 'Last-Event-ID': before.at(-1)!.id } });
+    const after = await readUntil(resumed, idleEndTurn);
+    expect(after.find((e) => e.type === 'agent.message')).toMatchObject({ content: [{ type: 'text', text: 'Slow answer.' }] });
+    resumed.controller.abort();
+    const ids = [...before, ...after].map((e) => e.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    const log = (await client.beta.sessions.events.list(session.id, { limit: 1000 })).data.map((e) => e.id);
+    const start = log.indexOf(ids[0]!);
+    expect(log.slice(start, start + ids.length)).toEqual(ids);
+    await client.beta.sessions.delete(session.id);
+  });
 });
