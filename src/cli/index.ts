@@ -31,7 +31,7 @@ export function buildProgram(): Command {
 
   program
     .command('dev')
-    .description('start (or reuse) the Temporal dev server with a SQLite file, and a worker')
+    .description('start (or reuse) the Temporal dev server with a SQLite file, and a worker (with --serve, the HTTP API too)')
     .option('--db <file>', 'SQLite file of the dev server (default .tandem/data/temporal.db)')
     .option('--ui-port <port>', 'port of the Temporal UI', '8233')
     .option('--serve [host:port]', 'also serve the Managed Agents HTTP API (default TANDEM_API_ADDRESS, 127.0.0.1:8787)')

@@ -11,13 +11,13 @@ export async function startServe(config: RuntimeConfig, listen?: string): Promis
   const address = listen ?? config.TANDEM_API_ADDRESS;
   const match = /^(.+):(\d+)$/.exec(address);
   if (!match) throw new Error(`--listen ${address}: expected host:port, e.g. 127.0.0.1:8787`);
-  const vault = new Vault();
-  const { keys, created } = resolveApiKeys({ TANDEM_API_KEYS: config.TANDEM_API_KEYS }, vault);
   const tandem = await TandemClient.connect({
     address: config.TEMPORAL_ADDRESS,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TANDEM_TASK_QUEUE,
   });
+  const vault = new Vault();
+  const { keys, created } = resolveApiKeys({ TANDEM_API_KEYS: config.TANDEM_API_KEYS }, vault);
   const server = await startApiServer({ tandem, keys, vault, host: match[1], port: Number(match[2]) });
   log(`Managed Agents API on ${server.url} (new Anthropic({ baseURL: '${server.url}', apiKey }))`);
   if (created) log(`created an API key, shown this once (kept in the vault as "tandem.api_key"): ${created}`);

@@ -93,14 +93,22 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       }
     })();
   });
+  const host = opts.host ?? '127.0.0.1';
+  const port = opts.port ?? 8787;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 8787, opts.host ?? '127.0.0.1', () => resolve());
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new Error(
+          `cannot listen on ${host}:${port} (${err.code === 'EADDRINUSE' ? 'the address is in use' : err.message}); choose another with --listen or TANDEM_API_ADDRESS`,
+        ),
+      ),
+    );
+    server.listen(port, host, () => resolve());
   });
-  const { address, port } = server.address() as AddressInfo;
+  const bound = server.address() as AddressInfo;
   return {
     server,
-    url: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
+    url: `http://${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -94,3 +94,20 @@ describe('versioned records', () => {
     expect(patchMetadata({ a: '1' }, undefined)).toEqual({ a: '1' });
   });
 });
+
+describe('API keys of tandem serve', () => {
+  it('takes TANDEM_API_KEYS when set; otherwise creates one key in the vault once and reuses it', async () => {
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { Vault } = await import('../../src/vault/index.js');
+    const { resolveApiKeys, API_KEY_SECRET } = await import('../../src/server/index.js');
+    const vault = new Vault(join(mkdtempSync(join(tmpdir(), 'tandem-keys-')), 'vault.json'), {});
+    expect(resolveApiKeys({ TANDEM_API_KEYS: 'a, b,' }, vault)).toEqual({ keys: ['a', 'b'] });
+    expect(vault.has(API_KEY_SECRET)).toBe(false);
+    const first = resolveApiKeys({}, vault);
+    expect(first.created).toMatch(/^sk-tandem-/);
+    expect(first.keys).toEqual([first.created]);
+    expect(resolveApiKeys({}, vault)).toEqual({ keys: [first.created] });
+  });
+});
