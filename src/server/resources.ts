@@ -105,6 +105,11 @@ function agentFields(body: Record<string, unknown>, update: boolean): Record<str
   return out;
 }
 
+/** Checks and normalises the agent fields present in `body` (an update or a session's overrides). */
+export function agentUpdateFields(body: Record<string, unknown>): Record<string, unknown> {
+  return agentFields(body, true);
+}
+
 /**
  * `multiagent` of an agent: the `coordinator` topology whose roster names stored agents (`"agent_…"` or
  * `{type: 'agent', id, version?}`) or `{type: 'self'}`. Stored with agent references; a session inlines them.

@@ -35,7 +35,7 @@ import {
   type ApiRequest,
   type Router,
 } from './http.js';
-import { resolveAgentDefinition, sandboxOf, type Stores } from './resources.js';
+import { agentUpdateFields, resolveAgentDefinition, sandboxOf, type Stores } from './resources.js';
 
 /** What the API keeps in a session's memo. */
 interface SessionMemo {
@@ -177,8 +177,11 @@ export class SessionApi {
     const input = await this.input(id, d.runId);
     const memo = this.memoOf(d.memo, input);
     const open = d.status.name === 'RUNNING';
-    const state = open ? await handle.query<SessionState>(GET_SESSION_QUERY) : undefined;
-    const status = state?.status ?? 'terminated';
+    // A closed session answers the query too (a worker replays it), for its final usage; without one, no usage.
+    const state = open
+      ? await handle.query<SessionState>(GET_SESSION_QUERY)
+      : await handle.query<SessionState>(GET_SESSION_QUERY).catch(() => undefined);
+    const status = open ? state!.status : 'terminated';
     const times = { created: d.startTime.toISOString(), closed: d.closeTime?.toISOString() ?? null };
     return { handle, input, memo, open, state, status, times, object: this.sessionObject(id, input, memo, times, status, state) };
   }
@@ -207,14 +210,14 @@ export class SessionApi {
       if (type === 'agent_with_overrides') overrides = rest;
       else if (Object.keys(rest).length) throw invalid(`agent.${Object.keys(rest)[0]}`, 'is an override: use type agent_with_overrides');
     } else throw invalid('agent', 'must be an agent id or {type: "agent", id, version}');
-    let agent: ResourceRecord = await this.stores.agents.get(agentId, version);
-    if (agent.archived_at && version === undefined) throw invalid('agent', `agent "${agentId}" is archived`);
-    for (const [k, v] of Object.entries(overrides)) {
+    const agentState = await this.stores.agents.state(agentId);
+    const latest = agentState.versions[agentState.versions.length - 1]!;
+    if (latest.archived_at) throw invalid('agent', `agent "${agentId}" is archived; it cannot start sessions`);
+    const pinned = version === undefined ? latest : agentState.versions.find((r) => r.version === version);
+    if (!pinned) throw invalid('agent.version', `agent "${agentId}" has no version ${version}`);
+    for (const k of Object.keys(overrides))
       if (!['model', 'system', 'tools', 'mcp_servers', 'skills'].includes(k)) throw invalid(`agent.${k}`, 'cannot be overridden');
-      if (k === 'skills' && Array.isArray(v) && v.length) throw invalid('agent.skills', 'Tandem does not run skills');
-      if (k === 'model') agent = { ...agent, model: typeof v === 'string' ? { id: v } : v };
-      else agent = { ...agent, [k]: v };
-    }
+    const agent: ResourceRecord = { ...pinned, ...agentUpdateFields(overrides) };
 
     if (typeof body.environment_id !== 'string' || !body.environment_id) throw invalid('environment_id', 'must be an environment id');
     const env = await this.stores.environments.get(body.environment_id).catch((err: unknown) => {
