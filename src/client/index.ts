@@ -43,6 +43,8 @@ export interface StartOptions {
   /** Extra memo and search attributes of the session workflow (the HTTP API records its ids there). */
   memo?: Record<string, unknown>;
   searchAttributes?: Record<string, string[]>;
+  /** A signal delivered with the start (signal-with-start), so the first step of the session sees it. */
+  startSignal?: { name: string; payload: object };
 }
 
 /** Slicing options of {@link TandemClient.getEvents}. */
@@ -117,14 +119,23 @@ export class TandemClient {
       ...(opts.initialEvents?.length ? { initial_events: opts.initialEvents } : {}),
       ...(opts.vaultIds?.length ? { vault_ids: opts.vaultIds } : {}),
     };
-    await this.temporal.workflow.start(SESSION_WORKFLOW, {
+    const options = {
       taskQueue: this.taskQueue,
       workflowId: sessionId,
-      args: [input],
+      args: [input] as [SessionInput],
       staticSummary: opts.title ?? `${opts.agent.name}${opts.message ? `: ${opts.message.slice(0, 80)}` : ''}`,
       ...(opts.memo ? { memo: opts.memo } : {}),
       ...(opts.searchAttributes ? { searchAttributes: opts.searchAttributes } : {}),
-    });
+    };
+    if (opts.startSignal) {
+      const check = checkSignal(opts.startSignal.name, opts.startSignal.payload);
+      if (!check.ok) throw new Error(check.error);
+      await this.temporal.workflow.signalWithStart(SESSION_WORKFLOW, {
+        ...options,
+        signal: opts.startSignal.name,
+        signalArgs: [check.value],
+      });
+    } else await this.temporal.workflow.start(SESSION_WORKFLOW, options);
     return sessionId;
   }
 

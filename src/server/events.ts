@@ -38,7 +38,7 @@ export class EventMapper {
   map(e: SessionEvent): ApiEvent {
     const { id: _id, seq: _seq, client_id: _client, ...fields } = e;
     const out: ApiEvent = { ...fields, id: apiEventId(e), type: e.type, processed_at: e.processed_at };
-    for (const k of ['model_request_id', 'model_request_start_id'] as const)
+    for (const k of ['model_request_id', 'model_request_start_id', 'outcome_evaluation_start_id'] as const)
       if (typeof out[k] === 'string') out[k] = positionalId(out[k] as string);
     switch (e.type) {
       case 'agent.tool_use':

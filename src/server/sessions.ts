@@ -8,7 +8,7 @@ import type { ServerResponse } from 'node:http';
 import type { temporal } from '@temporalio/proto';
 import { compareEventIds, newSessionId, type TandemClient } from '../client/index.js';
 import { decodeJsonPayload } from '../client/log.js';
-import { EVENT_TYPES } from '../shared/events.js';
+import { checkSignal, EVENT_TYPES } from '../shared/events.js';
 import {
   GET_SESSION_QUERY,
   MEMO_SESSION,
@@ -20,7 +20,15 @@ import {
   Signals,
 } from '../shared/names.js';
 import type { ResourceRecord } from '../shared/resources.js';
-import type { AgentDefinition, SessionInput, SessionState, TextBlock, UserMessage } from '../shared/types.js';
+import type {
+  AgentDefinition,
+  OutcomeState,
+  SessionInput,
+  SessionState,
+  TextBlock,
+  UserDefineOutcome,
+  UserMessage,
+} from '../shared/types.js';
 import { apiEventId, EventMapper, mapEvents, type ApiEvent } from './events.js';
 import {
   ApiError,
@@ -147,7 +155,7 @@ export class SessionApi {
       updated_at: memo.updated_at ?? times.created,
       environment_id: memo.environment_id ?? 'env_inline',
       metadata: memo.metadata,
-      outcome_evaluations: [],
+      outcome_evaluations: state?.outcome ? [outcomeEvaluation(state.outcome)] : [],
       resources: [],
       stats: { duration_seconds: Math.max(0, (end - Date.parse(times.created)) / 1000) },
       status,
@@ -238,12 +246,18 @@ export class SessionApi {
 
     const initial = body.initial_events ?? [];
     if (!Array.isArray(initial) || initial.length > 50) throw invalid('initial_events', 'must be a list of at most 50 events');
-    const initialEvents: UserMessage[] = initial.map((e, i) => {
+    const initialEvents: UserMessage[] = [];
+    const initialOutcomes: Array<Record<string, unknown>> = [];
+    if (initial.filter((e) => (e as { type?: unknown })?.type === 'user.define_outcome').length > 1)
+      throw invalid('initial_events', 'at most one user.define_outcome (a session works towards one outcome at a time)');
+    initial.forEach((e, i) => {
       const ev = e as { type?: unknown; content?: unknown };
-      if (ev?.type === 'user.define_outcome')
-        throw invalid(`initial_events[${i}]`, 'Tandem does not grade outcomes yet; send user.message events');
-      if (ev?.type !== 'user.message') throw invalid(`initial_events[${i}].type`, 'must be user.message');
-      return { content: textContent(ev.content, `initial_events[${i}].content`) };
+      if (ev?.type === 'user.define_outcome') {
+        initialOutcomes.push(outcomeEvent(ev as Record<string, unknown>, newEventId(), `initial_events[${i}]`).payload);
+        return;
+      }
+      if (ev?.type !== 'user.message') throw invalid(`initial_events[${i}].type`, 'must be user.message or user.define_outcome');
+      initialEvents.push({ content: textContent(ev.content, `initial_events[${i}].content`) });
     });
     if (body.title !== undefined && body.title !== null && typeof body.title !== 'string') throw invalid('title', 'must be a string or null');
     const title = (body.title as string | null | undefined) ?? null;
@@ -270,6 +284,8 @@ export class SessionApi {
       vaultIds: vaultIds as string[],
       memo: { [MEMO_SESSION]: memo },
       searchAttributes: { [SA_AGENT_ID]: [agent.id], [SA_ARCHIVED]: ['false'] },
+      // An outcome among the initial events comes with the start, so the first turn already works towards it.
+      ...(initialOutcomes[0] ? { startSignal: { name: Signals.defineOutcome, payload: initialOutcomes[0] } } : {}),
     });
     const input: SessionInput = { agent: def, vault_ids: vaultIds as string[] };
     const now = new Date().toISOString();
@@ -451,12 +467,18 @@ export class SessionApi {
           });
           break;
         }
-        case 'user.define_outcome':
-          throw invalid(`${at}.type`, 'Tandem does not grade outcomes yet (user.define_outcome)');
+        case 'user.define_outcome': {
+          const { payload, event } = outcomeEvent(e, eventId, at);
+          signals.push({ name: Signals.defineOutcome, payload, event });
+          break;
+        }
         case 'user.tool_result':
           throw invalid(`${at}.type`, 'Tandem runs built-in tools in its own sandboxes; user.tool_result is for self-hosted tool runners');
         default:
-          throw invalid(`${at}.type`, 'must be user.message, user.interrupt, user.tool_confirmation or user.custom_tool_result');
+          throw invalid(
+            `${at}.type`,
+            'must be user.message, user.interrupt, user.tool_confirmation, user.custom_tool_result or user.define_outcome',
+          );
       }
     }
     const handle = this.temporal.workflow.getHandle(id);
@@ -560,6 +582,42 @@ export class SessionApi {
     router.add('GET', '/v1/sessions/:id/events', (r) => this.listEvents(r));
     router.add('GET', '/v1/sessions/:id/events/stream', (r) => this.stream(r));
   }
+}
+
+/** Checks a `user.define_outcome` event of a request (400 naming the field) and gives its signal and API event. */
+function outcomeEvent(
+  e: Record<string, unknown>,
+  eventId: string,
+  at: string,
+): { payload: Record<string, unknown>; event: Record<string, unknown> } {
+  const outcomeId = `outc_${randomBytes(12).toString('hex')}`;
+  const check = checkSignal(Signals.defineOutcome, { ...e, id: eventId, outcome_id: outcomeId });
+  if (!check.ok) throw invalid(at, check.error.replace(/^user\.define_outcome: /, ''));
+  const v = check.value as UserDefineOutcome;
+  return {
+    payload: v as unknown as Record<string, unknown>,
+    event: {
+      id: eventId,
+      type: 'user.define_outcome',
+      outcome_id: outcomeId,
+      description: v.description,
+      rubric: v.rubric,
+      max_iterations: v.max_iterations ?? null,
+    },
+  };
+}
+
+/** An outcome's state in the API's `outcome_evaluation` shape. */
+function outcomeEvaluation(o: OutcomeState): Record<string, unknown> {
+  return {
+    type: 'outcome_evaluation',
+    outcome_id: o.outcome_id,
+    description: o.description,
+    iteration: o.iteration,
+    result: o.result,
+    explanation: o.explanation,
+    completed_at: null, // Tandem does not keep when a verdict came; the span.outcome_evaluation_end event has it
+  };
 }
 
 function writeEvent(res: ServerResponse, ev: ApiEvent): void {

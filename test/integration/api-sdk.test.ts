@@ -6,7 +6,12 @@ import Anthropic from '@anthropic-ai/sdk';
 import { describe, expect, it } from 'vitest';
 import { hang, reply, toolUse, useApiHarness, waitFor } from '../helpers/api.js';
 
-const h = useApiHarness('api-sdk', { assertDone: true });
+/** Grader requests (told apart by their system prompt) are answered from `graderSteps`; the agent's from the script. */
+const graderSteps: Array<ReturnType<typeof reply>> = [];
+const h = useApiHarness('api-sdk', {
+  assertDone: true,
+  responder: (req) => (JSON.stringify(req.body.system ?? '').includes('You are the grader') ? graderSteps.shift() : undefined),
+});
 
 type Event = { id: string; type: string; [k: string]: unknown };
 
@@ -293,6 +298,45 @@ describe('the Managed Agents API through the official SDK', () => {
     const log = (await client.beta.sessions.events.list(session.id, { limit: 1000 })).data.map((e) => e.id);
     const start = log.indexOf(ids[0]!);
     expect(log.slice(start, start + ids.length)).toEqual(ids);
+    await client.beta.sessions.delete(session.id);
+  });
+
+  it('takes user.define_outcome among the initial events and reports the evaluation', async () => {
+    const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+    const agent = await client.beta.agents.create({ name: 'graded', model: 'claude-sonnet-5-5' });
+    const env = await client.beta.environments.create({ name: 'graded-env' });
+    h.model.push(reply('The answer is 4.'));
+    graderSteps.push(reply(toolUse('submit_verdict', { result: 'satisfied', explanation: 'It says 4.' }, 'gr_v1')));
+    const bad = await client.beta.sessions
+      .create({
+        agent: agent.id,
+        environment_id: env.id,
+        initial_events: [{ type: 'user.define_outcome', description: 'x', rubric: { type: 'file', file_id: 'file_1' } }],
+      })
+      .catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((bad as Error).message).toContain('initial_events[0]');
+    const session = await client.beta.sessions.create({
+      agent: agent.id,
+      environment_id: env.id,
+      initial_events: [
+        { type: 'user.message', content: [{ type: 'text', text: 'What is 2 + 2?' }] },
+        { type: 'user.define_outcome', description: 'Answer 2 + 2.', rubric: { type: 'text', content: 'The answer is 4.' }, max_iterations: 2 },
+      ],
+    });
+    const done = await waitFor(
+      () => client.beta.sessions.retrieve(session.id),
+      (s) => s.outcome_evaluations[0]?.result === 'satisfied' && s.status === 'idle',
+      60_000,
+      'a satisfied outcome',
+    );
+    expect(done.outcome_evaluations[0]).toMatchObject({ type: 'outcome_evaluation', description: 'Answer 2 + 2.', explanation: 'It says 4.' });
+    const events = (await client.beta.sessions.events.list(session.id, { limit: 1000 })).data as unknown as Event[];
+    const defined = events.find((e) => e.type === 'user.define_outcome')!;
+    const start = events.find((e) => e.type === 'span.outcome_evaluation_start')!;
+    const end = events.find((e) => e.type === 'span.outcome_evaluation_end')!;
+    expect(defined.outcome_id).toBe(done.outcome_evaluations[0]!.outcome_id);
+    expect(end).toMatchObject({ result: 'satisfied', outcome_evaluation_start_id: start.id });
     await client.beta.sessions.delete(session.id);
   });
 });
