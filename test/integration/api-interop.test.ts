@@ -12,26 +12,11 @@ import { Worker } from '@temporalio/worker';
 import { readHistory } from '../../src/client/log.js';
 import { SA_AGENT_ID } from '../../src/shared/names.js';
 import { reply, useApiHarness, waitFor } from '../helpers/api.js';
-import { testAgent, workflowBundle, workerEnv } from '../helpers/env.js';
+import { runCli, testAgent, workflowBundle, workerEnv } from '../helpers/env.js';
+import { freePort } from '../helpers/global-setup.js';
 
 const h = useApiHarness('api-interop', { assertDone: true });
 const root = join(import.meta.dirname, '..', '..');
-
-/** Runs `tandem <args>` as a process to completion. */
-function tandem(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['bin/tandem', ...args], {
-      cwd: root,
-      env: { ...process.env, ...workerEnv(h.queue, h.model.url), NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('the API and Tandem share sessions', () => {
   it('a session created through the API is in tandem events and in Temporal; a client-started one reads through the API', async () => {
@@ -47,7 +32,7 @@ describe('the API and Tandem share sessions', () => {
     await waitFor(() => client.beta.sessions.retrieve(session.id), (s) => s.status === 'idle' && (s.usage.output_tokens ?? 0) > 0, 60_000, 'idle');
 
     // The CLI, as a separate process, prints its log.
-    const run = await tandem(['events', session.id, '--json']);
+    const run = await runCli(['events', session.id, '--json'], h.queue, h.model.url);
     expect(run.code).toBe(0);
     const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; content?: Array<{ text: string }> });
     expect(lines.find((e) => e.type === 'user.message')?.content?.[0]?.text).toBe('hello from the API');
@@ -199,5 +184,39 @@ describe('the API and Tandem share sessions', () => {
         writeFileSync(join(root, 'test', 'fixtures', 'histories', `api-${String(i + 1).padStart(2, '0')}.json`), json);
     }
     await client.beta.sessions.delete(session.id);
+  });
+
+  it('tandem serve, run as a process, answers the SDK with the keys of TANDEM_API_KEYS', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, ['bin/tandem', 'serve', '--listen', `127.0.0.1:${port}`], {
+      cwd: root,
+      env: { ...process.env, ...workerEnv(h.queue, h.model.url), TANDEM_API_KEYS: 'k-one, k-two', TANDEM_VAULT_FILE: h.vaultFile },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let output = '';
+      await new Promise<void>((resolve, reject) => {
+        child.stderr.on('data', (c: Buffer) => {
+          output += c.toString();
+          if (output.includes('Managed Agents API on')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`tandem serve exited (${code}): ${output}`)));
+      });
+      expect(output).not.toContain('created an API key');
+      const url = `http://127.0.0.1:${port}`;
+      const agent = await new Anthropic({ baseURL: url, apiKey: 'k-two', maxRetries: 0 }).beta.agents.create({
+        name: 'served',
+        model: 'claude-sonnet-5-5',
+      });
+      // The in-process server of this file sees the same agent: the state is in Temporal, not in a server.
+      const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+      expect((await client.beta.agents.retrieve(agent.id)).name).toBe('served');
+      const denied = await new Anthropic({ baseURL: url, apiKey: h.apiKey, maxRetries: 0 }).beta.agents.list().catch((e: unknown) => e);
+      expect(denied).toBeInstanceOf(Anthropic.AuthenticationError);
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
   });
 });
