@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { ResourceFailure } from '../shared/resources.js';
+import { VaultError } from '../vault/index.js';
 
 /** Error types of the API, by HTTP status. */
 const ERROR_TYPES: Record<number, string> = {
@@ -49,6 +50,7 @@ export function notFound(kind: string, id: string): ApiError {
 /** Turns Temporal and entity-workflow failures into API errors; anything else is a 500. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
+  if (err instanceof VaultError) return new ApiError(400, err.message);
   if (err instanceof WorkflowUpdateFailedError && err.cause instanceof ApplicationFailure) {
     const status =
       err.cause.type === ResourceFailure.conflict ? 409 : err.cause.type === ResourceFailure.notFound ? 404 : 400;

@@ -81,6 +81,15 @@ function agentFields(body: Record<string, unknown>, update: boolean): Record<str
     if (v !== undefined && v !== null && !Array.isArray(v)) throw invalid(k, 'must be a list');
     out[k] = (v as unknown[] | null | undefined) ?? [];
   }
+  // MCP servers as the API defines them: URL servers by name. Commands (stdio) and headers with secret references are
+  // agent-file features only: through the API they would run programs on a worker or send any vault secret anywhere.
+  (out.mcp_servers as unknown[] | undefined)?.forEach((m, i) => {
+    const server = m as Record<string, unknown>;
+    if (server?.type !== 'url') throw invalid(`mcp_servers[${i}].type`, 'must be url (stdio servers are for agent files only)');
+    for (const k of Object.keys(server))
+      if (!['type', 'name', 'url'].includes(k))
+        throw invalid(`mcp_servers[${i}].${k}`, 'is not a field of an MCP server; credentials come from the session\'s vaults');
+  });
   // Tool configs may repeat their name as `type` (the SDK's params allow it); agent files do not.
   out.tools = (out.tools as Array<Record<string, unknown>> | undefined)?.map((t) =>
     Array.isArray(t?.configs)
@@ -164,6 +173,48 @@ export async function resolveAgentDefinition(
   }
   def.multiagent = { ...(m as unknown as Multiagent), agents: roster };
   return def;
+}
+
+/** A vault credential an MCP server can use: the server URL and the name of its token in the worker-side vault. */
+export interface McpCredential {
+  url: string;
+  secret: string;
+}
+
+/** The MCP credentials of the given vaults, in order (archived credentials are skipped). */
+export async function mcpCredentials(vaults: ResourceStore, vaultIds: string[]): Promise<McpCredential[]> {
+  const out: McpCredential[] = [];
+  for (const id of vaultIds) {
+    const state = await vaults.state(id);
+    for (const c of Object.values(state.credentials)) {
+      const auth = c.auth as { type: string; mcp_server_url?: string };
+      if (c.archived_at || !auth.mcp_server_url) continue;
+      const field = auth.type === 'static_bearer' ? 'token' : auth.type === 'mcp_oauth' ? 'access_token' : undefined;
+      if (field) out.push({ url: auth.mcp_server_url, secret: secretName(id, c.id, field) });
+    }
+  }
+  return out;
+}
+
+/**
+ * Gives each URL MCP server of the agent (and of the agents it may delegate to) the bearer token of the first
+ * credential for its URL: an `Authorization` header that names the secret, never its value.
+ */
+export function withMcpCredentials(def: AgentDefinition, creds: McpCredential[]): AgentDefinition {
+  const norm = (u: string) => u.replace(/\/+$/, '');
+  const servers = def.mcp_servers?.map((s) => {
+    if (s.type !== 'url' || s.headers?.Authorization || s.headers?.authorization) return s;
+    const cred = creds.find((c) => norm(c.url) === norm(s.url));
+    return cred ? { ...s, headers: { ...s.headers, Authorization: `Bearer \${secret:${cred.secret}}` } } : s;
+  });
+  const roster = def.multiagent?.agents.map((e) =>
+    typeof e === 'object' && e.type === 'agent' ? { ...e, definition: withMcpCredentials(e.definition, creds) } : e,
+  );
+  return {
+    ...def,
+    ...(servers ? { mcp_servers: servers } : {}),
+    ...(def.multiagent && roster ? { multiagent: { ...def.multiagent, agents: roster } } : {}),
+  };
 }
 
 /** The agent definition of a stored agent version, without its roster. */

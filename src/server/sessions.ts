@@ -43,7 +43,14 @@ import {
   type ApiRequest,
   type Router,
 } from './http.js';
-import { agentUpdateFields, resolveAgentDefinition, sandboxOf, type Stores } from './resources.js';
+import {
+  agentUpdateFields,
+  mcpCredentials,
+  resolveAgentDefinition,
+  sandboxOf,
+  withMcpCredentials,
+  type Stores,
+} from './resources.js';
 
 /** What the API keeps in a session's memo. */
 interface SessionMemo {
@@ -263,7 +270,10 @@ export class SessionApi {
     const title = (body.title as string | null | undefined) ?? null;
     const metadata = metadataField(body.metadata) as Record<string, string>;
 
-    const def = await resolveAgentDefinition(agent, this.stores.agents);
+    const def = withMcpCredentials(
+      await resolveAgentDefinition(agent, this.stores.agents),
+      await mcpCredentials(this.stores.vaults, vaultIds as string[]),
+    );
     const sessionId = newSessionId();
     const memo: SessionMemo = {
       title,
@@ -277,6 +287,7 @@ export class SessionApi {
     await this.tandem.start({
       agent: def,
       sessionId,
+      vault: this.stores.vault,
       ...(title ? { title } : {}),
       ...(Object.keys(metadata).length ? { metadata } : {}),
       sandbox: sandboxOf(env),

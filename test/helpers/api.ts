@@ -20,6 +20,9 @@ export const TEST_API_KEY = 'sk-tandem-test-key';
 export function useApiHarness(prefix: string, opts: Parameters<typeof useHarness>[1] = {}) {
   const h = useHarness(prefix, opts);
   const dir = mkdtempSync(join(tmpdir(), 'tandem-api-'));
+  // The worker of the harness (createWorker's default vault) reads the same vault file as the API server, as a
+  // single-host deployment does.
+  process.env.TANDEM_VAULT_FILE = join(dir, 'vault.json');
   const api = {
     queue: h.queue,
     get client() {

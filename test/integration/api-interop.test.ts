@@ -11,9 +11,10 @@ import { describe, expect, inject, it } from 'vitest';
 import { Worker } from '@temporalio/worker';
 import { readHistory } from '../../src/client/log.js';
 import { SA_AGENT_ID } from '../../src/shared/names.js';
-import { reply, useApiHarness, waitFor } from '../helpers/api.js';
+import { reply, toolUse, useApiHarness, waitFor } from '../helpers/api.js';
 import { runCli, testAgent, workflowBundle, workerEnv } from '../helpers/env.js';
 import { freePort } from '../helpers/global-setup.js';
+import { startTestMcpServer } from '../fakes/mcp-http-server.js';
 
 const h = useApiHarness('api-interop', { assertDone: true });
 const root = join(import.meta.dirname, '..', '..');
@@ -217,6 +218,55 @@ describe('the API and Tandem share sessions', () => {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
       await exited;
+    }
+  });
+
+  it('an MCP server of an API agent gets the bearer token of the session vault credential for its URL', async () => {
+    const token = `mcp-${Math.random().toString(36).slice(2)}-secret`;
+    const mcp = await startTestMcpServer({ token });
+    try {
+      const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+      const vault = await client.beta.vaults.create({ display_name: 'mcp vault' });
+      await client.beta.vaults.credentials.create(vault.id, { auth: { type: 'static_bearer', token, mcp_server_url: mcp.url } });
+      const agent = await client.beta.agents.create({
+        name: 'searcher',
+        model: 'claude-sonnet-5-5',
+        mcp_servers: [{ type: 'url', name: 'search', url: mcp.url }],
+        tools: [{ type: 'mcp_toolset', mcp_server_name: 'search', default_config: { permission_policy: { type: 'always_allow' } } }],
+      });
+      const env = await client.beta.environments.create({ name: 'mcp-env' });
+      h.model.push(reply(toolUse('lookup', { query: 'temporal' }, 'tu_lookup')), reply('Found.'));
+      const session = await client.beta.sessions.create({
+        agent: agent.id,
+        environment_id: env.id,
+        vault_ids: [vault.id],
+        initial_events: [{ type: 'user.message', content: [{ type: 'text', text: 'look it up' }] }],
+      });
+      await waitFor(() => client.beta.sessions.retrieve(session.id), (s) => s.status === 'idle' && (s.usage.output_tokens ?? 0) > 0, 60_000, 'idle');
+      expect(mcp.calls).toEqual([{ tool: 'lookup', args: { query: 'temporal' } }]);
+      expect(mcp.authorizations).toContain(`Bearer ${token}`);
+      const events = (await client.beta.sessions.events.list(session.id, { limit: 1000 })).data;
+      expect(JSON.stringify(events)).toContain('result for temporal');
+      expect(JSON.stringify(events)).not.toContain(token);
+      const history = JSON.stringify(await readHistory(h.client, session.id), (k, v: unknown) =>
+        k === 'data' && typeof v === 'string' ? Buffer.from(v, 'base64').toString('utf8') : v,
+      );
+      expect(history).toContain(`\${secret:${vault.id}/`); // the session names the secret...
+      expect(history).not.toContain(token); // ...never its value
+
+      // Through the API, MCP servers are URLs only: no commands on the worker, no headers naming vault secrets.
+      for (const server of [
+        { type: 'stdio', name: 's', command: 'sh' },
+        { type: 'url', name: 's', url: 'https://x.example', headers: { Authorization: 'Bearer ${secret:tandem.api_key}' } },
+      ]) {
+        const refused = await client.beta.agents
+          .create({ name: 'bad', model: 'claude-sonnet-5-5', mcp_servers: [server as never], tools: [{ type: 'mcp_toolset', mcp_server_name: 's' }] })
+          .catch((e: unknown) => e);
+        expect(refused).toBeInstanceOf(Anthropic.BadRequestError);
+      }
+      await client.beta.sessions.delete(session.id);
+    } finally {
+      await mcp.close();
     }
   });
 });
