@@ -12,6 +12,7 @@ import { McpHub } from './activities/mcp.js';
 import { LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION } from './activities/sandbox/docker.js';
 import { loadRuntimeConfig, sandboxScope, type RuntimeConfig } from './config/env.js';
 import { Vault } from './vault/index.js';
+import { temporalSettings } from './config/temporal.js';
 
 /** Where the workflow code lives (bundled by the worker). */
 export const workflowsPath = fileURLToPath(new URL('./workflows/index.js', import.meta.url)).replace(
@@ -44,8 +45,10 @@ export interface TandemWorker {
 /** Builds a worker with all activities wired to real clients. */
 export async function createWorker(opts: CreateWorkerOptions = {}): Promise<TandemWorker> {
   const config = opts.config ?? loadRuntimeConfig();
-  const nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  // TLS, API key and gRPC metadata come from the SDK's env config; address and namespace from the validated config.
+  const temporal = temporalSettings({ address: config.TEMPORAL_ADDRESS, namespace: config.TEMPORAL_NAMESPACE });
+  const nativeConnection = await NativeConnection.connect(temporal.connection);
+  const connection = await Connection.connect(temporal.connection);
   const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   // Temporal owns retries: the SDK must not retry behind its back (DESIGN rule 4).
   const anthropic = new Anthropic({

@@ -16,6 +16,8 @@ import { addVaultCommands } from './vault.js';
 import { Vault } from '../vault/index.js';
 import { runServe } from './serve.js';
 import { loadRuntimeConfig } from '../config/env.js';
+import { addSessionCommands } from './sessions.js';
+import { addAgentCommands } from './agents.js';
 
 function fail(err: unknown): never {
   const message = err instanceof AgentFileError ? err.message : ((err as Error)?.message ?? String(err));
@@ -206,6 +208,8 @@ export function buildProgram(): Command {
       }
     });
 
+  addSessionCommands(program, fail);
+  addAgentCommands(program, fail);
   addVaultCommands(program, fail);
   return program;
 }

@@ -10,8 +10,9 @@ import { LogDecoder } from '../harness/decode.js';
 import { checkSignal, type SessionEvent, type SessionEventType } from '../shared/events.js';
 import { agentSecretNames } from '../shared/mcp.js';
 import { unknownSecretsMessage, VaultError, type Vault } from '../vault/index.js';
-import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, SESSION_WORKFLOW, Signals } from '../shared/names.js';
-import type { AgentDefinition, SessionInput, SessionState, UserMessage } from '../shared/types.js';
+import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, SA_AGENT, SA_STATUS, SESSION_WORKFLOW, Signals } from '../shared/names.js';
+import type { AgentDefinition, SessionInput, SessionState, SessionStatus, UserMessage } from '../shared/types.js';
+import { temporalSettings } from '../config/temporal.js';
 import { decodeJsonPayload, readRunChain, readSessionLog } from './log.js';
 
 /** Options of {@link TandemClient.connect}. */
@@ -71,11 +72,57 @@ export function compareEventIds(a: string, b: string): number {
   return (as ?? 0) - (bs ?? 0) || (ai ?? 0) - (bi ?? 0);
 }
 
+/** A session ID unknown to the server (workflow not found). */
+export class SessionNotFoundError extends Error {
+  override readonly name = 'SessionNotFoundError';
+}
+
+/** One row of {@link TandemClient.listSessions}. */
+export interface SessionSummary {
+  id: string;
+  /** `TandemStatus`; for a closed workflow the Temporal status in lower case when the session did not record one. */
+  status: string;
+  agent: string;
+  /** Temporal's execution status (`RUNNING`, `TERMINATED`, …). */
+  workflow_status: string;
+  task_queue: string;
+  started_at: string;
+  closed_at: string | null;
+}
+
+/** Filters of {@link TandemClient.listSessions}. */
+export interface SessionFilter {
+  status?: SessionStatus | string;
+  agent?: string;
+  limit?: number;
+}
+
+/** What {@link TandemClient.describeSession} returns: the query's state when a worker answered, plus describe. */
+export interface SessionDescription {
+  id: string;
+  run_id: string;
+  workflow_status: string;
+  task_queue: string;
+  started_at: string;
+  closed_at: string | null;
+  history_length: number;
+  agent: string | null;
+  model: string | null;
+  title: string | null;
+  /** `getSession`; null when no worker answered the query in time (the session is then shown from visibility). */
+  state: SessionState | null;
+  /** `TandemStatus` from visibility, for when `state` is null. */
+  status: string | null;
+}
+
+const quote = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+
 /** Turns "not found" errors of any Temporal call into one clear sentence about the session. */
-function explainNotFound(sessionId: string) {
+function explainNotFound(sessionId: string, address: string) {
   return (err: unknown): never => {
     const code = (err as { code?: number })?.code ?? (err as { cause?: { code?: number } })?.cause?.code;
-    if (err instanceof WorkflowNotFoundError || code === 5) throw new Error(`no running session "${sessionId}"`);
+    if (err instanceof WorkflowNotFoundError || code === 5)
+      throw new SessionNotFoundError(`no session "${sessionId}" on ${address}`);
     throw err;
   };
 }
@@ -86,21 +133,112 @@ function isAfter(e: SessionEvent, after: string | number | undefined): boolean {
   return compareEventIds(e.id, id) > 0;
 }
 
+/** The session's static details in the Temporal UI (markdown): the agent it runs. */
+export function staticDetails(agent: AgentDefinition): string {
+  const model = typeof agent.model === 'string' ? agent.model : agent.model.id;
+  const tools = (agent.tools ?? []).map((t) => (t.type === 'custom' ? `${t.name} (custom)` : t.type));
+  return [
+    `**agent** ${agent.name} · **model** ${model}`,
+    ...(agent.description ? [agent.description] : []),
+    `**tools** ${tools.length ? tools.join(', ') : 'none'}`,
+  ].join('\n\n');
+}
+
 /** The Tandem client. */
 export class TandemClient {
+  /** The Temporal frontend this client talks to (named in errors). */
+  readonly address: string;
+
   constructor(
     readonly temporal: Client,
     readonly taskQueue: string = process.env.TANDEM_TASK_QUEUE ?? DEFAULT_TASK_QUEUE,
-  ) {}
+  ) {
+    this.address = (temporal.connection as Connection).options?.address ?? 'the Temporal server';
+  }
 
-  /** Connects with `TEMPORAL_ADDRESS` / `TEMPORAL_NAMESPACE` / `TANDEM_TASK_QUEUE` defaults. */
+  /**
+   * Connects with the SDK's environment configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`,
+   * `TEMPORAL_TLS_*`, profiles) and `TANDEM_TASK_QUEUE`.
+   */
   static async connect(opts: ConnectOptions = {}): Promise<TandemClient> {
-    const address = opts.address ?? process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
-    const connection = await Connection.connect({ address, connectTimeout: 5000 }).catch((err: unknown) => {
-      throw new Error(`cannot reach Temporal at ${address} (${(err as Error).message}); start it with "tandem dev"`);
+    const settings = temporalSettings({ address: opts.address, namespace: opts.namespace });
+    const { address } = settings;
+    const connection = await Connection.connect({ ...settings.connection, connectTimeout: 5000 }).catch((err: unknown) => {
+      const why = (err as Error).message.split('\n')[0];
+      throw new Error(`cannot reach Temporal at ${address} (${why}); start a dev server with "tandem dev" or set TEMPORAL_ADDRESS`);
     });
-    const client = new Client({ connection, namespace: opts.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default' });
+    const client = new Client({ connection, namespace: settings.namespace });
     return new TandemClient(client, opts.taskQueue);
+  }
+
+  private notFound(sessionId: string) {
+    return explainNotFound(sessionId, this.address);
+  }
+
+  /**
+   * Lists sessions newest first through Temporal visibility (`TandemStatus`, `TandemAgent`). Visibility is
+   * eventually consistent: a session started a moment ago may show up a moment later.
+   */
+  async listSessions(filter: SessionFilter = {}): Promise<SessionSummary[]> {
+    const clauses = [`WorkflowType = ${quote(SESSION_WORKFLOW)}`];
+    if (filter.status) clauses.push(`${SA_STATUS} = ${quote(filter.status)}`);
+    if (filter.agent) clauses.push(`${SA_AGENT} = ${quote(filter.agent)}`);
+    const limit = filter.limit ?? 20;
+    const out: SessionSummary[] = [];
+    if (limit <= 0) return out;
+    for await (const w of this.temporal.workflow.list({ query: clauses.join(' AND '), pageSize: Math.min(limit, 1000) })) {
+      const sa = w.searchAttributes as Record<string, unknown[] | undefined>;
+      const recorded = sa[SA_STATUS]?.[0] as string | undefined;
+      const open = w.status.name === 'RUNNING';
+      out.push({
+        id: w.workflowId,
+        status: open || recorded === 'terminated' ? (recorded ?? 'unknown') : w.status.name.toLowerCase(),
+        agent: (sa[SA_AGENT]?.[0] as string | undefined) ?? '',
+        workflow_status: w.status.name,
+        task_queue: w.taskQueue,
+        started_at: w.startTime.toISOString(),
+        closed_at: w.closeTime?.toISOString() ?? null,
+      });
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  /**
+   * Describes a session: Temporal's description, the agent it runs (from the first event of its current run), and
+   * the `getSession` query when a worker answers within `queryTimeoutMs`.
+   */
+  async describeSession(sessionId: string, queryTimeoutMs = 5000): Promise<SessionDescription> {
+    const handle = this.temporal.workflow.getHandle(sessionId);
+    const d = await handle.describe().catch(this.notFound(sessionId));
+    const first = await this.temporal.workflowService
+      .getWorkflowExecutionHistory({
+        namespace: this.temporal.options.namespace,
+        execution: { workflowId: sessionId, runId: d.runId },
+        maximumPageSize: 1,
+      })
+      .catch(() => undefined);
+    const payload = first?.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    const input = payload ? (decodeJsonPayload(payload) as Partial<SessionInput> | undefined) : undefined;
+    const model = input?.agent?.model;
+    const state = await this.temporal
+      .withDeadline(Date.now() + queryTimeoutMs, () => handle.query<SessionState>(GET_SESSION_QUERY))
+      .catch(() => null);
+    const sa = d.searchAttributes as Record<string, unknown[] | undefined>;
+    return {
+      id: sessionId,
+      run_id: d.runId,
+      workflow_status: d.status.name,
+      task_queue: d.taskQueue,
+      started_at: d.startTime.toISOString(),
+      closed_at: d.closeTime?.toISOString() ?? null,
+      history_length: d.historyLength,
+      agent: input?.agent?.name ?? null,
+      model: typeof model === 'string' ? model : (model?.id ?? null),
+      title: input?.title ?? (await d.staticSummary().catch(() => undefined)) ?? null,
+      state,
+      status: (sa[SA_STATUS]?.[0] as string | undefined) ?? null,
+    };
   }
 
   /** Starts a session and returns its ID. */
@@ -123,7 +261,8 @@ export class TandemClient {
       taskQueue: this.taskQueue,
       workflowId: sessionId,
       args: [input] as [SessionInput],
-      staticSummary: opts.title ?? `${opts.agent.name}${opts.message ? `: ${opts.message.slice(0, 80)}` : ''}`,
+      staticSummary: opts.title ?? `${opts.agent.name}${opts.message ? `: ${opts.message.replace(/\s+/g, ' ').slice(0, 80)}` : ''}`,
+      staticDetails: staticDetails(opts.agent),
       ...(opts.memo ? { memo: opts.memo } : {}),
       ...(opts.searchAttributes ? { searchAttributes: opts.searchAttributes } : {}),
     };
@@ -145,7 +284,7 @@ export class TandemClient {
     const bytes = Buffer.byteLength(JSON.stringify(check.value));
     if (bytes > MAX_SIGNAL_BYTES)
       throw new Error(`${name} is ${bytes} bytes; at most ${MAX_SIGNAL_BYTES} fit in one event: put large inputs in files`);
-    await this.temporal.workflow.getHandle(sessionId).signal(name, check.value).catch(explainNotFound(sessionId));
+    await this.temporal.workflow.getHandle(sessionId).signal(name, check.value).catch(this.notFound(sessionId));
   }
 
   /** Sends a user message (a new turn, or steering while the agent works). `id` de-duplicates retries. */
@@ -203,7 +342,7 @@ export class TandemClient {
   /** Status, usage, turns and sandboxes: the `getSession` query, or the closed workflow's status. */
   async getSession(sessionId: string): Promise<SessionState & { workflow_status: string }> {
     const handle = this.temporal.workflow.getHandle(sessionId);
-    const description = await handle.describe().catch(explainNotFound(sessionId));
+    const description = await handle.describe().catch(this.notFound(sessionId));
     const state = await handle.query<SessionState>(GET_SESSION_QUERY);
     return { ...state, workflow_status: description.status.name };
   }
@@ -214,7 +353,7 @@ export class TandemClient {
    * the old branch stays readable under its run id.
    */
   async rewind(sessionId: string, to: string | number, reason = 'tandem rewind'): Promise<{ runId: string; previousRunId: string }> {
-    const runs = await readRunChain(this.temporal, sessionId).catch(explainNotFound(sessionId));
+    const runs = await readRunChain(this.temporal, sessionId).catch(this.notFound(sessionId));
     const seq = typeof to === 'number' ? to : Number(String(to).split('.')[0]);
     const run = runs.find((r) => seq > r.offset && seq <= r.offset + r.events.length);
     if (!Number.isInteger(seq) || !run) throw new Error(`event ${to} is not in the log of session "${sessionId}"`);
@@ -256,7 +395,7 @@ export class TandemClient {
 
   /** Reads the session log (every run of its chain, or the chain ending at `runId`), sliced. */
   async getEvents(sessionId: string, query: EventQuery & { runId?: string } = {}): Promise<SessionEvent[]> {
-    const log = await readSessionLog(this.temporal, sessionId, query.runId).catch(explainNotFound(sessionId));
+    const log = await readSessionLog(this.temporal, sessionId, query.runId).catch(this.notFound(sessionId));
     const events = log.events.filter((e) => isAfter(e, query.after) && (!query.types || query.types.includes(e.type)));
     return query.limit !== undefined ? events.slice(0, query.limit) : events;
   }
@@ -278,7 +417,7 @@ export class TandemClient {
       return out;
     };
     for (;;) {
-      const runs = await readRunChain(this.temporal, sessionId).catch(explainNotFound(sessionId));
+      const runs = await readRunChain(this.temporal, sessionId).catch(this.notFound(sessionId));
       const decoder = new LogDecoder(decodeJsonPayload);
       for (const run of runs.slice(0, -1)) for (const raw of run.events) yield* fresh(decoder.decode(raw, run.offset));
       let { runId, offset } = runs[runs.length - 1]!;
@@ -299,7 +438,7 @@ export class TandemClient {
           res = opts.signal ? await this.withSignal(opts.signal, poll) : await poll();
         } catch (err) {
           if (opts.signal?.aborted) return;
-          return explainNotFound(sessionId)(err);
+          return this.notFound(sessionId)(err);
         }
         const raws = res.history?.events ?? [];
         for (const raw of raws) yield* fresh(decoder.decode(raw, offset));

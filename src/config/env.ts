@@ -1,10 +1,12 @@
 /** Runtime configuration from the environment, parsed and validated once at start. */
 import { z } from 'zod';
 import { DEFAULT_TASK_QUEUE } from '../shared/names.js';
+import { temporalSettings } from './temporal.js';
 
 const schema = z.object({
-  TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
-  TEMPORAL_NAMESPACE: z.string().default('default'),
+  // Unset: the SDK's env config profile (temporal.toml), else 127.0.0.1:7233 and `default`.
+  TEMPORAL_ADDRESS: z.string().min(1).optional(),
+  TEMPORAL_NAMESPACE: z.string().min(1).optional(),
   TANDEM_TASK_QUEUE: z.string().default(DEFAULT_TASK_QUEUE),
   TANDEM_SANDBOX_IMAGE: z.string().default('tandem-sandbox:latest'),
   TANDEM_SANDBOX_RUNTIME: z.string().optional(),
@@ -24,7 +26,7 @@ const schema = z.object({
 });
 
 /** Validated runtime configuration. */
-export type RuntimeConfig = z.infer<typeof schema>;
+export type RuntimeConfig = z.infer<typeof schema> & { TEMPORAL_ADDRESS: string; TEMPORAL_NAMESPACE: string };
 
 /**
  * The deployment this worker's sandboxes belong to: `TANDEM_SANDBOX_SCOPE`, else the Temporal namespace and address.
@@ -41,5 +43,6 @@ export function loadRuntimeConfig(env: NodeJS.ProcessEnv = process.env): Runtime
     const problems = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`).join('\n');
     throw new Error(`invalid configuration:\n${problems}`);
   }
-  return parsed.data;
+  const temporal = temporalSettings({ address: parsed.data.TEMPORAL_ADDRESS, namespace: parsed.data.TEMPORAL_NAMESPACE }, env);
+  return { ...parsed.data, TEMPORAL_ADDRESS: temporal.address, TEMPORAL_NAMESPACE: temporal.namespace };
 }

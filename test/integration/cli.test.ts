@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import { startMessagesServer, reply, toolUse, apiError, type MessagesServer } from '../fakes/messages-server.js';
 import { freePort } from '../helpers/global-setup.js';
@@ -122,7 +122,7 @@ describe('tandem CLI', () => {
   it('send to a session that does not exist is one clear error and a non-zero exit', async () => {
     const run = await tandem(['send', 'sesn_does_not_exist', 'hi']);
     expect(run.code).toBe(1);
-    expect(run.stderr.trim()).toBe('tandem: no running session "sesn_does_not_exist"');
+    expect(run.stderr.trim()).toBe(`tandem: no session "sesn_does_not_exist" on ${inject('temporalAddress')}`);
   });
 
   it('dev starts a dev server with a SQLite file; sessions survive its restart', async () => {

@@ -1,0 +1,25 @@
+/** `tandem agents validate`: checks an agent file without starting anything. */
+import type { Command } from 'commander';
+import { loadAgentFile } from '../config/agent.js';
+import { resolveTools } from '../shared/tools.js';
+
+/** Adds the `agents` verb group to the program. */
+export function addAgentCommands(program: Command, fail: (err: unknown) => never): void {
+  const agents = program.command('agents').description('work with agent definition files');
+  agents
+    .command('validate')
+    .description('check an agent file: exit 0 with one OK line, or exit 2 with file:line:col errors')
+    .argument('<file>', 'agent definition (YAML or JSON)')
+    .option('--json', 'print the validated definition as JSON instead of the OK line')
+    .action(async (file: string, o: { json?: boolean }) => {
+      try {
+        const agent = await loadAgentFile(file);
+        if (o.json) return console.log(JSON.stringify(agent));
+        const model = typeof agent.model === 'string' ? agent.model : agent.model.id;
+        const tools = [...resolveTools(agent).keys()];
+        console.log(`OK ${file}: agent ${agent.name}, model ${model}, tools ${tools.length ? tools.join(' ') : 'none'}`);
+      } catch (err) {
+        fail(err);
+      }
+    });
+}

@@ -1,0 +1,146 @@
+/** `tandem start`, `tandem ls` and `tandem show`: sessions without following them. */
+import type { Command } from 'commander';
+import { loadAgentFile } from '../config/agent.js';
+import { TandemClient, type SessionDescription } from '../client/index.js';
+import { estimateCost, priceOf } from './pricing.js';
+import { shorten } from './format.js';
+import { withSpinner } from './spinner.js';
+
+/** The Temporal UI's page of a session (`TANDEM_UI_ADDRESS`, default the dev server's UI). */
+export function uiLink(sessionId: string, namespace: string, ui = process.env.TANDEM_UI_ADDRESS ?? 'http://127.0.0.1:8233'): string {
+  const base = /^https?:\/\//.test(ui) ? ui : `http://${ui}`;
+  return `${base.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(sessionId)}`;
+}
+
+function parseLimit(value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--limit takes a whole number of at least 1 (got "${value}")`);
+  return n;
+}
+
+/** What `tandem show --json` prints: the description plus the cost estimate and the UI link. */
+export function showView(d: SessionDescription, namespace: string) {
+  const usage = d.state?.usage ?? null;
+  const cost = usage ? estimateCost(d.model, usage) : null;
+  return {
+    ...d,
+    status: d.state?.status ?? d.status,
+    stop_reason: d.state?.stop_reason ?? null,
+    turn: d.state?.turn ?? null,
+    usage,
+    cost_usd: cost,
+    price_basis: d.model ? (priceOf(d.model)?.prefix ?? null) : null,
+    sandboxes: d.state?.sandboxes ?? null,
+    pending: d.state?.pending ?? null,
+    last_error: d.state?.last_error ?? null,
+    ui_url: uiLink(d.id, namespace),
+  };
+}
+
+function printShow(v: ReturnType<typeof showView>): void {
+  const rows: Array<[string, string]> = [
+    ['session', v.id],
+    ['title', v.title ?? '-'],
+    ['agent', `${v.agent ?? '?'} (model ${v.model ?? '?'})`],
+    [
+      'status',
+      `${v.status ?? 'unknown'}${v.stop_reason ? ` (${v.stop_reason.type})` : ''}` +
+        (v.workflow_status === 'RUNNING' ? '' : `; workflow ${v.workflow_status.toLowerCase()}`),
+    ],
+  ];
+  if (v.state) {
+    const u = v.usage!;
+    rows.push(['turn', String(v.turn)]);
+    rows.push([
+      'usage',
+      `${u.input_tokens} in / ${u.output_tokens} out tokens; cache ${u.cache_creation_input_tokens} written / ${u.cache_read_input_tokens} read`,
+    ]);
+    rows.push(['cost', v.cost_usd === null ? `no price known for model ${v.model ?? '?'}` : `~$${v.cost_usd.toFixed(4)} (${v.price_basis} list prices)`]);
+    rows.push(['sandboxes', v.sandboxes!.length ? v.sandboxes!.map((s) => `${s.name} ${s.state}`).join(', ') : 'none']);
+    rows.push([
+      'pending',
+      v.pending!.length
+        ? v.pending!.map((p) => `${p.tool_use_id} ${p.name} (${p.kind}) ${shorten(JSON.stringify(p.input), 80)}`).join('\n            ')
+        : 'none',
+    ]);
+    rows.push(['last error', v.last_error ? `${v.last_error.type}: ${shorten(v.last_error.message, 160)}` : 'none']);
+  } else {
+    rows.push(['state', 'no worker answered the getSession query; start one with "tandem worker"']);
+  }
+  rows.push(['started', v.started_at]);
+  if (v.closed_at) rows.push(['closed', v.closed_at]);
+  rows.push(['history', `${v.history_length} events in the current run (${v.run_id})`]);
+  rows.push(['ui', v.ui_url]);
+  for (const [k, val] of rows) console.log(`${k.padEnd(12)}${val}`);
+}
+
+/** Adds `start`, `ls` and `show` to the program. */
+export function addSessionCommands(program: Command, fail: (err: unknown) => never): void {
+  program
+    .command('start')
+    .description('start a session from an agent file and print its id (follow it with tandem events --follow)')
+    .argument('<agent-file>', 'agent definition (YAML or JSON)')
+    .argument('[message]', 'the first user message (none: the session waits idle for one)')
+    .option('--id <session-id>', 'session ID (default: sesn_ + random)')
+    .option('--title <title>', 'title shown in the Temporal UI')
+    .option('--json', 'print {"id", "agent", "task_queue"} as JSON')
+    .action(async (file: string, message: string | undefined, o: { id?: string; title?: string; json?: boolean }) => {
+      try {
+        const agent = await loadAgentFile(file);
+        const client = await withSpinner('connecting to Temporal', () => TandemClient.connect());
+        const id = await client.start({ agent, message, sessionId: o.id, title: o.title });
+        if (o.json) console.log(JSON.stringify({ id, agent: agent.name, task_queue: client.taskQueue }));
+        else console.log(id);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('ls')
+    .description('list sessions, newest first (Temporal visibility: TandemStatus, TandemAgent)')
+    .option('--status <status>', 'only sessions with this status (idle, running, rescheduling, terminated)')
+    .option('--agent <name>', 'only sessions of this agent')
+    .option('--limit <n>', 'at most this many sessions', '20')
+    .option('--json', 'print a JSON array')
+    .action(async (o: { status?: string; agent?: string; limit?: string; json?: boolean }) => {
+      try {
+        const limit = parseLimit(o.limit, 20);
+        const client = await TandemClient.connect();
+        const sessions = await withSpinner('listing sessions', () =>
+          client.listSessions({ status: o.status, agent: o.agent, limit }),
+        );
+        if (o.json) return console.log(JSON.stringify(sessions));
+        if (sessions.length === 0) {
+          const filter = [o.status && `status ${o.status}`, o.agent && `agent ${o.agent}`].filter(Boolean).join(', ');
+          console.error(`no sessions${filter ? ` with ${filter}` : ''} on ${client.address}`);
+          return;
+        }
+        const idWidth = Math.max(...sessions.map((s) => s.id.length), 7);
+        const agentWidth = Math.max(...sessions.map((s) => s.agent.length), 5);
+        console.log(`${'SESSION'.padEnd(idWidth)}  ${'STATUS'.padEnd(12)}  ${'AGENT'.padEnd(agentWidth)}  STARTED`);
+        for (const s of sessions)
+          console.log(`${s.id.padEnd(idWidth)}  ${s.status.padEnd(12)}  ${s.agent.padEnd(agentWidth)}  ${s.started_at}`);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('show')
+    .description('status, stop reason, turn, usage and cost estimate, sandboxes, pending actions, last error, UI link')
+    .argument('<session-id>')
+    .option('--json', 'print one JSON object')
+    .action(async (sessionId: string, o: { json?: boolean }) => {
+      try {
+        const client = await TandemClient.connect();
+        const d = await withSpinner(`reading session ${sessionId}`, () => client.describeSession(sessionId));
+        const view = showView(d, client.temporal.options.namespace);
+        if (o.json) console.log(JSON.stringify(view));
+        else printShow(view);
+      } catch (err) {
+        fail(err);
+      }
+    });
+}
