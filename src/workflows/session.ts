@@ -18,7 +18,6 @@ import {
   isCancellation,
   ParentClosePolicy,
   proxyActivities,
-  setCurrentDetails,
   setDefaultSignalHandler,
   setHandler,
   upsertMemo,
@@ -62,6 +61,7 @@ import {
   wakeSignal,
 } from './messages.js';
 import { mcpRoute, toolErrorEvent } from './mcp.js';
+import { SessionDetails, toolSummary } from './summaries.js';
 
 const statusKey = defineSearchAttributeKey(SA_STATUS, SearchAttributeType.KEYWORD);
 const agentKey = defineSearchAttributeKey(SA_AGENT, SearchAttributeType.KEYWORD);
@@ -122,6 +122,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     pending: [],
     last_error: null,
   };
+  const details = new SessionDetails(state);
   const seenIds = new Set<string>(carry?.seen_ids ?? []);
   const answers = new Map<string, UserToolConfirmation | UserCustomToolResult>();
   let newInput = carry ? carry.new_input : (input.initial_events?.length ?? 0) > 0;
@@ -142,7 +143,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     state.stop_reason = stopReason;
     if (!changed) return;
     upsertSearchAttributes([{ key: statusKey, value: status }]);
-    setCurrentDetails(`**${status}**${stopReason ? ` (${stopReason.type})` : ''} · turn ${state.turn}`);
+    details.refresh();
     if (status === 'idle') record({ type: 'session.status_idle', stop_reason: stopReason });
     else if (status === 'running') record({ type: 'session.status_running' });
     else if (status === 'rescheduling') record({ type: 'session.status_rescheduled' });
@@ -272,8 +273,12 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       return;
     }
     try {
+      const summary = toolSummary(use.name, use.input);
+      details.step(summary);
       const result = await interruptible(() =>
-        hands.execute({ sandbox: sandboxRef, tool_use_id: use.id, name: use.name, input: use.input }),
+        hands.execute.executeWithOptions({ summary }, [
+          { sandbox: sandboxRef, tool_use_id: use.id, name: use.name, input: use.input },
+        ]),
       );
       if (result.provisioned) state.sandboxes = [result.provisioned];
     } catch (err) {
@@ -454,6 +459,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       let result: CallModelResult;
       try {
         const cursor = workflowInfo().historyLength;
+        details.step(`model call ${state.turn + 1}`);
         result = await interruptible(() =>
           model.callModel({ session_id: info.workflowId, run_id: info.runId, cursor }),
         );

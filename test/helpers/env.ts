@@ -124,6 +124,11 @@ export async function startSession(
   return handle;
 }
 
+/** Adds a session started some other way (the client library, the CLI) to those `saveHistories` saves. */
+export function recordSession(handle: WorkflowHandle): void {
+  started.push(handle);
+}
+
 /** Sends a user message. */
 export async function sendMessage(handle: WorkflowHandle, text: string, id?: string): Promise<void> {
   await handle.signal(Signals.message, { ...(id ? { id } : {}), content: [{ type: 'text', text }] });
