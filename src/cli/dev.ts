@@ -75,6 +75,10 @@ export async function runDev(opts: { dbFile?: string; uiPort?: number; serve?: b
   }
 }
 
+/** The demo's task; the offline script `examples/offline/coding-agent.script.json` answers it. */
+export const DEMO_TASK =
+  'In /workspace, write calc.py with add(a, b) and a unittest in test_calc.py, run the tests, and fix any failure.';
+
 /** `tandem demo`: the example coding agent on a real task, offline when there is no API key. Returns an exit code. */
 export async function runDemo(): Promise<number> {
   const config = loadRuntimeConfig();
@@ -96,9 +100,7 @@ export async function runDemo(): Promise<number> {
   try {
     const client = new TandemClient(worker.client, config.TANDEM_TASK_QUEUE);
     const agent = await loadAgentFile(join(projectRoot, 'examples', 'coding-agent.yaml'));
-    const task =
-      'In /workspace, write calc.py with add(a, b) and a unittest in test_calc.py, run the tests, and fix any failure.';
-    const sessionId = await client.start({ agent, message: task, title: 'demo: calc.py with tests' });
+    const sessionId = await client.start({ agent, message: DEMO_TASK, title: 'demo: calc.py with tests' });
     log(`session ${sessionId} started; its events follow`);
     const idle = await printUntilIdle(client, sessionId);
     const state = await client.getSession(sessionId);
