@@ -5,7 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import Anthropic from '@anthropic-ai/sdk';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { createActivities } from './activities/index.js';
 import { McpHub } from './activities/mcp.js';
@@ -13,6 +13,7 @@ import { LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION } from './activities/sandbox/
 import { loadRuntimeConfig, sandboxScope, type RuntimeConfig } from './config/env.js';
 import { Vault } from './vault/index.js';
 import { temporalSettings } from './config/temporal.js';
+import { installRuntime, logLine } from './telemetry.js';
 
 /** Where the workflow code lives (bundled by the worker). */
 export const workflowsPath = fileURLToPath(new URL('./workflows/index.js', import.meta.url)).replace(
@@ -156,12 +157,12 @@ export async function reapClosedSessions(
 }
 
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger((process.env.TANDEM_LOG_LEVEL ?? 'INFO') as 'INFO') });
+  const metrics = installRuntime({ defaultLevel: 'INFO', metrics: true });
   const w = await createWorker();
   const stop = () => void w.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  console.log(`tandem worker: polling task queue "${w.worker.options.taskQueue}"`);
+  logLine(`worker polling task queue "${w.worker.options.taskQueue}"${metrics ? `; metrics on http://${metrics}/metrics` : ''}`);
   await w.run();
 }
 

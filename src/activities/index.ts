@@ -3,6 +3,7 @@ import type Anthropic from '@anthropic-ai/sdk';
 import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
 import { createMcpActivities, McpHub } from './mcp.js';
+import { withMetrics } from './metrics.js';
 import { createModelActivities } from './model.js';
 import { createSandboxActivities, type SandboxSettings } from './sandbox/docker.js';
 
@@ -22,7 +23,7 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps) {
   const sandbox = createSandboxActivities({ docker: deps.docker, settings: deps.sandbox });
   const mcp = deps.mcp ?? new McpHub({ get: () => undefined });
-  return {
+  return withMetrics({
     ...createModelActivities({
       anthropic: deps.anthropic,
       temporal: deps.temporal,
@@ -32,7 +33,7 @@ export function createActivities(deps: ActivityDeps) {
     }),
     ...sandbox,
     ...createMcpActivities(mcp),
-  };
+  });
 }
 
 /** The activity interface workflow code proxies (type-only import there). */

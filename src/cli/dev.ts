@@ -9,8 +9,9 @@ import { createWorker, type CreateWorkerOptions } from '../worker.js';
 import { connectWithRetry, findTemporalCli, projectRoot, registerSearchAttributes, startDevServer, type DevServer } from './dev-server.js';
 import { explainIdle, printUntilIdle } from './follow.js';
 import { startServe } from './serve.js';
+import { logLine } from '../telemetry.js';
 
-const log = (line: string) => console.error(`tandem: ${line}`);
+const log = (line: string) => logLine(line);
 
 /** Reuses a Temporal server on `TEMPORAL_ADDRESS`, or starts the dev server with a SQLite file. */
 export async function ensureTemporal(
@@ -57,7 +58,8 @@ export async function runWorker(opts: CreateWorkerOptions = {}): Promise<void> {
   const stop = () => void w.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  log(`worker polling task queue "${config.TANDEM_TASK_QUEUE}" on ${config.TEMPORAL_ADDRESS}`);
+  const metrics = process.env.TANDEM_METRICS_ADDRESS;
+  log(`worker polling task queue "${config.TANDEM_TASK_QUEUE}" on ${config.TEMPORAL_ADDRESS}${metrics ? `; metrics on http://${metrics}/metrics` : ''}`);
   await w.run();
 }
 

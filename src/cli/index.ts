@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Command } from 'commander';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { installRuntime } from '../telemetry.js';
 import { AgentFileError, loadAgentFile } from '../config/agent.js';
 import { TandemClient } from '../client/index.js';
 import { EVENT_TYPES, type SessionEventType } from '../shared/events.js';
@@ -29,7 +29,16 @@ function fail(err: unknown): never {
 export function buildProgram(): Command {
   const program = new Command('tandem')
     .description('Long-running Claude agents on Temporal: sessions, brains and disposable hands.')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // The worker's own lifecycle lines are noise on a terminal; TANDEM_LOG_LEVEL=INFO (or DEBUG) brings them back.
+    // Verbs that run a worker serve metrics on TANDEM_METRICS_ADDRESS.
+    .hook('preAction', (_program, action) => {
+      try {
+        installRuntime({ defaultLevel: 'WARN', metrics: ['worker', 'dev', 'demo'].includes(action.name()) });
+      } catch (err) {
+        fail(err);
+      }
+    });
 
   program
     .command('dev')
@@ -214,6 +223,4 @@ export function buildProgram(): Command {
   return program;
 }
 
-// The worker's own lifecycle lines are noise on a terminal; TANDEM_LOG_LEVEL=INFO (or DEBUG) brings them back.
-Runtime.install({ logger: new DefaultLogger((process.env.TANDEM_LOG_LEVEL ?? 'WARN') as 'WARN') });
 await buildProgram().parseAsync(process.argv);
