@@ -65,6 +65,13 @@ function printShow(v: ReturnType<typeof showView>): void {
         : 'none',
     ]);
     rows.push(['last error', v.last_error ? `${v.last_error.type}: ${shorten(v.last_error.message, 160)}` : 'none']);
+    const outcome = v.state.outcome;
+    if (outcome)
+      rows.push([
+        'outcome',
+        `${outcome.outcome_id} ${outcome.result} (evaluation ${outcome.iteration + 1} of ${outcome.max_iterations})` +
+          (outcome.explanation ? `: ${shorten(outcome.explanation, 160)}` : ''),
+      ]);
   } else {
     rows.push(['state', 'no worker answered the getSession query; start one with "tandem worker"']);
   }

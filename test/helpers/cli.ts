@@ -42,6 +42,7 @@ export const VERBS: string[][] = [
   ['wake'],
   ['events'],
   ['rewind'],
+  ['outcome'],
   ['ls'],
   ['show'],
   ['agents'],
