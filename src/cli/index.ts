@@ -30,11 +30,13 @@ export function buildProgram(): Command {
   const program = new Command('tandem')
     .description('Long-running Claude agents on Temporal: sessions, brains and disposable hands.')
     .showHelpAfterError()
-    // The worker's own lifecycle lines are noise on a terminal; TANDEM_LOG_LEVEL=INFO (or DEBUG) brings them back.
-    // Verbs that run a worker serve metrics on TANDEM_METRICS_ADDRESS.
+    // Verbs that run a worker set up the Temporal Runtime: logs (the worker's own lifecycle lines are noise on a
+    // terminal; TANDEM_LOG_LEVEL=INFO or DEBUG brings them back) and metrics on TANDEM_METRICS_ADDRESS. The other
+    // verbs are plain clients and need no Runtime.
     .hook('preAction', (_program, action) => {
+      if (!['worker', 'dev', 'demo'].includes(action.name())) return;
       try {
-        installRuntime({ defaultLevel: 'WARN', metrics: ['worker', 'dev', 'demo'].includes(action.name()) });
+        installRuntime({ defaultLevel: 'WARN', metrics: true });
       } catch (err) {
         fail(err);
       }
