@@ -5,16 +5,13 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Command } from 'commander';
-import { installRuntime } from '../telemetry.js';
 import { AgentFileError, loadAgentFile } from '../config/agent.js';
 import { TandemClient } from '../client/index.js';
 import { EVENT_TYPES, type SessionEventType } from '../shared/events.js';
 import { formatEvent } from './format.js';
-import { runDev, runDemo, runWorker } from './dev.js';
 import { explainIdle, printTree, printUntilIdle } from './follow.js';
 import { addVaultCommands } from './vault.js';
 import { Vault } from '../vault/index.js';
-import { runServe } from './serve.js';
 import { loadRuntimeConfig } from '../config/env.js';
 import { addSessionCommands } from './sessions.js';
 import { addAgentCommands } from './agents.js';
@@ -32,10 +29,11 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     // Verbs that run a worker set up the Temporal Runtime: logs (the worker's own lifecycle lines are noise on a
     // terminal; TANDEM_LOG_LEVEL=INFO or DEBUG brings them back) and metrics on TANDEM_METRICS_ADDRESS. The other
-    // verbs are plain clients and need no Runtime.
-    .hook('preAction', (_program, action) => {
+    // verbs are plain clients and need no Runtime, nor the worker code (loaded by the verbs that use it).
+    .hook('preAction', async (_program, action) => {
       if (!['worker', 'dev', 'demo'].includes(action.name())) return;
       try {
+        const { installRuntime } = await import('../telemetry.js');
         installRuntime({ defaultLevel: 'WARN', metrics: true });
       } catch (err) {
         fail(err);
@@ -49,7 +47,7 @@ export function buildProgram(): Command {
     .option('--ui-port <port>', 'port of the Temporal UI', '8233')
     .option('--serve [host:port]', 'also serve the Managed Agents HTTP API (default TANDEM_API_ADDRESS, 127.0.0.1:8787)')
     .action(async (o: { db?: string; uiPort: string; serve?: boolean | string }) =>
-      runDev({ dbFile: o.db, uiPort: Number(o.uiPort), serve: o.serve }).catch(fail),
+      (await import('./dev.js')).runDev({ dbFile: o.db, uiPort: Number(o.uiPort), serve: o.serve }).catch(fail),
     );
 
   program
@@ -59,17 +57,17 @@ export function buildProgram(): Command {
         'keys from TANDEM_API_KEYS, else one kept in the vault; needs a worker (tandem dev or tandem worker)',
     )
     .option('--listen <host:port>', 'address to listen on (default TANDEM_API_ADDRESS, 127.0.0.1:8787)')
-    .action(async (o: { listen?: string }) => runServe(loadRuntimeConfig(), o.listen).catch(fail));
+    .action(async (o: { listen?: string }) => (await import('./serve.js')).runServe(loadRuntimeConfig(), o.listen).catch(fail));
 
   program
     .command('worker')
     .description('run a worker on the task queue (TEMPORAL_ADDRESS, TANDEM_TASK_QUEUE)')
-    .action(async () => runWorker().catch(fail));
+    .action(async () => (await import('./dev.js')).runWorker().catch(fail));
 
   program
     .command('demo')
     .description('run the example coding agent on a real task in a real container (offline script without ANTHROPIC_API_KEY)')
-    .action(async () => runDemo().then((code) => process.exit(code), fail));
+    .action(async () => (await import('./dev.js')).runDemo().then((code) => process.exit(code), fail));
 
   program
     .command('run')
