@@ -33,6 +33,7 @@ export function runTandem(args: string[], env: Record<string, string> = {}, inpu
 /** Every verb of the command, as the words that name it (`['agents', 'validate']`). */
 export const VERBS: string[][] = [
   ['dev'],
+  ['serve'],
   ['worker'],
   ['demo'],
   ['run'],
