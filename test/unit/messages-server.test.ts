@@ -286,8 +286,9 @@ describe('scripted messages server', () => {
     const reqs = await server.waitForRequests(1, 2000);
     expect(reqs[0]!.body.model).toBe(MODEL);
     await stream.finalMessage();
-    expect(tConnect - t0).toBeGreaterThanOrEqual(50);
-    expect(tFirstText - tConnect).toBeGreaterThanOrEqual(70);
+    // Lower bounds from the request's start only: a busy client may see 'connect' late, never early.
+    expect(tConnect - t0).toBeGreaterThanOrEqual(55);
+    expect(tFirstText - t0).toBeGreaterThanOrEqual(135);
     await expect(server.waitForRequests(2, 50)).rejects.toThrow(/timed out/);
     server.assertDone();
   });
