@@ -14,6 +14,7 @@ import { loadRuntimeConfig, sandboxScope, type RuntimeConfig } from './config/en
 import { Vault } from './vault/index.js';
 import { temporalSettings } from './config/temporal.js';
 import { installRuntime, logLine } from './telemetry.js';
+import { defaultGatewayRoot, Gateway } from './activities/sandbox/gateway.js';
 
 /** Where the workflow code lives (bundled by the worker). */
 export const workflowsPath = fileURLToPath(new URL('./workflows/index.js', import.meta.url)).replace(
@@ -66,7 +67,17 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     callTimeoutMs: config.TANDEM_MCP_CALL_TIMEOUT_S * 1000,
     outputCap: config.TANDEM_OUTPUT_CAP,
   });
+  const hostMap = Object.fromEntries(
+    (config.TANDEM_EGRESS_HOST_MAP ?? '')
+      .split(',')
+      .filter(Boolean)
+      .map((pair) => pair.split('=') as [string, string]),
+  );
+  // Git credentials and egress: proxies on this host; sandboxes hold only a phantom token (DESIGN rule 9).
+  const gateway = new Gateway({ root: config.TANDEM_GATEWAY_DIR ?? defaultGatewayRoot(), hostMap }, vault);
   const activities = createActivities({
+    vault,
+    gateway,
     anthropic,
     temporal: client,
     docker,
@@ -115,6 +126,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
       } finally {
         if (reaper) clearInterval(reaper);
         await mcp.close();
+        gateway.shutdown();
         await connection.close();
         await nativeConnection.close();
       }

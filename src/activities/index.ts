@@ -5,7 +5,9 @@ import type Docker from 'dockerode';
 import { createMcpActivities, McpHub } from './mcp.js';
 import { withMetrics } from './metrics.js';
 import { createModelActivities } from './model.js';
+import type { Vault } from '../vault/index.js';
 import { createSandboxActivities, type SandboxSettings } from './sandbox/docker.js';
+import { defaultGatewayRoot, Gateway } from './sandbox/gateway.js';
 
 /** Clients and settings the activities need. */
 export interface ActivityDeps {
@@ -17,11 +19,16 @@ export interface ActivityDeps {
   modelStallMs?: number;
   /** The worker's MCP connections (they read secrets from the worker's vault). Default: none configured, no secrets. */
   mcp?: McpHub;
+  /** The worker's vault: secrets that sessions name (repository credentials). */
+  vault?: Vault;
+  /** The credential and egress proxies; default: one on `$TMPDIR/tandem-gateway` over `vault`. */
+  gateway?: Gateway;
 }
 
 /** Creates all activities of Tandem. */
 export function createActivities(deps: ActivityDeps) {
-  const sandbox = createSandboxActivities({ docker: deps.docker, settings: deps.sandbox });
+  const gateway = deps.gateway ?? new Gateway({ root: defaultGatewayRoot() }, deps.vault);
+  const sandbox = createSandboxActivities({ docker: deps.docker, settings: deps.sandbox, gateway });
   const mcp = deps.mcp ?? new McpHub({ get: () => undefined });
   return withMetrics({
     ...createModelActivities({

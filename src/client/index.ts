@@ -11,8 +11,10 @@ import { checkSignal, type SessionEvent, type SessionEventType } from '../shared
 import { agentSecretNames } from '../shared/mcp.js';
 import { unknownSecretsMessage, VaultError, type Vault } from '../vault/index.js';
 import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, SA_AGENT, SA_STATUS, SESSION_WORKFLOW, Signals } from '../shared/names.js';
-import type { AgentDefinition, SessionInput, SessionState, SessionStatus, UserMessage } from '../shared/types.js';
+import type { AgentDefinition, SessionInput, SessionResource, SessionState, SessionStatus, UserMessage } from '../shared/types.js';
 import { temporalSettings } from '../config/temporal.js';
+import { resourceSchema } from '../config/agent.js';
+import { secretNames } from '../shared/repositories.js';
 import { decodeJsonPayload, readRunChain, readSessionLog } from './log.js';
 
 /** Options of {@link TandemClient.connect}. */
@@ -32,9 +34,12 @@ export interface StartOptions {
   metadata?: Record<string, string>;
   limits?: SessionInput['limits'];
   sandbox?: SessionInput['sandbox'];
+  /** Repositories cloned into the workspace (after the agent's own); credentials are vault secret names. */
+  resources?: SessionResource[];
   /**
-   * Checked before starting: every secret the agent's MCP servers (and those of its sub-agents) name must be in this
-   * vault (the worker's, when client and worker share a machine). Unset: the worker fails the first model call.
+   * Checked before starting: every secret the session names (the MCP servers of the agent and of its sub-agents,
+   * repository credentials) must be in this vault (the worker's, when client and worker share a
+   * machine). Unset: the worker fails the first model call (MCP) or the provision (repositories).
    */
   vault?: Pick<Vault, 'missing'>;
   /** First user messages (in place of `message`), in the Managed Agents shape. */
@@ -243,9 +248,6 @@ export class TandemClient {
 
   /** Starts a session and returns its ID. */
   async start(opts: StartOptions): Promise<string> {
-    const names = agentSecretNames(opts.agent);
-    const missing = names.length > 0 ? (opts.vault?.missing(names) ?? []) : []; // no vault read for agents without secrets
-    if (missing.length > 0) throw new VaultError(`cannot start the session: ${unknownSecretsMessage(missing)}`);
     const sessionId = opts.sessionId ?? newSessionId();
     const input: SessionInput = {
       agent: opts.agent,
@@ -253,10 +255,21 @@ export class TandemClient {
       ...(opts.metadata ? { metadata: opts.metadata } : {}),
       ...(opts.limits ? { limits: opts.limits } : {}),
       ...(opts.sandbox ? { sandbox: opts.sandbox } : {}),
+      ...(opts.resources?.length ? { resources: opts.resources } : {}),
       ...(opts.message ? { initial_events: [{ content: [{ type: 'text', text: opts.message }] }] } : {}),
       ...(opts.initialEvents?.length ? { initial_events: opts.initialEvents } : {}),
       ...(opts.vaultIds?.length ? { vault_ids: opts.vaultIds } : {}),
     };
+    for (const [i, r] of (opts.resources ?? []).entries()) {
+      const check = resourceSchema.safeParse(r);
+      if (!check.success) {
+        const issue = check.error.issues[0]!;
+        throw new Error(`resources[${i}].${issue.path.join('.')}: ${issue.message}`);
+      }
+    }
+    const names = [...new Set([...agentSecretNames(opts.agent), ...secretNames(input)])];
+    const missing = names.length > 0 ? (opts.vault?.missing(names) ?? []) : []; // no vault read for agents without secrets
+    if (missing.length > 0) throw new VaultError(`cannot start the session: ${unknownSecretsMessage(missing)}`);
     const options = {
       taskQueue: this.taskQueue,
       workflowId: sessionId,

@@ -194,6 +194,32 @@ const sandboxSchema = strict({
   idle_timeout_s: intIn(10).optional(),
 });
 
+/** Schema of one repository resource (agent files and session starts). */
+export const resourceSchema = strict({
+  type: z.enum(['github_repository', 'git_repository']),
+  url: z
+    .string()
+    .regex(/^https?:\/\/[^\s/@]+(\/[^\s]*)?$/, { error: 'expected an http(s) URL without credentials in it' }),
+  checkout: z
+    .discriminatedUnion('type', [
+      strict({ type: z.literal('branch'), name: z.string().min(1) }),
+      strict({ type: z.literal('commit'), sha: z.string().regex(/^[0-9a-f]{7,64}$/, { error: 'expected a commit SHA' }) }),
+    ])
+    .nullable()
+    .optional(),
+  mount_path: z
+    .string()
+    .regex(/^\/(workspace|tmp)(\/[A-Za-z0-9._-]+)+$/, { error: 'expected a path under /workspace or /tmp' })
+    .nullable()
+    .optional(),
+  credential: z
+    .string()
+    .regex(SECRET_NAME, { error: 'expected a vault secret name (the token itself never goes in an agent file)' })
+    .nullable()
+    .optional(),
+  push_branches: z.array(z.string().min(1)).nullable().optional(),
+});
+
 const limitsSchema = strict({
   max_turns: intIn(1).optional(),
   max_output_tokens: intIn(1).optional(),
@@ -225,6 +251,7 @@ export const agentDefinitionSchema = strict({
   multiagent: multiagentSchema.nullable().optional(),
   sandbox: sandboxSchema.optional(),
   limits: limitsSchema.optional(),
+  resources: z.array(resourceSchema).optional(),
 })
   .superRefine((agent, ctx) => {
     // Every mcp_toolset names a server of mcp_servers, and every server is used by one (as in Managed Agents).

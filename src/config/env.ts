@@ -23,6 +23,12 @@ const schema = z.object({
     .regex(/^[^:]+:\d+$/, { error: 'expected host:port, e.g. 127.0.0.1:8787' })
     .default('127.0.0.1:8787'),
   TANDEM_API_KEYS: z.string().optional(),
+  TANDEM_GATEWAY_DIR: z.string().optional(),
+  TANDEM_EGRESS_HOST_MAP: z
+    .string()
+    .regex(/^([^=,\s]+=[^=,\s]+)(,[^=,\s]+=[^=,\s]+)*$/, { message: 'expected name=address[,name=address...]' })
+    .optional(),
+  TANDEM_PAYLOAD_KEY: z.string().optional(),
 });
 
 /** Validated runtime configuration. */

@@ -329,6 +329,7 @@ export class LogDecoder {
       const input = s.input as ExecuteInput;
       this.lostBefore(s, emit);
       if (r.provisioned) emit('sandbox.provisioned', { sandbox: r.provisioned, attempt: s.attempt });
+      for (const d of r.egress_denied ?? []) emit('sandbox.egress_denied', { ...d, tool_use_id: input.tool_use_id });
       emit('agent.tool_result', {
         tool_use_id: input.tool_use_id,
         name: input.name,

@@ -41,6 +41,7 @@ export const EVENT_TYPES = [
   'span.outcome_evaluation_end',
   'sandbox.provisioned',
   'sandbox.lost',
+  'sandbox.egress_denied',
   'session.wake',
 ] as const;
 

@@ -33,6 +33,8 @@ export const Failure = {
   SandboxLost: 'Sandbox.Lost',
   /** The container could not be created (image missing, engine refused); retryable. */
   SandboxProvisionFailed: 'Sandbox.ProvisionFailed',
+  /** A repository resource could not be cloned or checked out; retryable (the next attempt starts afresh). */
+  SandboxResourceFailed: 'Sandbox.ResourceFailed',
   /** The session log could not be read or holds something the harness cannot use; not retryable. */
   LogInvalid: 'Log.Invalid',
   /** The session refers to a secret the worker's vault does not hold; not retryable (set it, then `wake`). */

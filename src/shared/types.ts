@@ -124,6 +124,31 @@ export interface Limits {
   context_tokens?: number;
 }
 
+/** Branch or commit a repository resource checks out (the Managed Agents shape). */
+export type RepositoryCheckout = { type: 'branch'; name: string } | { type: 'commit'; sha: string };
+
+/**
+ * A git repository cloned into the workspace at provision time (the Managed Agents `github_repository` resource,
+ * plus `git_repository` for any git HTTP(S) server). Its remote points at the worker's credential proxy; the
+ * sandbox never holds `credential`'s value, only a session-scoped phantom token.
+ */
+export interface RepositoryResource {
+  type: 'github_repository' | 'git_repository';
+  /** HTTP(S) URL of the repository. */
+  url: string;
+  /** Branch or commit to check out; default: the repository's default branch. */
+  checkout?: RepositoryCheckout | null;
+  /** Where the clone goes in the sandbox; default `/workspace/<repo-name>`. */
+  mount_path?: string | null;
+  /** Name of the vault secret holding the token (never the token itself); none for a public repository. */
+  credential?: string | null;
+  /** Branches a push may update; any branch when unset. Tags and other refs are refused when set. */
+  push_branches?: string[] | null;
+}
+
+/** A resource of a session or agent. */
+export type SessionResource = RepositoryResource;
+
 /** An agent definition, pinned into the session at start (Managed Agents fields plus `sandbox` and `limits`). */
 export interface AgentDefinition {
   name: string;
@@ -136,6 +161,8 @@ export interface AgentDefinition {
   multiagent?: Multiagent | null;
   sandbox?: SandboxConfig;
   limits?: Limits;
+  /** Repositories every session of this agent gets (a session's own `resources` come after them). */
+  resources?: SessionResource[];
 }
 
 /**
@@ -274,6 +301,8 @@ export interface SessionInput {
   vault_ids?: string[];
   /** Set when a parent session started this one to delegate a task. */
   delegation?: Delegation;
+  /** Repositories cloned into the workspace at provision, after the agent's own. */
+  resources?: SessionResource[];
   /** Set by the session itself when it continues as new: what the next run carries over. */
   carry?: CarriedState;
 }
@@ -407,6 +436,17 @@ export interface CallModelResult {
 export interface SandboxRef {
   session_id: string;
   config: SandboxConfig;
+  /** The session's resources (agent's, then session's); absent when there are none. */
+  resources?: SessionResource[];
+}
+
+/** A request the egress proxy refused (reported with the next tool result). */
+export interface EgressDenial {
+  host: string;
+  port: number;
+  /** `CONNECT` for HTTPS tunnels, else the HTTP method of a plain request. */
+  method: string;
+  at: string;
 }
 
 /** Result of `provision`. */
@@ -433,6 +473,8 @@ export interface ExecuteResult {
   /** Set when this attempt had to create a fresh container (the previous one was lost or stopped). */
   provisioned?: SandboxInfo;
   duration_ms: number;
+  /** Requests the egress proxy refused since the previous tool call (limited network only). */
+  egress_denied?: EgressDenial[];
 }
 
 /** Input of `callMcpTool`: the server's configuration (secrets by name only) and the call. */

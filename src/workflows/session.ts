@@ -30,6 +30,7 @@ import { checkSignal } from '../shared/events.js';
 import type { RecordedEvent } from '../shared/events.js';
 import { Failure } from '../shared/failures.js';
 import { MEMO_EVENT, MEMO_SESSION, SA_AGENT, SA_ARCHIVED, SA_STATUS, Signals } from '../shared/names.js';
+import { sessionResources } from '../shared/repositories.js';
 import { resolveTools, roster } from '../shared/tools.js';
 import type {
   CallModelResult,
@@ -78,9 +79,11 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
   const limits = { ...input.agent.limits, ...input.limits };
   // A child that was handed its parent's sandbox runs its tools there, and never stops or removes it.
   const ownsSandbox = !input.delegation?.sandbox;
+  const resources = sessionResources(input);
   const sandboxRef: SandboxRef = input.delegation?.sandbox ?? {
     session_id: info.workflowId,
     config: { ...input.agent.sandbox, ...input.sandbox },
+    ...(resources.length > 0 ? { resources } : {}),
   };
   const tools = resolveTools(input.agent);
   const subAgents = roster(input.agent);

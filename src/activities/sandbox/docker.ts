@@ -10,6 +10,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type Docker from 'dockerode';
 import { Failure } from '../../shared/failures.js';
+import { repositoryPath } from '../../shared/repositories.js';
 import type {
   ExecuteInput,
   ExecuteResult,
@@ -18,6 +19,7 @@ import type {
   SandboxInfo,
   SandboxRef,
 } from '../../shared/types.js';
+import { GATEWAY_MOUNT, needsGateway, remoteUrl, type Gateway, type GatewayMount } from './gateway.js';
 
 /** Label on every container and volume Tandem creates. */
 export const LABEL_MANAGED = 'tandem.managed';
@@ -59,6 +61,7 @@ function labels(ref: SandboxRef, settings: SandboxSettings): Record<string, stri
 export function containerSpec(
   ref: SandboxRef,
   settings: SandboxSettings,
+  gateway?: GatewayMount,
 ): Docker.ContainerCreateOptions & { name: string } {
   const names = sandboxNames(ref.session_id);
   const c: SandboxConfig = ref.config;
@@ -70,7 +73,8 @@ export function containerSpec(
     User: SANDBOX_USER,
     WorkingDir: '/workspace',
     // The toolbox keeps its socket and full outputs on a tmpfs of its own, so a full /tmp cannot silence it.
-    Env: [`TANDEM_OUTPUT_CAP=${settings.outputCap}`, `TANDEM_RUN_DIR=${RUN_DIR}`],
+    // The gateway adds only loopback proxy addresses here: no secret is ever part of a container's spec.
+    Env: [`TANDEM_OUTPUT_CAP=${settings.outputCap}`, `TANDEM_RUN_DIR=${RUN_DIR}`, ...(gateway?.env ?? [])],
     Labels: labels(ref, settings),
     NetworkDisabled: true,
     HostConfig: {
@@ -81,7 +85,7 @@ export function containerSpec(
         '/tmp': `rw,nosuid,nodev,size=${Math.max(16, Math.min(1024, Math.floor((c.memory_mb ?? 1024) / 4)))}m`,
         [RUN_DIR]: 'rw,nosuid,nodev,size=64m,uid=1000,gid=1000,mode=0700',
       },
-      Binds: [`${names.volume}:/workspace`],
+      Binds: [`${names.volume}:/workspace`, ...(gateway ? [`${gateway.hostDir}:${GATEWAY_MOUNT}:ro`] : [])],
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges:true'],
       PidsLimit: c.pids_limit ?? 256,
@@ -156,7 +160,16 @@ export async function execInContainer(
 }
 
 /** Creates the sandbox activities over a Docker client. */
-export function createSandboxActivities({ docker, settings }: { docker: Docker; settings: SandboxSettings }) {
+export function createSandboxActivities({
+  docker,
+  settings,
+  gateway,
+}: {
+  docker: Docker;
+  settings: SandboxSettings;
+  /** Credential and egress proxies; sessions with repositories or limited egress need one. */
+  gateway?: Gateway;
+}) {
   const heartbeat = (details?: unknown) => {
     try {
       Context.current().heartbeat(details);
@@ -212,7 +225,17 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
    * removed and a fresh one is created on the same workspace volume (unless the workspace is ephemeral).
    */
   async function ensureRunning(ref: SandboxRef): Promise<{ container: Docker.Container; created?: SandboxInfo }> {
-    const spec = containerSpec(ref, settings);
+    let mount: GatewayMount | undefined;
+    if (needsGateway(ref)) {
+      if (!gateway)
+        throw ApplicationFailure.create({
+          type: Failure.SandboxProvisionFailed,
+          message: 'this session has repositories or limited egress, but this worker runs no gateway for them',
+          nonRetryable: true,
+        });
+      mount = await gateway.ensure(ref);
+    }
+    const spec = containerSpec(ref, settings, mount);
     const existing = docker.getContainer(spec.name);
     const inspect = () =>
       existing.inspect().catch((err: unknown) => {
@@ -224,7 +247,11 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
       await waitForEngine(); // no answer at all: the engine may be restarting
       return inspect();
     });
-    if (inspected?.State.Running && !inspected.State.Paused) return { container: docker.getContainer(inspected.Id) };
+    if (inspected?.State.Running && !inspected.State.Paused) {
+      const container = docker.getContainer(inspected.Id);
+      if (mount) await startForwarder(container, mount); // a no-op while one runs; a swept one comes back
+      return { container };
+    }
     if (inspected) {
       await existing.remove({ force: true }).catch((err: unknown) => {
         if (dockerStatus(err) !== 404) throw err;
@@ -249,7 +276,67 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
     }
     await container.start();
     await waitReady(container);
+    if (mount) {
+      try {
+        await startForwarder(container, mount);
+        await cloneRepositories(container, ref);
+      } catch (err) {
+        // Start afresh next attempt: a half-prepared container must not be found and reused.
+        await container.remove({ force: true }).catch(() => undefined);
+        throw err;
+      }
+    }
     return { container, created: await info(ref, container.id, 'running') };
+  }
+
+  /** Starts the in-container forwarder of the gateway's ports (detached) and waits until they accept connections. */
+  async function startForwarder(container: Docker.Container, mount: GatewayMount): Promise<void> {
+    const ports = mount.forwarder.slice(2).map((a) => a.split('=')[0]!);
+    const check = () => run(container, ['node', `${GATEWAY_MOUNT}/forward.mjs`, '--check', ...ports]);
+    if ((await check()).exitCode === 0) return;
+    const exec = await container.exec({ Cmd: mount.forwarder, User: SANDBOX_USER, AttachStdout: false, AttachStderr: false });
+    await exec.start({ Detach: true });
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const r = await check();
+      if (r.exitCode === 0) return;
+      if (Date.now() > deadline) throw lost(`the sandbox's gateway forwarder did not start on ports ${ports.join(', ')}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+
+  /**
+   * Clones the session's repositories through the credential proxy, or points an existing clone (on the
+   * persistent workspace) at the current phantom token.
+   */
+  async function cloneRepositories(container: Docker.Container, ref: SandboxRef): Promise<void> {
+    const token = await gateway!.token(ref);
+    for (const [i, repo] of (ref.resources ?? []).entries()) {
+      const path = repositoryPath(repo);
+      const url = remoteUrl(token, i, repo);
+      const exists = (await run(container, ['test', '-d', `${path}/.git`])).exitCode === 0;
+      const steps: string[][] = exists
+        ? [['git', '-C', path, 'remote', 'set-url', 'origin', url]]
+        : [
+            [
+              'git',
+              'clone',
+              '--quiet',
+              ...(repo.checkout?.type === 'branch' ? ['--branch', repo.checkout.name] : []),
+              url,
+              path,
+            ],
+            ...(repo.checkout?.type === 'commit' ? [['git', '-C', path, 'checkout', '--quiet', '--detach', repo.checkout.sha]] : []),
+          ];
+      for (const cmd of steps) {
+        const r = await run(container, cmd);
+        if (r.exitCode !== 0)
+          throw ApplicationFailure.create({
+            type: Failure.SandboxResourceFailed,
+            message: `could not ${exists ? 'update' : 'clone'} ${repo.url} into ${path}: ${r.stderr.trim().split('\n').slice(-3).join(' ').replaceAll(token, '***') || `exit ${r.exitCode}`}`,
+          });
+      }
+    }
   }
 
   /** Runs `fn` while heartbeating every 2 s: creating a container on a loaded engine can take longer than the timeout. */
@@ -341,6 +428,7 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
         );
       }
       const r = JSON.parse(line) as { content: string; is_error: boolean; truncated?: boolean; output_path?: string };
+      const denied = input.sandbox.config.network?.policy === 'limited' ? gateway?.drainDenials(input.sandbox.session_id) : undefined;
       return {
         content: r.content,
         is_error: r.is_error,
@@ -349,6 +437,7 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
         container_id: container.id,
         ...(created ? { provisioned: created } : {}),
         duration_ms: Date.now() - started,
+        ...(denied?.length ? { egress_denied: denied } : {}),
       };
     } finally {
       clearInterval(beat);
@@ -376,6 +465,7 @@ export function createSandboxActivities({ docker, settings }: { docker: Docker; 
     await docker.getContainer(names.container).remove({ force: true }).catch(gone);
     await waitRemoved(names.container);
     await docker.getVolume(names.volume).remove().catch(gone);
+    gateway?.close(ref.session_id);
   }
 
   async function waitRemoved(name: string): Promise<void> {

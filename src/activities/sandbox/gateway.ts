@@ -1,0 +1,444 @@
+/**
+ * The sandbox's only ways out, run by the worker on the host: a credential proxy for git and an egress proxy that
+ * enforces an allow-list. Both listen on unix sockets in a per-session host directory that is bind-mounted
+ * read-only into the session's container (which has no network); a forwarder inside the container
+ * (sandbox/forward.mjs) relays loopback TCP ports to them. The git proxy checks the session's phantom token, allows
+ * only the session's repositories (and, when configured, pushes to some branches only) and adds the real token
+ * from the vault on the way out, so the real token never enters the container or the workflow history.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { copyFileSync, chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
+import { ApplicationFailure } from '@temporalio/common';
+import { Failure } from '../../shared/failures.js';
+import { repositoryName, secretNames } from '../../shared/repositories.js';
+import type { EgressDenial, RepositoryResource, SandboxRef } from '../../shared/types.js';
+import { unknownSecretsMessage, type Vault } from '../../vault/index.js';
+
+/** Loopback port of the git credential proxy inside the container. */
+export const GIT_PORT = 47011;
+/** Loopback port of the egress proxy inside the container. */
+export const EGRESS_PORT = 47012;
+/** Where the per-session gateway directory is mounted in the container (read-only). */
+export const GATEWAY_MOUNT = '/run/tandem-gateway';
+/** Largest git push request the credential proxy buffers (to read its ref updates). */
+const MAX_PUSH_BYTES = 512 * 1024 * 1024;
+
+const FORWARDER = fileURLToPath(new URL('../../../sandbox/forward.mjs', import.meta.url));
+
+/** Worker-level settings of the gateway. */
+export interface GatewaySettings {
+  /** Host directory holding one subdirectory per session (sockets, phantom token, egress denials). */
+  root: string;
+  /** Names the egress proxy resolves to fixed addresses (`name -> address`), before DNS. */
+  hostMap?: Record<string, string>;
+}
+
+/** Default host directory of the gateway: `$TMPDIR/tandem-gateway`. */
+export function defaultGatewayRoot(): string {
+  return join(tmpdir(), 'tandem-gateway');
+}
+
+/** Whether a sandbox needs the gateway: it has repositories or limited egress. */
+export function needsGateway(ref: SandboxRef): boolean {
+  return (ref.resources?.length ?? 0) > 0 || ref.config.network?.policy === 'limited';
+}
+
+/** The container side of a session's gateway: its bind mount and the environment of the shell. */
+export interface GatewayMount {
+  hostDir: string;
+  env: string[];
+  forwarder: string[];
+}
+
+/** URL of a repository's remote inside the sandbox: the forwarded proxy port, with the phantom token. */
+export function remoteUrl(token: string, index: number, r: RepositoryResource): string {
+  return `http://tandem:${token}@127.0.0.1:${GIT_PORT}/${index}/${encodeURIComponent(repositoryName(r.url))}.git`;
+}
+
+/** Whether `host:port` matches an allow-list entry: `host`, `host:port`, or `*.domain` (subdomains only). */
+export function hostAllowed(allowed: string[], host: string, port: number): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
+  return allowed.some((entry) => {
+    const e = entry.toLowerCase().trim();
+    const m = /^(.*?)(?::(\d+))?$/.exec(e);
+    const pattern = m?.[1] ?? e;
+    if (m?.[2] && Number(m[2]) !== port) return false;
+    if (pattern.startsWith('*.')) return h.endsWith(pattern.slice(1)) && h.length > pattern.length - 1;
+    return h === pattern;
+  });
+}
+
+/** The ref updates of a git receive-pack request (its leading pkt-lines, up to the flush packet) and its capabilities. */
+export function receivePackRefs(body: Buffer): { refs: string[]; capabilities: string[] } {
+  const refs: string[] = [];
+  let capabilities: string[] = [];
+  let at = 0;
+  while (at + 4 <= body.length) {
+    const len = parseInt(body.subarray(at, at + 4).toString('latin1'), 16);
+    if (Number.isNaN(len)) throw new Error('malformed pkt-line');
+    if (len === 0) return { refs, capabilities };
+    if (len < 4 || at + len > body.length) throw new Error('truncated pkt-line');
+    const [line, caps] = body.subarray(at + 4, at + len).toString('utf8').replace(/\n$/, '').split('\0');
+    at += len;
+    if (caps !== undefined && refs.length === 0) capabilities = caps.trim().split(' ');
+    if (line!.startsWith('shallow ') || line!.startsWith('push-cert')) continue;
+    const parts = line!.split(' ');
+    if (parts.length >= 3) refs.push(parts.slice(2).join(' '));
+  }
+  throw new Error('no flush packet after the ref updates');
+}
+
+function pktLine(text: string | Buffer): Buffer {
+  const data = typeof text === 'string' ? Buffer.from(text) : text;
+  return Buffer.concat([Buffer.from((data.length + 4).toString(16).padStart(4, '0')), data]);
+}
+
+/**
+ * A receive-pack answer that rejects every ref with `reason`, so git prints it (`! [remote rejected] ... (reason)`)
+ * instead of a bare HTTP error.
+ */
+export function rejectPush(refs: string[], capabilities: string[], reason: string): Buffer {
+  const report = Buffer.concat([
+    pktLine('unpack ok\n'),
+    ...refs.map((r) => pktLine(`ng ${r} ${reason}\n`)),
+    Buffer.from('0000'),
+  ]);
+  if (!capabilities.includes('side-band-64k') && !capabilities.includes('side-band')) return report;
+  const max = capabilities.includes('side-band-64k') ? 65515 : 995;
+  const parts: Buffer[] = [];
+  for (let i = 0; i < report.length; i += max)
+    parts.push(pktLine(Buffer.concat([Buffer.from([1]), report.subarray(i, i + max)])));
+  return Buffer.concat([...parts, Buffer.from('0000')]);
+}
+
+/** Whether a push may update `ref`: any ref when `branches` is unset, else `refs/heads/<b>` for a listed `b`. */
+export function pushAllowed(branches: string[] | null | undefined, ref: string): boolean {
+  if (!branches) return true;
+  const m = /^refs\/heads\/(.+)$/.exec(ref);
+  if (!m) return false;
+  return branches.some((b) =>
+    b.endsWith('*') ? m[1]!.startsWith(b.slice(0, -1)) : m[1] === b,
+  );
+}
+
+function sessionKey(sessionId: string): string {
+  return `s-${createHash('sha256').update(sessionId).digest('hex').slice(0, 16)}`;
+}
+
+/** Reads the request body (up to `max` bytes). */
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        reject(new Error(`request larger than ${max} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function refuse(res: http.ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...headers });
+  res.end(`tandem: ${message}\n`);
+}
+
+/** Listens on a unix socket, taking it over when no live process answers on it. */
+async function listenOn(server: net.Server, path: string): Promise<boolean> {
+  const alive = await new Promise<boolean>((resolve) => {
+    const s = net.createConnection(path);
+    s.on('connect', () => (s.destroy(), resolve(true)));
+    s.on('error', () => resolve(false));
+  });
+  if (alive) return false; // another worker on this host serves it
+  rmSync(path, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  chmodSync(path, 0o666); // the sandbox user (uid 1000) connects through the read-only mount
+  return true;
+}
+
+interface SessionProxies {
+  ref: SandboxRef;
+  token: string;
+  dir: string;
+  servers: net.Server[];
+}
+
+/** The gateway of one worker: the proxies of the sessions whose sandboxes it provisions or runs tools in. */
+export class Gateway {
+  private readonly sessions = new Map<string, SessionProxies>();
+  private readonly starting = new Map<string, Promise<SessionProxies>>();
+
+  constructor(
+    private readonly settings: GatewaySettings,
+    private readonly vault: Vault | undefined,
+  ) {}
+
+  /** Fails with `Vault.SecretMissing` (not retryable) when the vault lacks a secret the sandbox names. */
+  checkSecrets(ref: SandboxRef): void {
+    const names = secretNames({ agent: {}, resources: ref.resources ?? [] });
+    if (names.length === 0) return;
+    const missing = this.vault ? this.vault.missing(names) : names;
+    if (missing.length > 0)
+      throw ApplicationFailure.create({
+        type: Failure.VaultSecretMissing,
+        message: this.vault
+          ? unknownSecretsMessage(missing)
+          : `this worker has no vault, so it cannot supply secret "${missing[0]}"; start the worker with a vault`,
+        nonRetryable: true,
+      });
+  }
+
+  /**
+   * Starts (or finds) the session's proxies and returns what the container needs: the host directory to mount
+   * and the environment. Idempotent; any worker on the host can take over a session whose proxy process died.
+   */
+  async ensure(ref: SandboxRef): Promise<GatewayMount> {
+    this.checkSecrets(ref);
+    const s = await this.start(ref);
+    s.ref = ref;
+    const env = ['TANDEM_SHELL_ENV_GIT_TERMINAL_PROMPT=0'];
+    const ports = [];
+    if ((ref.resources?.length ?? 0) > 0) ports.push(`${GIT_PORT}=${GATEWAY_MOUNT}/git.sock`);
+    if (ref.config.network?.policy === 'limited') {
+      const proxy = `http://127.0.0.1:${EGRESS_PORT}`;
+      for (const k of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'])
+        env.push(`TANDEM_SHELL_ENV_${k}=${proxy}`);
+      for (const k of ['NO_PROXY', 'no_proxy']) env.push(`TANDEM_SHELL_ENV_${k}=127.0.0.1,localhost`);
+      ports.push(`${EGRESS_PORT}=${GATEWAY_MOUNT}/egress.sock`);
+    }
+    return { hostDir: join(s.dir, 'sock'), env, forwarder: ['node', `${GATEWAY_MOUNT}/forward.mjs`, ...ports] };
+  }
+
+  /** The session's phantom token (random, worker-side; forgotten when the session's sandbox is removed). */
+  async token(ref: SandboxRef): Promise<string> {
+    return (await this.start(ref)).token;
+  }
+
+  private start(ref: SandboxRef): Promise<SessionProxies> {
+    const id = ref.session_id;
+    const existing = this.sessions.get(id);
+    if (existing && existing.servers.length === 2 && existing.servers.every((s) => s.listening))
+      return Promise.resolve(existing);
+    let p = this.starting.get(id);
+    if (!p) {
+      p = this.open(ref).finally(() => this.starting.delete(id));
+      this.starting.set(id, p);
+    }
+    return p;
+  }
+
+  private async open(ref: SandboxRef): Promise<SessionProxies> {
+    const dir = join(this.settings.root, sessionKey(ref.session_id));
+    mkdirSync(this.settings.root, { recursive: true, mode: 0o711 });
+    mkdirSync(join(dir, 'state'), { recursive: true, mode: 0o700 });
+    mkdirSync(join(dir, 'sock'), { recursive: true, mode: 0o755 });
+    chmodSync(dir, 0o711);
+    const tokenFile = join(dir, 'state', 'token');
+    let token: string;
+    try {
+      token = readFileSync(tokenFile, 'utf8').trim();
+    } catch {
+      token = randomBytes(24).toString('hex');
+      writeFileSync(tokenFile, token, { mode: 0o600 });
+    }
+    copyFileSync(FORWARDER, join(dir, 'sock', 'forward.mjs'));
+    chmodSync(join(dir, 'sock', 'forward.mjs'), 0o644);
+    const old = this.sessions.get(ref.session_id);
+    for (const srv of old?.servers ?? []) srv.close();
+    const s: SessionProxies = { ref, token, dir, servers: [] };
+    const git = http.createServer((req, res) => void this.git(s, req, res));
+    const egress = http.createServer((req, res) => void this.egressRequest(s, req, res));
+    egress.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) =>
+      this.egressConnect(s, req, socket, head),
+    );
+    for (const [server, name] of [
+      [git, 'git.sock'],
+      [egress, 'egress.sock'],
+    ] as const) {
+      if (await listenOn(server, join(dir, 'sock', name))) s.servers.push(server);
+    }
+    this.sessions.set(ref.session_id, s);
+    return s;
+  }
+
+  /** Requests the egress proxy refused since the last call, oldest first (and forgets them). */
+  drainDenials(sessionId: string): EgressDenial[] {
+    const file = join(this.settings.root, sessionKey(sessionId), 'state', 'denials.jsonl');
+    const taken = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    try {
+      renameSync(file, taken);
+    } catch {
+      return [];
+    }
+    try {
+      return readFileSync(taken, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as EgressDenial);
+    } finally {
+      rmSync(taken, { force: true });
+    }
+  }
+
+  /** Stops the session's proxies and forgets its phantom token. */
+  close(sessionId: string): void {
+    const s = this.sessions.get(sessionId);
+    this.sessions.delete(sessionId);
+    for (const srv of s?.servers ?? []) srv.close();
+    rmSync(join(this.settings.root, sessionKey(sessionId)), { recursive: true, force: true });
+  }
+
+  /** Stops every proxy of this worker (its sessions' directories stay for another worker to take over). */
+  shutdown(): void {
+    for (const s of this.sessions.values()) for (const srv of s.servers) srv.close();
+    this.sessions.clear();
+  }
+
+  // -- git credential proxy ------------------------------------------------------------------------------------
+
+  private async git(s: SessionProxies, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    try {
+      const auth = req.headers.authorization ?? '';
+      const given = auth.startsWith('Basic ')
+        ? Buffer.from(auth.slice(6), 'base64').toString('utf8').split(':').slice(1).join(':')
+        : '';
+      const ok = given.length === s.token.length && timingSafeEqual(Buffer.from(given), Buffer.from(s.token));
+      if (!ok) return refuse(res, 401, 'this proxy needs the session token', { 'www-authenticate': 'Basic realm="tandem"' });
+      const url = new URL(req.url ?? '/', 'http://proxy');
+      const m = /^\/(\d+)\/[^/]+\.git(\/info\/refs|\/git-upload-pack|\/git-receive-pack)$/.exec(url.pathname);
+      const repos = s.ref.resources ?? [];
+      const repo = m ? repos[Number(m[1])] : undefined;
+      if (!m || !repo) return refuse(res, 404, 'not a repository of this session');
+      const service = m[2] === '/info/refs' ? url.searchParams.get('service') : m[2]!.slice(1);
+      if (service !== 'git-upload-pack' && service !== 'git-receive-pack')
+        return refuse(res, 403, 'only the smart git protocol (fetch, push) goes through this proxy');
+      if (m[2] !== '/info/refs' && req.method !== 'POST') return refuse(res, 405, 'expected POST');
+      let body: Buffer | undefined;
+      if (req.method === 'POST') {
+        body = await readBody(req, MAX_PUSH_BYTES);
+        if (service === 'git-receive-pack' && repo.push_branches) {
+          const plain = req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body;
+          const { refs, capabilities } = receivePackRefs(plain);
+          const refused = refs.filter((r) => !pushAllowed(repo.push_branches, r));
+          if (refused.length > 0) {
+            const reason = `tandem: this session may push only to ${repo.push_branches.join(', ')}`;
+            res.writeHead(200, { 'content-type': 'application/x-git-receive-pack-result', 'cache-control': 'no-cache' });
+            return void res.end(rejectPush(refs, capabilities, reason));
+          }
+        }
+      }
+      const secret = repo.credential ? this.vault?.get(repo.credential) : undefined;
+      if (repo.credential && secret === undefined)
+        return refuse(res, 502, `the vault no longer holds secret "${repo.credential}"`);
+      const target = new URL(repo.url.replace(/\/+$/, '') + m[2] + url.search);
+      const headers: http.OutgoingHttpHeaders = {};
+      for (const h of ['content-type', 'accept', 'content-encoding', 'git-protocol', 'accept-encoding', 'user-agent'])
+        if (req.headers[h]) headers[h] = req.headers[h];
+      if (body) headers['content-length'] = body.length;
+      if (secret !== undefined) {
+        const basic = secret.includes(':') ? secret : `x-access-token:${secret}`;
+        headers.authorization = `Basic ${Buffer.from(basic).toString('base64')}`;
+      }
+      const client = target.protocol === 'https:' ? https : http;
+      const up = client.request(target, { method: req.method, headers }, (upRes) => {
+        if (upRes.statusCode === 401 || upRes.statusCode === 403) {
+          upRes.resume();
+          return refuse(res, 403, `the repository refused the credential of this session (HTTP ${upRes.statusCode})`);
+        }
+        const out: http.OutgoingHttpHeaders = {};
+        for (const h of ['content-type', 'cache-control', 'content-encoding', 'expires', 'pragma'])
+          if (upRes.headers[h]) out[h] = upRes.headers[h];
+        res.writeHead(upRes.statusCode ?? 502, out);
+        upRes.pipe(res);
+      });
+      up.on('error', (err) => {
+        if (!res.headersSent) refuse(res, 502, `the repository could not be reached: ${err.message}`);
+        else res.destroy();
+      });
+      up.end(body);
+    } catch (err) {
+      if (!res.headersSent) refuse(res, 400, (err as Error).message);
+    }
+  }
+
+  // -- egress proxy --------------------------------------------------------------------------------------------
+
+  private allowed(s: SessionProxies, host: string, port: number, method: string): boolean {
+    const net = s.ref.config.network;
+    if (net?.policy === 'limited' && hostAllowed(net.allowed_hosts ?? [], host, port)) return true;
+    const denial: EgressDenial = { host, port, method, at: new Date().toISOString() };
+    try {
+      appendFileSync(join(s.dir, 'state', 'denials.jsonl'), JSON.stringify(denial) + '\n', { mode: 0o600 });
+    } catch {
+      // the session's directory was removed: the session has ended
+    }
+    return false;
+  }
+
+  private address(host: string): string {
+    return this.settings.hostMap?.[host.toLowerCase()] ?? host;
+  }
+
+  private egressConnect(s: SessionProxies, req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    socket.on('error', () => undefined);
+    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(req.url ?? '');
+    if (!m) return void socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+    const host = m[1]!;
+    const port = Number(m[2]);
+    if (!this.allowed(s, host, port, 'CONNECT'))
+      return void socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\ntandem: ${host} is not in this sandbox's allowed hosts\n`);
+    const up = net.createConnection({ host: this.address(host), port }, () => {
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) up.write(head);
+      up.pipe(socket).pipe(up);
+    });
+    up.on('error', () => socket.end('HTTP/1.1 502 Bad Gateway\r\n\r\n'));
+  }
+
+  private egressRequest(s: SessionProxies, req: http.IncomingMessage, res: http.ServerResponse): void {
+    let target: URL;
+    try {
+      target = new URL(req.url ?? '');
+      if (target.protocol !== 'http:') throw new Error('not http');
+    } catch {
+      return refuse(res, 400, 'this is a proxy: send absolute http:// URLs, or CONNECT for https');
+    }
+    const port = Number(target.port || 80);
+    if (!this.allowed(s, target.hostname, port, req.method ?? 'GET'))
+      return refuse(res, 403, `${target.hostname} is not in this sandbox's allowed hosts`);
+    const headers = { ...req.headers };
+    for (const h of Object.keys(headers)) if (h.startsWith('proxy-')) delete headers[h];
+    const up = http.request(
+      { host: this.address(target.hostname), port, path: target.pathname + target.search, method: req.method, headers },
+      (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+      },
+    );
+    up.on('error', (err) => {
+      if (!res.headersSent) refuse(res, 502, `${target.hostname} could not be reached: ${err.message}`);
+      else res.destroy();
+    });
+    req.pipe(up);
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * A real git HTTP server on loopback for tests: `git http-backend` (CGI) behind a small Node server that requires
+ * `Authorization: Basic x-access-token:<token>`, like a git host with a personal access token.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A running git server. */
+export interface GitServer {
+  /** Base URL; repositories are `${url}/<name>.git`. */
+  url: string;
+  /** Directory holding the bare repositories. */
+  root: string;
+  /** Authorization headers seen, per request (to check what the proxy sent). */
+  requests: Array<{ method: string; path: string; authorized: boolean }>;
+  /** Creates a bare repository with one commit on `main` (a README) and returns its URL. */
+  createRepo(name: string): string;
+  /** `git` run in the bare repository (for example `log --format=%s main`). */
+  git(name: string, ...args: string[]): string;
+  close(): Promise<void>;
+}
+
+const GIT_ENV = { GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.com' };
+
+/** Starts the server; requests without the token get 401. */
+export async function startGitServer(token: string): Promise<GitServer> {
+  const root = mkdtempSync(join(tmpdir(), 'tandem-git-'));
+  const expected = `Basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`;
+  const requests: GitServer['requests'] = [];
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://git');
+    const authorized = req.headers.authorization === expected;
+    requests.push({ method: req.method ?? '', path: url.pathname, authorized });
+    if (!authorized) {
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="git"' });
+      res.end('unauthorized\n');
+      return;
+    }
+    const cgi = spawn('git', ['http-backend'], {
+      env: {
+        PATH: process.env.PATH,
+        GIT_PROJECT_ROOT: root,
+        GIT_HTTP_EXPORT_ALL: '1',
+        REMOTE_USER: 'x-access-token',
+        REQUEST_METHOD: req.method,
+        PATH_INFO: url.pathname,
+        QUERY_STRING: url.search.slice(1),
+        CONTENT_TYPE: req.headers['content-type'] ?? '',
+        HTTP_CONTENT_ENCODING: req.headers['content-encoding'] ?? '',
+        GIT_PROTOCOL: String(req.headers['git-protocol'] ?? ''),
+      },
+    });
+    req.pipe(cgi.stdin);
+    let head = Buffer.alloc(0);
+    let headersDone = false;
+    cgi.stdout.on('data', (chunk: Buffer) => {
+      if (headersDone) return void res.write(chunk);
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      headersDone = true;
+      let status = 200;
+      const headers: Record<string, string> = {};
+      for (const line of head.subarray(0, end).toString('latin1').split('\r\n')) {
+        const i = line.indexOf(':');
+        const k = line.slice(0, i).trim();
+        const v = line.slice(i + 1).trim();
+        if (k.toLowerCase() === 'status') status = parseInt(v, 10);
+        else headers[k] = v;
+      }
+      res.writeHead(status, headers);
+      res.write(head.subarray(end + 4));
+    });
+    cgi.stdout.on('end', () => res.end());
+    cgi.stderr.resume();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const git = (name: string, ...args: string[]) =>
+    execFileSync('git', ['-C', join(root, `${name}.git`), ...args], { env: { ...process.env, ...GIT_ENV } }).toString();
+  return {
+    url,
+    root,
+    requests,
+    git,
+    createRepo(name) {
+      const bare = join(root, `${name}.git`);
+      execFileSync('git', ['init', '--quiet', '--bare', '--initial-branch=main', bare]);
+      execFileSync('git', ['-C', bare, 'config', 'http.receivepack', 'true']);
+      const work = mkdtempSync(join(tmpdir(), 'tandem-git-work-'));
+      const env = { ...process.env, ...GIT_ENV };
+      execFileSync('git', ['init', '--quiet', '--initial-branch=main', work], { env });
+      writeFileSync(join(work, 'README.md'), `# ${name}\n`);
+      execFileSync('git', ['-C', work, 'add', 'README.md'], { env });
+      execFileSync('git', ['-C', work, 'commit', '--quiet', '-m', 'first commit'], { env });
+      execFileSync('git', ['-C', work, 'push', '--quiet', bare, 'main'], { env });
+      return `${url}/${name}.git`;
+    },
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
