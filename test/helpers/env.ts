@@ -20,6 +20,7 @@ import type { AgentDefinition, SessionInput, SessionState } from '../../src/shar
 import { createWorker, workflowsPath, type TandemWorker } from '../../src/worker.js';
 import { readSessionLog } from '../../src/client/log.js';
 import type { SessionEvent } from '../../src/shared/events.js';
+import type { Vault } from '../../src/vault/index.js';
 
 Runtime.install({ logger: new DefaultLogger('WARN') });
 
@@ -56,12 +57,14 @@ export async function startWorker(
   taskQueue: string,
   messagesUrl: string,
   address?: string,
+  extra: { env?: Record<string, string>; vault?: Vault } = {},
 ): Promise<TandemWorker & { done: Promise<void> }> {
-  const config = loadRuntimeConfig({ ...process.env, ...workerEnv(taskQueue, messagesUrl, address) });
+  const config = loadRuntimeConfig({ ...process.env, ...workerEnv(taskQueue, messagesUrl, address), ...extra.env });
   const w = await createWorker({
     config,
     workflowBundle: await workflowBundle(),
     anthropic: { baseURL: messagesUrl, apiKey: 'test-key' },
+    ...(extra.vault ? { vault: extra.vault } : {}),
   });
   const done = w.run();
   return { ...w, done };
@@ -221,6 +224,8 @@ export function useHarness(
     assertDone?: boolean;
     /** Save the file's session histories under this name (with TANDEM_RECORD_HISTORIES=1). */
     record?: string;
+    /** Worker environment on top of the test defaults, and the worker's vault (read when the worker starts). */
+    worker?: () => { env?: Record<string, string>; vault?: Vault };
   } = {},
 ) {
   const queue = uniqueQueue(prefix);
@@ -235,7 +240,7 @@ export function useHarness(
     h.client = await testClient();
     h.tandem = new TandemClient(h.client, queue);
     h.model = await startMessagesServer(opts.responder ? { responder: opts.responder } : {});
-    worker = await startWorker(queue, h.model.url);
+    worker = await startWorker(queue, h.model.url, undefined, opts.worker?.());
   });
   if (opts.assertDone) afterEach(() => h.model.assertDone());
   afterAll(async () => {
