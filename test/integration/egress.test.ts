@@ -1,0 +1,107 @@
+/**
+ * Egress: a sandbox has no network unless its agent asks for `network: {policy: limited, allowed_hosts}`; then its
+ * only way out is the worker's egress proxy, which lets allowed hosts through (CONNECT and plain HTTP) and records
+ * every refusal as a `sandbox.egress_denied` event.
+ */
+import { mkdtempSync } from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sandboxNames } from '../../src/activities/sandbox/docker.js';
+import { reply, toolUse } from '../fakes/messages-server.js';
+import { sessionEvents, startSession, testAgent, toolResults, useHarness, waitIdle } from '../helpers/env.js';
+
+const docker = new Docker();
+const h = useHarness('egress', {
+  assertDone: true,
+  record: 'egress',
+  worker: () => ({
+    env: {
+      TANDEM_GATEWAY_DIR: mkdtempSync(join(tmpdir(), 'tandem-gw-')),
+      TANDEM_EGRESS_HOST_MAP: 'allowed.test=127.0.0.1,denied.test=127.0.0.1',
+    },
+  }),
+});
+
+let server: http.Server;
+let port = 0;
+let hostIp = '';
+
+beforeAll(async () => {
+  // Listens on every address, so a sandbox could reach it over any network path it had.
+  server = http.createServer((req, res) => res.end(`hello from ${req.headers.host} ${req.url}\n`));
+  await new Promise<void>((r) => server.listen(0, '0.0.0.0', r));
+  port = (server.address() as AddressInfo).port;
+  const bridge = await docker.getNetwork('bridge').inspect();
+  hostIp = bridge.IPAM?.Config?.[0]?.Gateway ?? '172.17.0.1';
+});
+afterAll(async () => {
+  await new Promise((r) => server?.close(r));
+});
+
+describe('egress', () => {
+  it('lets allowed hosts through the proxy, refuses the rest and records each refusal', async () => {
+    h.model.push(
+      reply(toolUse('bash', { command: `curl -sS -m 10 http://allowed.test:${port}/plain` }, 'tu_allowed')),
+      reply(toolUse('bash', { command: `curl -sS -m 10 --proxytunnel http://allowed.test:${port}/tunnel` }, 'tu_tunnel')),
+      reply(toolUse('bash', { command: `curl -sS -m 10 http://denied.test:${port}/; echo "exit $?"` }, 'tu_denied')),
+      reply(toolUse('bash', { command: `curl -sS -m 10 --proxytunnel http://denied.test:${port}/; echo "exit $?"` }, 'tu_denied_tunnel')),
+      reply(toolUse('bash', { command: `curl -sS -m 5 --noproxy '*' http://${hostIp}:${port}/; echo "exit $?"` }, 'tu_direct')),
+      reply('Done.'),
+    );
+    const agent = testAgent({
+      sandbox: { memory_mb: 256, network: { policy: 'limited', allowed_hosts: ['allowed.test'] } },
+    });
+    const handle = await startSession(h.client, h.queue, { agent }, 'reach out');
+    await waitIdle(handle, 'end_turn', 6);
+    const results = toolResults(h.model.requests.at(-1)!);
+    expect(results.get('tu_allowed')?.content).toBe(`hello from allowed.test:${port} /plain`);
+    expect(results.get('tu_tunnel')?.content).toBe(`hello from allowed.test:${port} /tunnel`);
+    expect(results.get('tu_denied')?.content).toContain("tandem: denied.test is not in this sandbox's allowed hosts");
+    expect(results.get('tu_denied_tunnel')?.content).toMatch(/CONNECT.*403|403.*CONNECT|Received HTTP code 403/);
+    // No network path other than the proxy: the host's own address is unreachable from the sandbox.
+    expect(results.get('tu_direct')?.content).toMatch(/exit [1-9]/);
+    expect(results.get('tu_direct')?.content).not.toContain('hello from');
+
+    const denials = (await sessionEvents(h.client, handle)).filter((e) => e.type === 'sandbox.egress_denied');
+    expect(denials.map((d) => [d.host, d.port, d.method, d.tool_use_id])).toEqual([
+      ['denied.test', port, 'GET', 'tu_denied'],
+      ['denied.test', port, 'CONNECT', 'tu_denied_tunnel'],
+    ]);
+    const info = await docker.getContainer(sandboxNames(handle.workflowId).container).inspect();
+    expect(info.HostConfig.NetworkMode).toBe('none');
+    expect(info.Config.Env).toContain('TANDEM_SHELL_ENV_HTTPS_PROXY=http://127.0.0.1:47012');
+    await handle.cancel();
+  });
+
+  it('gives a sandbox with default networking no way out at all', async () => {
+    h.model.push(
+      reply(
+        toolUse(
+          'bash',
+          {
+            command:
+              `env | grep -i proxy; curl -sS -m 5 http://${hostIp}:${port}/; echo "host $?"; ` +
+              `curl -sS -m 5 -x http://127.0.0.1:47012 http://allowed.test:${port}/; echo "proxy $?"; ` +
+              'ls /run/tandem-gateway 2>&1; ip -o addr 2>/dev/null | grep -v " lo " ; cat /proc/net/route | wc -l',
+          },
+          'tu_none',
+        ),
+      ),
+      reply('Nothing.'),
+    );
+    const handle = await startSession(h.client, h.queue, { agent: testAgent() }, 'reach out');
+    await waitIdle(handle, 'end_turn', 2);
+    const out = toolResults(h.model.requests.at(-1)!).get('tu_none')?.content ?? '';
+    expect(out).not.toContain('hello from');
+    expect(out).toMatch(/host [1-9]/);
+    expect(out).toMatch(/proxy [1-9]/);
+    expect(out).not.toMatch(/HTTP_PROXY=/i);
+    expect(out).toContain('No such file or directory'); // no gateway mounted
+    expect(out.trim().endsWith('1')).toBe(true); // the routing table has its header line only
+    await handle.cancel();
+  });
+});

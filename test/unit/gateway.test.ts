@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { hostAllowed, pushAllowed, receivePackRefs, rejectPush, remoteUrl } from '../../src/activities/sandbox/gateway.js';
+import { parseAgentDefinition } from '../../src/config/agent.js';
+import { repositoryPath, secretNames } from '../../src/shared/resources.js';
+
+function pkt(s: string): string {
+  return (s.length + 4).toString(16).padStart(4, '0') + s;
+}
+
+describe('gateway', () => {
+  it('matches allowed hosts by name, port and subdomain wildcard', () => {
+    const allowed = ['api.example.com', '*.pypi.org', 'internal.test:8443'];
+    expect(hostAllowed(allowed, 'api.example.com', 443)).toBe(true);
+    expect(hostAllowed(allowed, 'API.Example.com.', 80)).toBe(true);
+    expect(hostAllowed(allowed, 'example.com', 443)).toBe(false);
+    expect(hostAllowed(allowed, 'evil-api.example.com', 443)).toBe(false);
+    expect(hostAllowed(allowed, 'files.pypi.org', 443)).toBe(true);
+    expect(hostAllowed(allowed, 'pypi.org', 443)).toBe(false);
+    expect(hostAllowed(allowed, 'xpypi.org', 443)).toBe(false);
+    expect(hostAllowed(allowed, 'internal.test', 8443)).toBe(true);
+    expect(hostAllowed(allowed, 'internal.test', 443)).toBe(false);
+    expect(hostAllowed([], 'api.example.com', 443)).toBe(false);
+  });
+
+  it('reads the ref updates of a receive-pack request and refuses other branches', () => {
+    const z = '0'.repeat(40);
+    const a = 'a'.repeat(40);
+    const body = Buffer.from(
+      pkt(`${z} ${a} refs/heads/main\0report-status side-band-64k agent=git/2.39\n`) +
+        pkt(`${z} ${a} refs/tags/v1\n`) +
+        '0000PACK...',
+    );
+    const { refs, capabilities } = receivePackRefs(body);
+    expect(refs).toEqual(['refs/heads/main', 'refs/tags/v1']);
+    expect(capabilities).toContain('side-band-64k');
+    expect(pushAllowed(['main', 'feature/*'], 'refs/heads/main')).toBe(true);
+    expect(pushAllowed(['main', 'feature/*'], 'refs/heads/feature/x')).toBe(true);
+    expect(pushAllowed(['main', 'feature/*'], 'refs/heads/mainline')).toBe(false);
+    expect(pushAllowed(['main'], 'refs/tags/v1')).toBe(false);
+    expect(pushAllowed(undefined, 'refs/tags/v1')).toBe(true);
+    expect(() => receivePackRefs(Buffer.from(pkt(`${z} ${a} refs/heads/main\n`)))).toThrow(/flush/);
+    const answer = rejectPush(refs, ['report-status'], 'no').toString();
+    expect(answer).toBe(`${pkt('unpack ok\n')}${pkt('ng refs/heads/main no\n')}${pkt('ng refs/tags/v1 no\n')}0000`);
+    expect(rejectPush(refs, capabilities, 'no').subarray(4, 5)[0]).toBe(1); // side band 1 carries the report
+  });
+
+  it('names repositories by URL and collects the secrets a session names', () => {
+    const r = { type: 'github_repository' as const, url: 'https://github.com/acme/widgets.git', credential: 'gh' };
+    expect(repositoryPath(r)).toBe('/workspace/widgets');
+    expect(remoteUrl('tok', 2, r)).toBe('http://tandem:tok@127.0.0.1:47011/2/widgets.git');
+    expect(secretNames({ agent: { resources: [r] }, resources: [{ ...r, credential: 'other' }], vault_ids: ['gh'] })).toEqual([
+      'gh',
+      'other',
+    ]);
+  });
+
+  it('reads repository resources from an agent file and refuses a token in place of a secret name', () => {
+    const agent = parseAgentDefinition(
+      'name: a\nmodel: m\nresources:\n  - type: github_repository\n    url: https://github.com/acme/widgets\n' +
+        '    checkout: {type: branch, name: dev}\n    credential: gh-token\n    push_branches: [dev]\n',
+      'a.yaml',
+    );
+    expect(agent.resources).toEqual([
+      { type: 'github_repository', url: 'https://github.com/acme/widgets', checkout: { type: 'branch', name: 'dev' }, credential: 'gh-token', push_branches: ['dev'] },
+    ]);
+    expect(() =>
+      parseAgentDefinition('name: a\nmodel: m\nresources:\n  - type: git_repository\n    url: https://x.test/r.git\n    credential: "ghp_abc def"\n', 'a.yaml'),
+    ).toThrow(/a.yaml:6:\d+: resources\[0\].credential: expected a vault secret name/);
+    expect(() =>
+      parseAgentDefinition('name: a\nmodel: m\nresources:\n  - type: git_repository\n    url: https://user:pw@x.test/r.git\n', 'a.yaml'),
+    ).toThrow(/resources\[0\].url: expected an http\(s\) URL without credentials/);
+  });
+});
