@@ -15,6 +15,7 @@ import { Vault } from './vault/index.js';
 import { temporalSettings } from './config/temporal.js';
 import { installRuntime, logLine } from './telemetry.js';
 import { defaultGatewayRoot, Gateway } from './activities/sandbox/gateway.js';
+import { codecFromEnv, tandemDataConverter } from './codec/index.js';
 
 /** Where the workflow code lives (bundled by the worker). */
 export const workflowsPath = fileURLToPath(new URL('./workflows/index.js', import.meta.url)).replace(
@@ -51,7 +52,9 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
   const temporal = temporalSettings({ address: config.TEMPORAL_ADDRESS, namespace: config.TEMPORAL_NAMESPACE });
   const nativeConnection = await NativeConnection.connect(temporal.connection);
   const connection = await Connection.connect(temporal.connection);
-  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  // Encrypted history: the worker's own client (the log reader of callModel) decodes with the same codec.
+  const dataConverter = tandemDataConverter(codecFromEnv({ TANDEM_PAYLOAD_KEY: config.TANDEM_PAYLOAD_KEY }));
+  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, ...(dataConverter ? { dataConverter } : {}) });
   // Temporal owns retries: the SDK must not retry behind its back (DESIGN rule 4).
   const anthropic = new Anthropic({
     maxRetries: 0,
@@ -96,6 +99,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     taskQueue: config.TANDEM_TASK_QUEUE,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath }),
     activities,
+    ...(dataConverter ? { dataConverter } : {}),
     // Heartbeats carry cancellation (interrupt): send them promptly.
     maxHeartbeatThrottleInterval: '1 second',
     defaultHeartbeatThrottleInterval: '1 second',

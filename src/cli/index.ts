@@ -15,6 +15,8 @@ import { Vault } from '../vault/index.js';
 import { loadRuntimeConfig } from '../config/env.js';
 import { addSessionCommands } from './sessions.js';
 import { addAgentCommands } from './agents.js';
+import { codecFromEnv } from '../codec/index.js';
+import { startCodecServer } from './codec-server.js';
 
 function fail(err: unknown): never {
   const message = err instanceof AgentFileError ? err.message : ((err as Error)?.message ?? String(err));
@@ -63,6 +65,21 @@ export function buildProgram(): Command {
     .command('worker')
     .description('run a worker on the task queue (TEMPORAL_ADDRESS, TANDEM_TASK_QUEUE)')
     .action(async () => (await import('./dev.js')).runWorker().catch(fail));
+
+  program
+    .command('codec-server')
+    .description('serve /encode and /decode with the TANDEM_PAYLOAD_KEY codec, for the Temporal UI (--ui-codec-endpoint)')
+    .option('--port <port>', 'port on 127.0.0.1', '8888')
+    .action(async (o: { port: string }) => {
+      try {
+        const codec = codecFromEnv();
+        if (!codec) throw new Error('TANDEM_PAYLOAD_KEY is not set, so there is nothing to decode; set it to the key the workers use');
+        await startCodecServer(codec, Number(o.port));
+        console.log(`tandem codec-server: http://127.0.0.1:${o.port} (POST /encode, /decode)`);
+      } catch (err) {
+        fail(err);
+      }
+    });
 
   program
     .command('demo')

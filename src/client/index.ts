@@ -13,6 +13,7 @@ import { unknownSecretsMessage, VaultError, type Vault } from '../vault/index.js
 import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, SA_AGENT, SA_STATUS, SESSION_WORKFLOW, Signals } from '../shared/names.js';
 import type { AgentDefinition, SessionInput, SessionResource, SessionState, SessionStatus, UserMessage } from '../shared/types.js';
 import { temporalSettings } from '../config/temporal.js';
+import { codecFromEnv, decodeHistoryInPlace, tandemDataConverter } from '../codec/index.js';
 import { resourceSchema } from '../config/agent.js';
 import { secretNames } from '../shared/repositories.js';
 import { decodeJsonPayload, readRunChain, readSessionLog } from './log.js';
@@ -164,6 +165,7 @@ export class TandemClient {
   /**
    * Connects with the SDK's environment configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`,
    * `TEMPORAL_TLS_*`, profiles) and `TANDEM_TASK_QUEUE`.
+   * With `TANDEM_PAYLOAD_KEY` set, payloads are encrypted and decrypted with it.
    */
   static async connect(opts: ConnectOptions = {}): Promise<TandemClient> {
     const settings = temporalSettings({ address: opts.address, namespace: opts.namespace });
@@ -172,7 +174,8 @@ export class TandemClient {
       const why = (err as Error).message.split('\n')[0];
       throw new Error(`cannot reach Temporal at ${address} (${why}); start a dev server with "tandem dev" or set TEMPORAL_ADDRESS`);
     });
-    const client = new Client({ connection, namespace: settings.namespace });
+    const dataConverter = tandemDataConverter(codecFromEnv());
+    const client = new Client({ connection, namespace: settings.namespace, ...(dataConverter ? { dataConverter } : {}) });
     return new TandemClient(client, opts.taskQueue);
   }
 
@@ -453,7 +456,7 @@ export class TandemClient {
           if (opts.signal?.aborted) return;
           return this.notFound(sessionId)(err);
         }
-        const raws = res.history?.events ?? [];
+        const raws = await decodeHistoryInPlace(res.history?.events ?? [], this.temporal.options.loadedDataConverter.payloadCodecs);
         for (const raw of raws) yield* fresh(decoder.decode(raw, offset));
         count += raws.length;
         if (res.nextPageToken?.length) {

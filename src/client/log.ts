@@ -6,6 +6,7 @@
 import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { temporal } from '@temporalio/proto';
+import { decodeHistoryInPlace } from '../codec/index.js';
 import { LogDecoder, type PayloadDecoder } from '../harness/decode.js';
 import type { SessionEvent } from '../shared/events.js';
 
@@ -15,7 +16,10 @@ type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 export const decodeJsonPayload: PayloadDecoder = (p) =>
   defaultPayloadConverter.fromPayload(p as Parameters<typeof defaultPayloadConverter.fromPayload>[0]);
 
-/** Reads the raw history events of one run (the latest run when `runId` is unset). */
+/**
+ * Reads the history events of one run (the latest run when `runId` is unset), with their payloads decoded by the
+ * client's payload codecs (encrypted history), so the log decoder sees plain JSON.
+ */
 export async function readHistory(client: Client, workflowId: string, runId?: string): Promise<HistoryEvent[]> {
   const events: HistoryEvent[] = [];
   let nextPageToken: Uint8Array | undefined;
@@ -29,7 +33,7 @@ export async function readHistory(client: Client, workflowId: string, runId?: st
     events.push(...(res.history?.events ?? []));
     nextPageToken = res.nextPageToken?.length ? res.nextPageToken : undefined;
   } while (nextPageToken);
-  return events;
+  return decodeHistoryInPlace(events, client.options.loadedDataConverter.payloadCodecs);
 }
 
 /** Closed runs never change: their histories are kept (a bounded number, least recently used first out). */

@@ -1,0 +1,137 @@
+/**
+ * Encrypted history: with TANDEM_PAYLOAD_KEY, the raw history (a client without the codec, and the dev server's
+ * SQLite file) holds no plaintext tool output or failure message, while the client library and the codec server
+ * decode it.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { TandemClient } from '../../src/client/index.js';
+import { readHistory } from '../../src/client/log.js';
+import { startCodecServer } from '../../src/cli/codec-server.js';
+import { freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
+import { AesGcmCodec, parsePayloadKeys, tandemDataConverter } from '../../src/codec/index.js';
+import { reply, startMessagesServer, toolUse, type MessagesServer } from '../fakes/messages-server.js';
+import { startWorker, testAgent, testClient, uniqueQueue, waitFor } from '../helpers/env.js';
+
+const key = randomBytes(32).toString('base64');
+const codec = new AesGcmCodec(parsePayloadKeys(key));
+const word = `plainword${randomBytes(8).toString('hex')}`;
+const missingSecret = `enc-missing-${randomBytes(4).toString('hex')}`;
+const dbFile = join(mkdtempSync(join(tmpdir(), 'tandem-enc-')), 'temporal.db');
+const queue = uniqueQueue('enc');
+let server: DevServer;
+let model: MessagesServer;
+let worker: Awaited<ReturnType<typeof startWorker>>;
+let tandem: TandemClient;
+let raw: Client;
+let codecServer: Server;
+
+beforeAll(async () => {
+  server = await startDevServer({ cli: inject('temporalCli'), port: await freePort(), dbFile, headless: true });
+  model = await startMessagesServer();
+  worker = await startWorker(queue, model.url, server.address, { env: { TANDEM_PAYLOAD_KEY: key } });
+  const connection = await Connection.connect({ address: server.address });
+  tandem = new TandemClient(new Client({ connection, dataConverter: tandemDataConverter(codec) }), queue);
+  raw = await testClient(server.address);
+}, 120_000);
+afterAll(async () => {
+  await worker?.shutdown();
+  await worker?.done;
+  await model?.close();
+  await new Promise((r) => (codecServer ? codecServer.close(r) : r(undefined)));
+  await server?.stop();
+});
+
+/** Every string in raw history events: payload bytes as UTF-8 text, everything else as it is. */
+function historyText(events: unknown[]): string {
+  const parts: string[] = [];
+  const walk = (v: unknown): void => {
+    if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'));
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+    else if (typeof v === 'string') parts.push(v);
+  };
+  walk(events);
+  return parts.join('\n');
+}
+
+describe('encrypted history', () => {
+  it('stores only ciphertext, while the client and the codec server decode it', async () => {
+    const reversed = [...word].reverse().join('');
+    model.push(reply(toolUse('bash', { command: `echo ${reversed} | rev` }, 'tu_word')), reply('Done.'));
+    const id = await tandem.start({ agent: testAgent(), message: 'print the word' });
+    const idle = (s: string) =>
+      waitFor(() => tandem.getSession(s), (st) => st.status === 'idle' && st.turn >= 2, 120_000, `${s} idle`);
+    await idle(id);
+    // The tool call of a second session fails in provisioning: its failure message names the missing secret.
+    model.push(reply(toolUse('bash', { command: 'true' }, 'tu_fail')), reply('Failed.'));
+    const failing = await tandem.start({
+      agent: testAgent(),
+      message: 'fail',
+      resources: [{ type: 'git_repository', url: 'http://127.0.0.1:9/r.git', credential: missingSecret }],
+    });
+    await idle(failing);
+
+    // Decoded through the codec: the tool output and the failure are there.
+    const events = await tandem.getEvents(id);
+    const result = events.find((e) => e.type === 'agent.tool_result');
+    expect(JSON.stringify(result?.content)).toContain(word);
+    const failed = await tandem.getEvents(failing);
+    const failedResult = failed.find((e) => e.type === 'agent.tool_result') as { content?: Array<{ text: string }> } | undefined;
+    expect(failedResult?.content?.[0]?.text).toContain(`the vault has no secret "${missingSecret}"`);
+    const history = await readHistory(tandem.temporal, failing);
+    const failure = history.find((e) => e.activityTaskFailedEventAttributes)?.activityTaskFailedEventAttributes?.failure;
+    expect(failure?.message).toContain(missingSecret);
+
+    // Read without the codec: ciphertext only, and the failure's message is not in the clear either.
+    for (const s of [id, failing]) {
+      const text = historyText(await readHistory(raw, s));
+      expect(text).toContain('binary/encrypted');
+      expect(text).not.toContain(word);
+      expect(text).not.toContain(missingSecret);
+      expect(text).not.toContain('print the word');
+    }
+    const rawFailure = (await readHistory(raw, failing)).find((e) => e.activityTaskFailedEventAttributes)
+      ?.activityTaskFailedEventAttributes?.failure;
+    expect(rawFailure?.message).toBe('Encoded failure');
+
+    // The dev server's database file holds no plaintext either (but does hold the sessions).
+    const files = [dbFile, `${dbFile}-wal`].filter(existsSync).map((f) => readFileSync(f));
+    const db = Buffer.concat(files);
+    expect(db.includes(Buffer.from(queue))).toBe(true);
+    expect(db.includes(Buffer.from('binary/encrypted'))).toBe(true);
+    expect(db.includes(Buffer.from(word))).toBe(false);
+    expect(db.includes(Buffer.from(missingSecret))).toBe(false);
+
+    // The codec server decodes what the UI shows: a payload of the raw history, with CORS for the browser.
+    const port = await freePort();
+    codecServer = await startCodecServer(codec, port);
+    const completed = (await readHistory(raw, id)).filter((e) => e.activityTaskCompletedEventAttributes);
+    const payloads = completed.flatMap((e) => e.activityTaskCompletedEventAttributes!.result!.payloads!);
+    const body = {
+      payloads: payloads.map((p) => ({
+        metadata: Object.fromEntries(Object.entries(p.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+        data: Buffer.from(p.data!).toString('base64'),
+      })),
+    };
+    const res = await fetch(`http://127.0.0.1:${port}/decode`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: 'http://localhost:8233' },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('access-control-allow-origin')).toBe('http://localhost:8233');
+    const decoded = (await res.json()) as { payloads: Array<{ data: string }> };
+    expect(decoded.payloads.map((p) => Buffer.from(p.data, 'base64').toString()).join('\n')).toContain(word);
+    const preflight = await fetch(`http://127.0.0.1:${port}/decode`, { method: 'OPTIONS', headers: { origin: 'http://x' } });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-headers')).toContain('x-namespace');
+
+    for (const s of [id, failing]) await tandem.temporal.workflow.getHandle(s).cancel();
+  });
+});
