@@ -4,7 +4,7 @@
  * could hold it, and the vault checked before start and at provision.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
@@ -133,9 +133,8 @@ describe('git resources through the credential proxy', () => {
       30_000,
       'container removal',
     );
-    // The phantom token died with the session: its gateway directory is gone.
-    const { readdirSync } = await import('node:fs');
-    expect(readdirSync(gatewayDir)).toEqual([]);
+    // The phantom token died with the session: its gateway directory is removed with the sandbox.
+    await waitFor(async () => readdirSync(gatewayDir), (d) => d.length === 0, 30_000, 'gateway directory removal');
   });
 
   it('refuses to start a session whose secret the vault lacks, and the worker fails provision without retrying', async () => {
