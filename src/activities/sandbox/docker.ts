@@ -249,7 +249,9 @@ export function createSandboxActivities({
     });
     if (inspected?.State.Running && !inspected.State.Paused) {
       const container = docker.getContainer(inspected.Id);
-      if (mount) await startForwarder(container, mount); // a no-op while one runs; a swept one comes back
+      // Checked once per container by this worker, and again after a shell was killed (the toolbox may then have
+      // swept every process, the forwarder included).
+      if (mount && !forwarding.has(inspected.Id)) await startForwarder(container, mount);
       return { container };
     }
     if (inspected) {
@@ -289,17 +291,22 @@ export function createSandboxActivities({
     return { container, created: await info(ref, container.id, 'running') };
   }
 
+  /** Containers whose gateway forwarder this worker has seen running. */
+  const forwarding = new Set<string>();
+
   /** Starts the in-container forwarder of the gateway's ports (detached) and waits until they accept connections. */
   async function startForwarder(container: Docker.Container, mount: GatewayMount): Promise<void> {
+    const id = container.id;
+    if (forwarding.size > 10_000) forwarding.clear(); // ids of long-gone containers: checking again is cheap
     const ports = mount.forwarder.slice(2).map((a) => a.split('=')[0]!);
     const check = () => run(container, ['node', `${GATEWAY_MOUNT}/forward.mjs`, '--check', ...ports]);
-    if ((await check()).exitCode === 0) return;
+    if ((await check()).exitCode === 0) return void forwarding.add(id);
     const exec = await container.exec({ Cmd: mount.forwarder, User: SANDBOX_USER, AttachStdout: false, AttachStderr: false });
     await exec.start({ Detach: true });
     const deadline = Date.now() + 10_000;
     for (;;) {
       const r = await check();
-      if (r.exitCode === 0) return;
+      if (r.exitCode === 0) return void forwarding.add(id);
       if (Date.now() > deadline) throw lost(`the sandbox's gateway forwarder did not start on ports ${ports.join(', ')}`);
       await new Promise((res) => setTimeout(res, 100));
     }
@@ -428,6 +435,8 @@ export function createSandboxActivities({
         );
       }
       const r = JSON.parse(line) as { content: string; is_error: boolean; truncated?: boolean; output_path?: string };
+      if (r.is_error && input.name === 'bash' && /timed out|cancelled|shell exited/.test(r.content))
+        forwarding.delete(container.id);
       const denied = input.sandbox.config.network?.policy === 'limited' ? gateway?.drainDenials(input.sandbox.session_id) : undefined;
       return {
         content: r.content,
