@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hostAllowed, pushAllowed, receivePackRefs, rejectPush, remoteUrl } from '../../src/activities/sandbox/gateway.js';
+import { hostAllowed, isLoopback, pushAllowed, receivePackRefs, rejectPush, remoteUrl } from '../../src/activities/sandbox/gateway.js';
 import { parseAgentDefinition } from '../../src/config/agent.js';
 import { repositoryPath, secretNames } from '../../src/shared/resources.js';
 
@@ -20,6 +20,13 @@ describe('gateway', () => {
     expect(hostAllowed(allowed, 'internal.test', 8443)).toBe(true);
     expect(hostAllowed(allowed, 'internal.test', 443)).toBe(false);
     expect(hostAllowed([], 'api.example.com', 443)).toBe(false);
+    // A credential goes over plain http only to this machine.
+    expect([isLoopback('127.0.0.1'), isLoopback('localhost'), isLoopback('10.0.0.1'), isLoopback('git.example.com')]).toEqual([
+      true,
+      true,
+      false,
+      false,
+    ]);
   });
 
   it('reads the ref updates of a receive-pack request and refuses other branches', () => {

@@ -128,6 +128,11 @@ export function pushAllowed(branches: string[] | null | undefined, ref: string):
   );
 }
 
+/** Whether a URL's host is this machine (the only place plain http may carry a credential). */
+export function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || /^127\./.test(hostname) || hostname === '[::1]' || hostname === '::1';
+}
+
 function sessionKey(sessionId: string): string {
   return `s-${createHash('sha256').update(sessionId).digest('hex').slice(0, 16)}`;
 }
@@ -351,6 +356,8 @@ export class Gateway {
       if (repo.credential && secret === undefined)
         return refuse(res, 502, `the vault no longer holds secret "${repo.credential}"`);
       const target = new URL(repo.url.replace(/\/+$/, '') + m[2] + url.search);
+      if (secret !== undefined && target.protocol === 'http:' && !isLoopback(target.hostname))
+        return refuse(res, 502, `will not send the credential of ${repo.url} over plain http; use https`);
       const headers: http.OutgoingHttpHeaders = {};
       for (const h of ['content-type', 'accept', 'content-encoding', 'git-protocol', 'accept-encoding', 'user-agent'])
         if (req.headers[h]) headers[h] = req.headers[h];
