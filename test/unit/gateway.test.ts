@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { hostAllowed, isLoopback, pushAllowed, receivePackRefs, rejectPush, remoteUrl } from '../../src/activities/sandbox/gateway.js';
+import { hostAllowed, pushAllowed, receivePackRefs, rejectPush, remoteUrl } from '../../src/activities/sandbox/gateway.js';
 import { parseAgentDefinition } from '../../src/config/agent.js';
-import { repositoryPath, secretNames } from '../../src/shared/resources.js';
+import { repositoryPath, secretNames } from '../../src/shared/repositories.js';
 
 function pkt(s: string): string {
   return (s.length + 4).toString(16).padStart(4, '0') + s;
@@ -20,13 +20,6 @@ describe('gateway', () => {
     expect(hostAllowed(allowed, 'internal.test', 8443)).toBe(true);
     expect(hostAllowed(allowed, 'internal.test', 443)).toBe(false);
     expect(hostAllowed([], 'api.example.com', 443)).toBe(false);
-    // A credential goes over plain http only to this machine.
-    expect([isLoopback('127.0.0.1'), isLoopback('localhost'), isLoopback('10.0.0.1'), isLoopback('git.example.com')]).toEqual([
-      true,
-      true,
-      false,
-      false,
-    ]);
   });
 
   it('reads the ref updates of a receive-pack request and refuses other branches', () => {
@@ -55,7 +48,7 @@ describe('gateway', () => {
     const r = { type: 'github_repository' as const, url: 'https://github.com/acme/widgets.git', credential: 'gh' };
     expect(repositoryPath(r)).toBe('/workspace/widgets');
     expect(remoteUrl('tok', 2, r)).toBe('http://tandem:tok@127.0.0.1:47011/2/widgets.git');
-    expect(secretNames({ agent: { resources: [r] }, resources: [{ ...r, credential: 'other' }], vault_ids: ['gh'] })).toEqual([
+    expect(secretNames({ agent: { resources: [r] }, resources: [{ ...r, credential: 'other' }, r] })).toEqual([
       'gh',
       'other',
     ]);
