@@ -226,7 +226,8 @@ export class TandemClient {
         maximumPageSize: 1,
       })
       .catch(() => undefined);
-    const payload = first?.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    const events = await decodeHistoryInPlace(first?.history?.events ?? [], this.temporal.options.loadedDataConverter.payloadCodecs);
+    const payload = events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
     const input = payload ? (decodeJsonPayload(payload) as Partial<SessionInput> | undefined) : undefined;
     const model = input?.agent?.model;
     const state = await this.temporal

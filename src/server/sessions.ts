@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http';
 import type { temporal } from '@temporalio/proto';
 import { compareEventIds, newSessionId, type TandemClient } from '../client/index.js';
 import { decodeJsonPayload } from '../client/log.js';
+import { decodeHistoryInPlace } from '../codec/index.js';
 import { checkSignal, EVENT_TYPES } from '../shared/events.js';
 import {
   GET_SESSION_QUERY,
@@ -127,7 +128,9 @@ export class SessionApi {
       execution: { workflowId: id, runId },
       maximumPageSize: 1,
     });
-    const payload = res.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    // Encrypted history: decode with the client's codecs first.
+    const events = await decodeHistoryInPlace(res.history?.events ?? [], this.temporal.options.loadedDataConverter.payloadCodecs);
+    const payload = events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
     if (!payload) throw new ApiError(500, `session "${id}" has no readable input`);
     return decodeJsonPayload(payload) as SessionInput;
   }

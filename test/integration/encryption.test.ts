@@ -77,7 +77,8 @@ describe('encrypted history', () => {
     });
     await idle(failing);
 
-    // Decoded through the codec: the tool output and the failure are there.
+    // Decoded through the codec: the session's input (what `tandem show` reads), the tool output and the failure.
+    expect((await tandem.describeSession(id)).model).toBe(testAgent().model);
     const events = await tandem.getEvents(id);
     const result = events.find((e) => e.type === 'agent.tool_result');
     expect(JSON.stringify(result?.content)).toContain(word);
