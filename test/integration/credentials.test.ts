@@ -4,7 +4,7 @@
  * could hold it, and the vault checked before start and at provision.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
@@ -15,7 +15,7 @@ import { Vault, VaultError } from '../../src/vault/index.js';
 import type { RepositoryResource } from '../../src/shared/types.js';
 import { startGitServer, type GitServer } from '../fakes/git-server.js';
 import { reply, toolUse } from '../fakes/messages-server.js';
-import { sessionEvents, startSession, testAgent, toolResults, useHarness, waitFor, waitIdle } from '../helpers/env.js';
+import { runCli, sessionEvents, startSession, testAgent, toolResults, useHarness, waitFor, waitIdle } from '../helpers/env.js';
 
 const docker = new Docker();
 // A regular expression that matches the canary without containing it, so a command that searches for it does
@@ -159,5 +159,20 @@ describe('git resources through the credential proxy', () => {
     const started = history.filter((e) => e.activityTaskStartedEventAttributes);
     expect(started.map((e) => e.activityTaskStartedEventAttributes!.attempt)).not.toContain(2);
     await handle.cancel();
+  });
+
+  it('tandem run refuses an agent file whose repository names a secret the vault lacks, in one sentence', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-agent-'));
+    const file = join(dir, 'agent.yaml');
+    writeFileSync(
+      file,
+      `name: repo-agent\nmodel: claude-sonnet-5-5\ntools: [{type: agent_toolset_20260401}]\nresources:\n` +
+        `  - {type: git_repository, url: '${git.url}/x.git', credential: absent-token}\n`,
+    );
+    const run = await runCli(['run', file, 'hi'], h.queue, h.model.url, { TANDEM_VAULT_FILE: vault.path });
+    expect(run.code).toBe(1);
+    expect(run.stderr.trim()).toBe(
+      'tandem: cannot start the session: the vault has no secret "absent-token"; add it with `tandem vault set absent-token` or the environment variable TANDEM_SECRET_ABSENT_TOKEN',
+    );
   });
 });
