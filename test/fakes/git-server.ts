@@ -3,7 +3,7 @@
  * `Authorization: Basic x-access-token:<token>`, like a git host with a personal access token.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -98,8 +98,10 @@ export async function startGitServer(token: string): Promise<GitServer> {
       execFileSync('git', ['-C', work, 'add', 'README.md'], { env });
       execFileSync('git', ['-C', work, 'commit', '--quiet', '-m', 'first commit'], { env });
       execFileSync('git', ['-C', work, 'push', '--quiet', bare, 'main'], { env });
+      rmSync(work, { recursive: true, force: true });
       return `${url}/${name}.git`;
     },
-    close: () => new Promise<void>((r) => server.close(() => r())),
+    close: () =>
+      new Promise<void>((r) => server.close(() => r())).then(() => rmSync(root, { recursive: true, force: true })),
   };
 }
