@@ -25,14 +25,31 @@ function toJson(p: Payload): JsonPayload {
   };
 }
 
-/** Starts the codec server on `host:port`; resolves with the server once it listens. */
-export async function startCodecServer(codec: PayloadCodec, port: number, host = '127.0.0.1'): Promise<http.Server> {
+/**
+ * Starts the codec server on `host:port`; resolves with the server once it listens. Browsers may call it only from
+ * `origins` (the Temporal UI): any other web page the user visits could otherwise have ciphertext decrypted.
+ * Requests without an Origin header (the `temporal` CLI, scripts) are served.
+ */
+export async function startCodecServer(
+  codec: PayloadCodec,
+  port: number,
+  origins: readonly string[],
+  host = '127.0.0.1',
+): Promise<http.Server> {
+  const allowed = new Set(origins.map((o) => o.replace(/\/+$/, '')));
   const server = http.createServer((req, res) => {
-    // The Temporal UI calls from the browser: answer its CORS preflight and echo its origin.
-    res.setHeader('access-control-allow-origin', req.headers.origin ?? '*');
-    res.setHeader('access-control-allow-methods', 'POST, OPTIONS');
-    res.setHeader('access-control-allow-headers', 'content-type, x-namespace, authorization');
-    res.setHeader('access-control-allow-credentials', 'true');
+    const origin = req.headers.origin;
+    if (origin !== undefined && !allowed.has(origin)) {
+      res.writeHead(403, { 'content-type': 'text/plain' });
+      return void res.end(`origin ${origin} may not use this codec server (allowed: ${[...allowed].join(', ')})\n`);
+    }
+    if (origin !== undefined) {
+      res.setHeader('access-control-allow-origin', origin);
+      res.setHeader('vary', 'origin');
+      res.setHeader('access-control-allow-methods', 'POST, OPTIONS');
+      res.setHeader('access-control-allow-headers', 'content-type, x-namespace, authorization');
+      res.setHeader('access-control-allow-credentials', 'true');
+    }
     if (req.method === 'OPTIONS') return void res.writeHead(204).end();
     const op = req.url?.replace(/\?.*$/, '').replace(/\/+$/, '');
     if (req.method !== 'POST' || (op !== '/encode' && op !== '/decode')) {

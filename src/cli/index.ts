@@ -70,11 +70,14 @@ export function buildProgram(): Command {
     .command('codec-server')
     .description('serve /encode and /decode with the TANDEM_PAYLOAD_KEY codec, for the Temporal UI (--ui-codec-endpoint)')
     .option('--port <port>', 'port on 127.0.0.1', '8888')
-    .action(async (o: { port: string }) => {
+    .option('--origin <url...>', 'web origins of the Temporal UI allowed to call it (default TANDEM_UI_ADDRESS, else http://127.0.0.1:8233 and http://localhost:8233)')
+    .action(async (o: { port: string; origin?: string[] }) => {
       try {
         const codec = codecFromEnv();
         if (!codec) throw new Error('TANDEM_PAYLOAD_KEY is not set, so there is nothing to decode; set it to the key the workers use');
-        await startCodecServer(codec, Number(o.port));
+        const ui = process.env.TANDEM_UI_ADDRESS;
+        const origins = o.origin ?? (ui ? [ui] : ['http://127.0.0.1:8233', 'http://localhost:8233']);
+        await startCodecServer(codec, Number(o.port), origins);
         console.log(`tandem codec-server: http://127.0.0.1:${o.port} (POST /encode, /decode)`);
       } catch (err) {
         fail(err);

@@ -52,4 +52,5 @@ export const VERBS: string[][] = [
   ['vault', 'set'],
   ['vault', 'list'],
   ['vault', 'rm'],
+  ['codec-server'],
 ];

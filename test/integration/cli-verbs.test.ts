@@ -53,7 +53,7 @@ describe('tandem --help', () => {
   it('every verb has a --help that names its usage, and the list of verbs is complete', async () => {
     // The verbs the command lists itself (top level, and the groups' sub-verbs) are the ones checked below.
     const commandsOf = (help: string) =>
-      [...(help.split('Commands:')[1] ?? '').matchAll(/^ {2}([a-z]+)/gm)].map((m) => m[1]!).filter((n) => n !== 'help');
+      [...(help.split('Commands:')[1] ?? '').matchAll(/^ {2}([a-z][a-z-]*)/gm)].map((m) => m[1]!).filter((n) => n !== 'help');
     const top = commandsOf((await runTandem(['--help'])).stdout);
     const listed = [...top.map((v) => [v])];
     for (const group of ['agents', 'vault'])

@@ -5,18 +5,18 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { TandemClient } from '../../src/client/index.js';
 import { readHistory } from '../../src/client/log.js';
-import { startCodecServer } from '../../src/cli/codec-server.js';
 import { freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { AesGcmCodec, parsePayloadKeys, tandemDataConverter } from '../../src/codec/index.js';
 import { reply, startMessagesServer, toolUse, type MessagesServer } from '../fakes/messages-server.js';
 import { startWorker, testAgent, testClient, uniqueQueue, waitFor } from '../helpers/env.js';
+import { repoRoot } from '../helpers/cli.js';
 
 const key = randomBytes(32).toString('base64');
 const codec = new AesGcmCodec(parsePayloadKeys(key));
@@ -29,7 +29,7 @@ let model: MessagesServer;
 let worker: Awaited<ReturnType<typeof startWorker>>;
 let tandem: TandemClient;
 let raw: Client;
-let codecServer: Server;
+let codecProcess: ChildProcess | undefined;
 
 beforeAll(async () => {
   server = await startDevServer({ cli: inject('temporalCli'), port: await freePort(), dbFile, headless: true });
@@ -43,7 +43,7 @@ afterAll(async () => {
   await worker?.shutdown();
   await worker?.done;
   await model?.close();
-  await new Promise((r) => (codecServer ? codecServer.close(r) : r(undefined)));
+  codecProcess?.kill();
   await server?.stop();
 });
 
@@ -109,29 +109,36 @@ describe('encrypted history', () => {
     expect(db.includes(Buffer.from(word))).toBe(false);
     expect(db.includes(Buffer.from(missingSecret))).toBe(false);
 
-    // The codec server decodes what the UI shows: a payload of the raw history, with CORS for the browser.
+    // `tandem codec-server` (a process) decodes what the UI shows, for the UI's origin and nobody else's.
     const port = await freePort();
-    codecServer = await startCodecServer(codec, port);
+    const codecServer = spawn(process.execPath, [join(repoRoot, 'bin', 'tandem'), 'codec-server', '--port', String(port), '--origin', 'http://localhost:8233'], {
+      env: { ...process.env, TANDEM_PAYLOAD_KEY: key },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    codecProcess = codecServer;
+    await new Promise<void>((resolve) => codecServer.stdout!.once('data', () => resolve()));
     const completed = (await readHistory(raw, id)).filter((e) => e.activityTaskCompletedEventAttributes);
     const payloads = completed.flatMap((e) => e.activityTaskCompletedEventAttributes!.result!.payloads!);
-    const body = {
+    const body = JSON.stringify({
       payloads: payloads.map((p) => ({
         metadata: Object.fromEntries(Object.entries(p.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
         data: Buffer.from(p.data!).toString('base64'),
       })),
-    };
-    const res = await fetch(`http://127.0.0.1:${port}/decode`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', origin: 'http://localhost:8233' },
-      body: JSON.stringify(body),
     });
+    const decode = (origin: string) =>
+      fetch(`http://127.0.0.1:${port}/decode`, { method: 'POST', headers: { 'content-type': 'application/json', origin }, body });
+    const res = await decode('http://localhost:8233');
     expect(res.status).toBe(200);
     expect(res.headers.get('access-control-allow-origin')).toBe('http://localhost:8233');
     const decoded = (await res.json()) as { payloads: Array<{ data: string }> };
     expect(decoded.payloads.map((p) => Buffer.from(p.data, 'base64').toString()).join('\n')).toContain(word);
-    const preflight = await fetch(`http://127.0.0.1:${port}/decode`, { method: 'OPTIONS', headers: { origin: 'http://x' } });
+    const preflight = await fetch(`http://127.0.0.1:${port}/decode`, { method: 'OPTIONS', headers: { origin: 'http://localhost:8233' } });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-headers')).toContain('x-namespace');
+    // Any other web page the user has open gets nothing.
+    const foreign = await decode('http://evil.example');
+    expect(foreign.status).toBe(403);
+    expect(await foreign.text()).not.toContain(word);
 
     for (const s of [id, failing]) await tandem.temporal.workflow.getHandle(s).cancel();
   });
