@@ -20,6 +20,7 @@ import type { AgentDefinition, SessionInput, SessionState } from '../../src/shar
 import { createWorker, workflowsPath, type TandemWorker } from '../../src/worker.js';
 import { readSessionLog } from '../../src/client/log.js';
 import type { SessionEvent } from '../../src/shared/events.js';
+import { runTandem, type CliRun } from './cli.js';
 import type { Vault } from '../../src/vault/index.js';
 
 Runtime.install({ logger: new DefaultLogger('WARN') });
@@ -252,25 +253,20 @@ export function useHarness(
   return h;
 }
 
-/** What a finished `tandem` process printed. */
-export interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `bin/tandem <args>` as a process against this worker's task queue and scripted model, to completion. */
 export function runCli(args: string[], queue: string, messagesUrl: string, env: Record<string, string> = {}): Promise<CliRun> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['bin/tandem', ...args], {
-      cwd: join(dirname(fileURLToPath(import.meta.url)), '..', '..'),
-      env: { ...process.env, ...workerEnv(queue, messagesUrl), NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runTandem(args, { ...workerEnv(queue, messagesUrl), ...env });
+}
+
+/** Every string of raw history events, with payload bytes read as UTF-8: what a leak check searches. */
+export function historyText(events: unknown[]): string {
+  const parts: string[] = [];
+  const walk = (v: unknown): void => {
+    if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'));
+    else if (typeof v === 'string') parts.push(v);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+  };
+  walk(events);
+  return parts.join('\n');
 }

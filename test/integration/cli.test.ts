@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import { startMessagesServer, reply, toolUse, apiError, type MessagesServer } from '../fakes/messages-server.js';
 import { freePort } from '../helpers/global-setup.js';
+import { runTandem, type CliRun } from '../helpers/cli.js';
 import { sessionState, startWorker, testClient, uniqueQueue, waitFor, waitIdle, workerEnv } from '../helpers/env.js';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -18,26 +19,9 @@ let worker: Awaited<ReturnType<typeof startWorker>>;
 const queue = uniqueQueue('cli');
 const children: ChildProcess[] = [];
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `tandem <args>` to completion. */
-function tandem(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['bin/tandem', ...args], {
-      cwd: root,
-      env: { ...process.env, ...workerEnv(queue, model.url), NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+/** Runs `tandem <args>` against this file's worker and scripted model. */
+function tandem(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runTandem(args, { ...workerEnv(queue, model.url), ...env });
 }
 
 beforeAll(async () => {
@@ -53,7 +37,7 @@ afterAll(async () => {
   await model?.close();
 });
 
-function sessionIdOf(run: Run): string {
+function sessionIdOf(run: CliRun): string {
   const m = /session (sesn_[a-z0-9]+) started/.exec(run.stderr);
   if (!m) throw new Error(`no session id in: ${run.stderr}`);
   return m[1]!;

@@ -15,7 +15,7 @@ import { Vault, VaultError } from '../../src/vault/index.js';
 import type { RepositoryResource } from '../../src/shared/types.js';
 import { startGitServer, type GitServer } from '../fakes/git-server.js';
 import { reply, toolUse } from '../fakes/messages-server.js';
-import { runCli, sessionEvents, startSession, testAgent, toolResults, useHarness, waitFor, waitIdle } from '../helpers/env.js';
+import { historyText, runCli, sessionEvents, startSession, testAgent, toolResults, useHarness, waitFor, waitIdle } from '../helpers/env.js';
 
 const docker = new Docker();
 // A regular expression that matches the canary without containing it, so a command that searches for it does
@@ -40,18 +40,6 @@ afterAll(async () => {
   await git?.close();
 });
 
-/** Every string in a raw history event: payload bytes as UTF-8 text, everything else as JSON. */
-function historyText(events: unknown[]): string {
-  const parts: string[] = [];
-  const walk = (v: unknown): void => {
-    if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'));
-    else if (Array.isArray(v)) v.forEach(walk);
-    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
-    else if (typeof v === 'string') parts.push(v);
-  };
-  walk(events);
-  return parts.join('\n');
-}
 
 describe('git resources through the credential proxy', () => {
   it('clones and pushes with the real token while no trace of it reaches the sandbox or the history', async () => {

@@ -15,7 +15,7 @@ import { readHistory } from '../../src/client/log.js';
 import { freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { AesGcmCodec, parsePayloadKeys, tandemDataConverter } from '../../src/codec/index.js';
 import { reply, startMessagesServer, toolUse, type MessagesServer } from '../fakes/messages-server.js';
-import { startWorker, testAgent, testClient, uniqueQueue, waitFor } from '../helpers/env.js';
+import { historyText, startWorker, testAgent, testClient, uniqueQueue, waitFor } from '../helpers/env.js';
 import { repoRoot } from '../helpers/cli.js';
 
 const key = randomBytes(32).toString('base64');
@@ -47,18 +47,6 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** Every string in raw history events: payload bytes as UTF-8 text, everything else as it is. */
-function historyText(events: unknown[]): string {
-  const parts: string[] = [];
-  const walk = (v: unknown): void => {
-    if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'));
-    else if (Array.isArray(v)) v.forEach(walk);
-    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
-    else if (typeof v === 'string') parts.push(v);
-  };
-  walk(events);
-  return parts.join('\n');
-}
 
 describe('encrypted history', () => {
   it('stores only ciphertext, while the client and the codec server decode it', async () => {

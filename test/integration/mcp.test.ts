@@ -30,6 +30,7 @@ import {
   useHarness,
   waitFor,
   waitIdle,
+  historyText,
 } from '../helpers/env.js';
 
 // The worker of this file reads this vault (createWorker's default `new Vault()` follows TANDEM_VAULT_FILE).
@@ -80,18 +81,6 @@ function mcpAgent(servers: McpServerConfig[], policy: 'always_allow' | 'always_a
   });
 }
 
-/** Every string and every byte field (payload data decoded as UTF-8) of a session's whole history. */
-async function historyText(client: Client, workflowId: string): Promise<string> {
-  const parts: string[] = [];
-  const walk = (v: unknown): void => {
-    if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'));
-    else if (typeof v === 'string') parts.push(v);
-    else if (Array.isArray(v)) v.forEach(walk);
-    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
-  };
-  walk(await readHistory(client, workflowId));
-  return parts.join('\n');
-}
 
 function activityTypes(history: Awaited<ReturnType<typeof readHistory>>): string[] {
   return history.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [e.activityTaskScheduledEventAttributes.activityType?.name ?? ''] : []));
@@ -154,7 +143,7 @@ describe('MCP tools through the harness', () => {
     expect(activityTypes(history)).not.toContain('execute');
     // Five model calls and four tool calls went to one server process, kept alive between them.
     expect(serverProcesses()).toBe(1);
-    expect(await historyText(h.client, handle.workflowId)).not.toContain(ENV_CANARY);
+    expect(historyText(await readHistory(h.client, handle.workflowId))).not.toContain(ENV_CANARY);
     await handle.cancel();
   });
 
@@ -228,7 +217,7 @@ describe('MCP tools through the harness', () => {
     expect(JSON.stringify(info)).not.toContain(CANARY);
 
     // Every payload of every history event: the secret's name is there, its value is not.
-    const all = await historyText(h.client, handle.workflowId);
+    const all = historyText(await readHistory(h.client, handle.workflowId));
     expect(all).toContain('search_token');
     expect(all).toContain('result for durable execution');
     expect(all).not.toContain(CANARY);
@@ -271,7 +260,7 @@ describe('MCP tools through the harness', () => {
     expect(req.body.tools?.map((t) => t.name)).not.toContain('lookup');
     expect(systemText(req)).toMatch(/MCP server \\"search2\\" is unavailable.*refused the credentials \(HTTP 401\)/);
     expect(systemText(req)).not.toContain('not-the-token');
-    expect(await historyText(h.client, handle.workflowId)).not.toContain(CANARY);
+    expect(historyText(await readHistory(h.client, handle.workflowId))).not.toContain(CANARY);
     await second.cancel();
   });
 
@@ -299,7 +288,7 @@ describe('MCP tools through the harness', () => {
     await handle.signal(Signals.wake, {});
     await waitIdle(handle, 'end_turn', 2);
     expect(toolResults(h.model.requests.at(-1)!).get('tu_late')).toEqual({ content: 'result for late', is_error: false });
-    expect(await historyText(h.client, handle.workflowId)).not.toContain(CANARY);
+    expect(historyText(await readHistory(h.client, handle.workflowId))).not.toContain(CANARY);
     await handle.cancel();
   });
 
