@@ -133,6 +133,23 @@ export function boundBlocks(blocks: ModelBlock[]): ModelBlock[] {
   });
 }
 
+/**
+ * Runs model work in an activity: heartbeats every 2 s (which carries cancellation), and turns what it throws into
+ * a cancellation when the activity was cancelled, or else into a typed model failure.
+ */
+async function modelWork<T>(ctx: Context, what: string, fn: () => Promise<T>): Promise<T> {
+  const beat = setInterval(() => ctx.heartbeat({ phase: what }), 2000);
+  try {
+    return await fn();
+  } catch (err) {
+    if (ctx.cancellationSignal.aborted) throw new CancelledFailure(`${what} cancelled`);
+    if (err instanceof ApplicationFailure) throw err;
+    throw translateModelError(err);
+  } finally {
+    clearInterval(beat);
+  }
+}
+
 /** Creates `callModel`. */
 export function createModelActivities({ anthropic, temporal, stallMs = 90_000, runTool, mcp }: ModelDeps) {
   /**
@@ -161,8 +178,7 @@ export function createModelActivities({ anthropic, temporal, stallMs = 90_000, r
     if (!input0) throw ApplicationFailure.nonRetryable('session log has no input', Failure.LogInvalid);
     const agent = input0.agent;
     const budgetTokens = { ...agent.limits, ...input0.limits }.context_tokens;
-    const beat = setInterval(() => ctx.heartbeat({ phase: 'model' }), 2000);
-    try {
+    return modelWork(ctx, 'model call', async () => {
       // MCP tools sit next to the built-in ones; a missing secret fails here (Vault.SecretMissing, not retryable).
       let offer: McpOffer | undefined;
       if (mcp && (agent.mcp_servers?.length ?? 0) > 0) {
@@ -203,13 +219,7 @@ export function createModelActivities({ anthropic, temporal, stallMs = 90_000, r
         duration_ms: Date.now() - started,
         ...(compaction ? { compaction } : {}),
       };
-    } catch (err) {
-      if (ctx.cancellationSignal.aborted) throw new CancelledFailure('model call cancelled');
-      if (err instanceof ApplicationFailure) throw err;
-      throw translateModelError(err);
-    } finally {
-      clearInterval(beat);
-    }
+    });
   }
 
   /**
@@ -264,8 +274,7 @@ export function createModelActivities({ anthropic, temporal, stallMs = 90_000, r
     const request = graderRequest(agent, input.outcome, log.events, graderTools(builtinDefinitions, !!sandbox));
     const usage: Usage = { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
     let model = request.model;
-    const beat = setInterval(() => ctx.heartbeat({ phase: 'grader' }), 2000);
-    try {
+    return modelWork(ctx, 'evaluation', async () => {
       for (let call = 0; call < MAX_GRADER_CALLS; call++) {
         const { message } = await stream(request, ctx);
         model = message.model;
@@ -299,13 +308,7 @@ export function createModelActivities({ anthropic, temporal, stallMs = 90_000, r
         request.messages.push({ role: 'user', content: results });
       }
       return { result: 'failed', explanation: `The grader gave no verdict in ${MAX_GRADER_CALLS} model calls.`, usage, model };
-    } catch (err) {
-      if (ctx.cancellationSignal.aborted) throw new CancelledFailure('evaluation cancelled');
-      if (err instanceof ApplicationFailure) throw err;
-      throw translateModelError(err);
-    } finally {
-      clearInterval(beat);
-    }
+    });
   }
 
   return { callModel, gradeOutcome };

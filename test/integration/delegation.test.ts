@@ -4,6 +4,7 @@
  */
 import Docker from 'dockerode';
 import proto from '@temporalio/proto';
+import type { WorkflowHandle } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { apiError, reply, text, toolUse, type PlainStep, type RecordedRequest } from '../fakes/messages-server.js';
 import { readHistory } from '../../src/client/log.js';
@@ -77,6 +78,11 @@ async function executeSpans(id: string): Promise<Array<[number, number]>> {
     }
   }
   return spans;
+}
+
+/** The ID of the first child session a session runs, once it runs one. */
+function firstChild(handle: WorkflowHandle): Promise<string | undefined> {
+  return waitFor(async () => (await sessionState(handle)).children?.[0], (id) => id !== undefined, 60_000, 'child session');
 }
 
 function threads(events: SessionEvent[]): SessionEvent[] {
@@ -201,12 +207,7 @@ describe('delegation to sub-agents', () => {
     scripts.set('You are lead.', [reply(toolUse('delegate', { agent: 'sleeper', task: 'sleep-task: wait a while' }, 'tu_sl'))]);
     scripts.set('sleep-task', [reply(toolUse('bash', { command: 'sleep 120' }, 'tu_sleep'))]);
     const handle = await startSession(h.client, h.queue, { agent: lead([worker('sleeper')]) }, 'start a long job');
-    const childId = await waitFor(
-      async () => (await sessionState(handle)).children?.[0],
-      (id) => id !== undefined,
-      60_000,
-      'child session',
-    );
+    const childId = await firstChild(handle);
     await waitFor(
       () => docker.getContainer(sandboxNames(childId!).container).top().then((t) => JSON.stringify(t.Processes), () => ''),
       (ps) => ps.includes('sleep 120'),
@@ -231,12 +232,7 @@ describe('delegation to sub-agents', () => {
     scripts.set('You are lead.', [reply(toolUse('delegate', { agent: 'flaky', task: 'flaky-task: try' }, 'tu_fl')), reply('Got it.')]);
     scripts.set('flaky-task', [apiError(400, { message: 'bad request for now' }), reply('flaky answered')]);
     const handle = await startSession(h.client, h.queue, { agent: lead([worker('flaky')]) }, 'try the flaky one');
-    const childId = await waitFor(
-      async () => (await sessionState(handle)).children?.[0],
-      (id) => id !== undefined,
-      60_000,
-      'child session',
-    );
+    const childId = await firstChild(handle);
     const child = h.client.workflow.getHandle(childId!);
     await waitIdle(child, 'retries_exhausted', 0);
     expect((await sessionState(handle)).status).toBe('running');
@@ -276,12 +272,7 @@ describe('delegation to sub-agents', () => {
     ]);
     scripts.set('build-task', [reply(toolUse('bash', { command: 'sleep 4; echo build-ok' }, 'tu_make')), reply('build-ok reported')]);
     const handle = await startSession(h.client, h.queue, { agent: lead([worker('builder')]) }, 'build');
-    const childId = await waitFor(
-      async () => (await sessionState(handle)).children?.[0],
-      (id) => id !== undefined,
-      60_000,
-      'child session',
-    );
+    const childId = await firstChild(handle);
     const container = docker.getContainer(sandboxNames(childId!).container);
     // Kill it while the tool call runs in it.
     await waitFor(
