@@ -125,6 +125,9 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
         break;
       }
       case 'span.model_request_start':
+        // Every result of the previous tool turn is in by now: close it, so that a message arriving during this
+        // call waits for this call's reply instead of landing before it.
+        closeToolTurn();
         modelInFlight = true;
         break;
       case 'span.model_request_end':

@@ -9,6 +9,7 @@ import {
   allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
   ChildWorkflowCancellationType,
   ChildWorkflowFailure,
   condition,
@@ -17,6 +18,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   setDefaultSignalHandler,
   setHandler,
@@ -69,6 +71,11 @@ const agentKey = defineSearchAttributeKey(SA_AGENT, SearchAttributeType.KEYWORD)
 const archivedKey = defineSearchAttributeKey(SA_ARCHIVED, SearchAttributeType.KEYWORD);
 
 type ToolUse = Extract<ModelBlock, { type: 'tool_use' }>;
+
+/** Patch: a step does not start once an interrupt has arrived (sessions begun before it start it). */
+const INTERRUPT_GATES_STEPS = 'interrupt-gates-steps';
+/** Patch: cancelling a session ends it at once, without recording the cancelled step as a failure. */
+const CANCEL_ENDS_SESSION = 'cancel-ends-session';
 
 /**
  * Runs one session until it is cancelled. A session started by a delegation ends when its turn does, and returns
@@ -185,7 +192,8 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
   });
   setHandler(wakeSignal, (payload) => {
     if (!accept(Signals.wake, payload)) return;
-    wakeRequested = true;
+    // Only a session waiting on an error is retried; a wake during a turn must not retry a later failure unasked.
+    if (state.status === 'idle') wakeRequested = true;
     // A child waiting on an error is woken with its parent.
     for (const id of children) getExternalWorkflowHandle(id).signal(wakeSignal, {}).catch(() => undefined);
   });
@@ -231,8 +239,15 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     reportError({ type: 'Signal.Invalid', message: `unknown signal "${name}"`, retryable: false });
   });
 
+  /** Whether `err` is the cancellation of the whole session (not an interrupt): it ends the session, not a step. */
+  function sessionCancelled(err: unknown): boolean {
+    return isCancellation(err) && !interrupted && patched(CANCEL_ENDS_SESSION);
+  }
+
   /** Runs `fn` in a scope that `user.interrupt` cancels. */
   async function interruptible<T>(fn: () => Promise<T>): Promise<T> {
+    // An interrupt that arrived while the last step was finishing stops the next one before it starts.
+    if (interrupted && patched(INTERRUPT_GATES_STEPS)) throw new CancelledFailure('interrupted by the user');
     const scope = new CancellationScope();
     inFlight = scope;
     try {
@@ -257,6 +272,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
         await interruptible(() => hands.callMcpTool(mcp.call));
       } catch (err) {
         if (interrupted && isCancellation(err)) return;
+        if (sessionCancelled(err)) throw err;
         if (!(err instanceof ActivityFailure)) throw err; // the decoder shows the failure as an agent.mcp_tool_result
       }
       return;
@@ -265,6 +281,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       await ensureSandbox();
     } catch (err) {
       if (interrupted && isCancellation(err)) return;
+      if (sessionCancelled(err)) throw err;
       if (!(err instanceof ActivityFailure)) throw err;
       record({
         type: 'agent.tool_result',
@@ -286,6 +303,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       if (result.provisioned) state.sandboxes = [result.provisioned];
     } catch (err) {
       if (interrupted && isCancellation(err)) return;
+      if (sessionCancelled(err)) throw err;
       if (!(err instanceof ActivityFailure)) throw err;
       // The log decoder turns the failed activity into an `agent.tool_result` with `is_error`.
       if (err.cause instanceof ApplicationFailure && err.cause.type === Failure.SandboxLost) state.sandboxes = [];
@@ -359,17 +377,18 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
   async function runDelegations(uses: ToolUse[]): Promise<void> {
     if (uses.length === 0) return;
     const shared = uses.filter((u) => u.input.sandbox === 'share');
+    const fresh = uses.filter((u) => !shared.includes(u));
     if (shared.length > 0) {
       try {
         await ensureSandbox();
       } catch (err) {
         if (interrupted && isCancellation(err)) return;
+        if (sessionCancelled(err)) throw err;
         if (!(err instanceof ActivityFailure)) throw err;
         for (const u of shared) toolError(u, `The sandbox could not be provisioned: ${err.cause?.message ?? err.message}`);
-        return;
+        shared.length = 0; // the fresh delegations still run
       }
     }
-    const fresh = uses.filter((u) => !shared.includes(u));
     const together = input.agent.multiagent?.concurrent_sandbox === true;
     await interruptible(async () => {
       const inTurn = async () => {
@@ -468,6 +487,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
         );
       } catch (err) {
         if (interrupted && isCancellation(err)) return { type: 'end_turn' };
+        if (sessionCancelled(err)) throw err;
         if (!(err instanceof ActivityFailure)) throw err;
         const cause = err.cause;
         const type = cause instanceof ApplicationFailure && cause.type ? cause.type : 'Model.Unknown';
@@ -482,7 +502,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       state.last_error = null;
       addUsage(result);
       const text = result.content.map((b) => (b.type === 'text' ? b.text : '')).join('');
-      if (text.trim() !== '') lastText = text;
+      lastText = text.trim() !== '' ? text : null; // a delegated session answers with its last reply's text
       const uses = result.content.filter((b): b is ToolUse => b.type === 'tool_use');
       if (uses.length === 0 || result.stop_reason !== 'tool_use') {
         if (newInput && !interrupted) continue; // steering arrived while the model answered
@@ -517,6 +537,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       ({ result: verdict, explanation, usage } = graded);
       for (const k of Object.keys(state.usage) as Array<keyof Usage>) state.usage[k] += graded.usage[k];
     } catch (err) {
+      if (sessionCancelled(err)) throw err;
       if (interrupted && isCancellation(err)) {
         verdict = 'interrupted';
         explanation = 'The user interrupted the evaluation.';
@@ -564,7 +585,6 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
 
   try {
     if (carry?.in_turn) {
-      interrupted = false;
       const stop = await runTurnToOutcome(carry.in_turn.calls);
       setStatus('idle', stop);
       if (delegationDone(stop)) return await finishDelegation(interrupted ? { type: 'interrupted' } : stop);

@@ -71,6 +71,24 @@ describe('buildMessages', () => {
     expect(messages[2]!.content).toEqual([{ type: 'text', text: 'steer while it thinks' }]);
   });
 
+  it('places a message that arrived during the model call after a tool turn after that call\'s answer', () => {
+    const { messages } = buildMessages([
+      user('go'),
+      ev('span.model_request_start', { id: 'r1' }),
+      use('r1', 't1'),
+      ev('span.model_request_end', { is_error: false }),
+      result('t1', 'one'),
+      ev('span.model_request_start'),
+      user('steer during the second call'),
+      say('r2', 'second answer'),
+      ev('span.model_request_end', { is_error: false }),
+    ]);
+    expect(messages.map((m) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant', 'user']);
+    expect(messages[2]!.content).toEqual([{ type: 'tool_result', tool_use_id: 't1', content: 'one', is_error: false }]);
+    expect(messages[3]!.content).toEqual([{ type: 'text', text: 'second answer' }]);
+    expect(messages[4]!.content).toEqual([{ type: 'text', text: 'steer during the second call' }]);
+  });
+
   it('keeps a message that arrived during a failed or cancelled model call', () => {
     const { messages } = buildMessages([
       user('go'),
