@@ -77,6 +77,40 @@ describe('egress', () => {
     await handle.cancel();
   });
 
+  it('refuses an allowed name that leads to the worker host, and survives a CONNECT to a port that cannot exist', async () => {
+    h.model.push(
+      // `localhost` is allowed but not in the host map: its address is the worker's own host.
+      reply(toolUse('bash', { command: `curl -sS -m 10 --noproxy '' -x http://127.0.0.1:47012 http://localhost:${port}/; echo "exit $?"` }, 'tu_local')),
+      reply(
+        toolUse(
+          'bash',
+          {
+            command:
+              `python3 -c "import socket; s = socket.create_connection(('127.0.0.1', 47012)); ` +
+              `s.sendall(b'CONNECT allowed.test:99999 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'); print(s.recv(200).decode())"`,
+          },
+          'tu_port',
+        ),
+      ),
+      reply(toolUse('bash', { command: `curl -sS -m 10 http://allowed.test:${port}/after` }, 'tu_after')),
+      reply('Done.'),
+    );
+    const agent = testAgent({
+      sandbox: { memory_mb: 256, network: { policy: 'limited', allowed_hosts: ['allowed.test', 'localhost'] } },
+    });
+    const handle = await startSession(h.client, h.queue, { agent }, 'reach the host');
+    await waitIdle(handle, 'end_turn', 4);
+    const results = toolResults(h.model.requests.at(-1)!);
+    expect(results.get('tu_local')?.content).toContain('tandem: localhost does not lead to the internet');
+    expect(results.get('tu_local')?.content).not.toContain('hello from');
+    expect(results.get('tu_port')?.content).toContain('HTTP/1.1 400 Bad Request');
+    // The proxy, and the worker it runs in, are still there.
+    expect(results.get('tu_after')?.content).toBe(`hello from allowed.test:${port} /after`);
+    const denials = (await sessionEvents(h.client, handle)).filter((e) => e.type === 'sandbox.egress_denied');
+    expect(denials.map((d) => [d.host, d.tool_use_id])).toEqual([['localhost', 'tu_local']]);
+    await handle.cancel();
+  });
+
   it('gives a sandbox with default networking no way out at all', async () => {
     h.model.push(
       reply(

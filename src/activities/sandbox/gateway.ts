@@ -14,6 +14,8 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { lookup } from 'node:dns/promises';
+import { lstatSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { ApplicationFailure } from '@temporalio/common';
 import { Failure } from '../../shared/failures.js';
@@ -29,6 +31,8 @@ export const EGRESS_PORT = 47012;
 export const GATEWAY_MOUNT = '/run/tandem-gateway';
 /** Largest git push request the credential proxy buffers (to read its ref updates). */
 const MAX_PUSH_BYTES = 512 * 1024 * 1024;
+/** Most a gzip-encoded push may inflate to while its ref updates are read (a gzip bomb stops here). */
+const MAX_INFLATED_PUSH = 64 * 1024 * 1024;
 
 const FORWARDER = fileURLToPath(new URL('../../../sandbox/forward.mjs', import.meta.url));
 
@@ -130,7 +134,37 @@ export function pushAllowed(branches: string[] | null | undefined, ref: string):
 
 /** Whether a URL's host is this machine (the only place plain http may carry a credential). */
 export function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || /^127\./.test(hostname) || hostname === '[::1]' || hostname === '::1';
+  return hostname === 'localhost' || (net.isIPv4(hostname) && hostname.startsWith('127.')) || hostname === '[::1]' || hostname === '::1';
+}
+
+/**
+ * Whether an address is this host, a private network, link-local (cloud metadata) or otherwise not the internet:
+ * an allowed name that resolves there would lead the sandbox to the worker's own services.
+ */
+export function isInternalAddress(address: string): boolean {
+  const v4 = net.isIPv4(address) ? address : /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
+  if (v4) {
+    const [a, b] = v4.split('.').map(Number) as [number, number];
+    return a === 0 || a === 10 || a === 127 || a >= 224 || (a === 100 && b >= 64 && b < 128) ||
+      (a === 169 && b === 254) || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168);
+  }
+  const h = address.toLowerCase();
+  return h === '::' || h === '::1' || /^f[cd]/.test(h) || /^fe[89ab]/.test(h) || /^ff/.test(h);
+}
+
+/**
+ * The gateway root must be this process's own directory that nobody else can write: in a shared /tmp, another
+ * user could otherwise have made it first and planted sockets or phantom tokens.
+ */
+function checkOwnRoot(root: string): void {
+  const st = lstatSync(root);
+  const uid = process.getuid?.();
+  if (!st.isDirectory() || st.isSymbolicLink() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o022) !== 0) {
+    throw ApplicationFailure.nonRetryable(
+      `the gateway directory ${root} is not a directory of this user that only it can write; remove it or set TANDEM_GATEWAY_DIR`,
+      Failure.SandboxProvisionFailed,
+    );
+  }
 }
 
 function sessionKey(sessionId: string): string {
@@ -255,6 +289,7 @@ export class Gateway {
   private async open(ref: SandboxRef): Promise<SessionProxies> {
     const dir = join(this.settings.root, sessionKey(ref.session_id));
     mkdirSync(this.settings.root, { recursive: true, mode: 0o711 });
+    checkOwnRoot(this.settings.root);
     mkdirSync(join(dir, 'state'), { recursive: true, mode: 0o700 });
     mkdirSync(join(dir, 'sock'), { recursive: true, mode: 0o755 });
     chmodSync(dir, 0o711);
@@ -272,7 +307,12 @@ export class Gateway {
     for (const srv of old?.servers ?? []) srv.close();
     const s: SessionProxies = { ref, token, dir, servers: [] };
     const git = http.createServer((req, res) => void this.git(s, req, res));
-    const egress = http.createServer((req, res) => void this.egressRequest(s, req, res));
+    const egress = http.createServer((req, res) =>
+      this.egressRequest(s, req, res).catch((err: unknown) => {
+        if (!res.headersSent) refuse(res, 400, (err as Error).message);
+        else res.destroy();
+      }),
+    );
     egress.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) =>
       this.egressConnect(s, req, socket, head),
     );
@@ -342,7 +382,14 @@ export class Gateway {
       if (req.method === 'POST') {
         body = await readBody(req, MAX_PUSH_BYTES);
         if (service === 'git-receive-pack' && repo.push_branches) {
-          const plain = req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body;
+          const encoding = req.headers['content-encoding'] ?? 'identity';
+          if (encoding !== 'gzip' && encoding !== 'identity') return refuse(res, 415, `content-encoding ${encoding} is not accepted`);
+          let plain: Buffer;
+          try {
+            plain = encoding === 'gzip' ? gunzipSync(body, { maxOutputLength: MAX_INFLATED_PUSH }) : body;
+          } catch {
+            return refuse(res, 413, `a compressed push may inflate to at most ${MAX_INFLATED_PUSH} bytes`);
+          }
           const { refs, capabilities } = receivePackRefs(plain);
           const refused = refs.filter((r) => !pushAllowed(repo.push_branches, r));
           if (refused.length > 0) {
@@ -393,17 +440,30 @@ export class Gateway {
   private allowed(s: SessionProxies, host: string, port: number, method: string): boolean {
     const net = s.ref.config.network;
     if (net?.policy === 'limited' && hostAllowed(net.allowed_hosts ?? [], host, port)) return true;
-    const denial: EgressDenial = { host, port, method, at: new Date().toISOString() };
+    this.logDenial(s, { host, port, method, at: new Date().toISOString() });
+    return false;
+  }
+
+  private logDenial(s: SessionProxies, denial: EgressDenial): void {
     try {
       appendFileSync(join(s.dir, 'state', 'denials.jsonl'), JSON.stringify(denial) + '\n', { mode: 0o600 });
     } catch {
       // the session's directory was removed: the session has ended
     }
-    return false;
   }
 
-  private address(host: string): string {
-    return this.settings.hostMap?.[host.toLowerCase()] ?? host;
+  /**
+   * Where an allowed name leads: the host map's fixed address, else the name's DNS answer, which must not be the
+   * worker's host or a private network (a name under someone else's control could point there). Undefined: refused,
+   * and the refusal logged as a denial.
+   */
+  private async resolve(s: SessionProxies, host: string, port: number, method: string): Promise<string | undefined> {
+    const mapped = this.settings.hostMap?.[host.toLowerCase()];
+    if (mapped) return mapped;
+    const addresses = await lookup(host, { all: true }).catch(() => []);
+    if (addresses.length > 0 && !addresses.some((a) => isInternalAddress(a.address))) return addresses[0]!.address;
+    this.logDenial(s, { host, port, method, at: new Date().toISOString() });
+    return undefined;
   }
 
   private egressConnect(s: SessionProxies, req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
@@ -412,17 +472,26 @@ export class Gateway {
     if (!m) return void socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
     const host = m[1]!;
     const port = Number(m[2]);
+    if (!(port >= 1 && port <= 65535)) return void socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
     if (!this.allowed(s, host, port, 'CONNECT'))
       return void socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\ntandem: ${host} is not in this sandbox's allowed hosts\n`);
-    const up = net.createConnection({ host: this.address(host), port }, () => {
-      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      if (head.length) up.write(head);
-      up.pipe(socket).pipe(up);
+    void this.resolve(s, host, port, 'CONNECT').then((address) => {
+      if (!address)
+        return void socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\ntandem: ${host} does not lead to the internet\n`);
+      try {
+        const up = net.createConnection({ host: address, port }, () => {
+          socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+          if (head.length) up.write(head);
+          up.pipe(socket).pipe(up);
+        });
+        up.on('error', () => socket.end('HTTP/1.1 502 Bad Gateway\r\n\r\n'));
+      } catch {
+        socket.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
+      }
     });
-    up.on('error', () => socket.end('HTTP/1.1 502 Bad Gateway\r\n\r\n'));
   }
 
-  private egressRequest(s: SessionProxies, req: http.IncomingMessage, res: http.ServerResponse): void {
+  private async egressRequest(s: SessionProxies, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     let target: URL;
     try {
       target = new URL(req.url ?? '');
@@ -433,10 +502,12 @@ export class Gateway {
     const port = Number(target.port || 80);
     if (!this.allowed(s, target.hostname, port, req.method ?? 'GET'))
       return refuse(res, 403, `${target.hostname} is not in this sandbox's allowed hosts`);
+    const address = await this.resolve(s, target.hostname, port, req.method ?? 'GET');
+    if (!address) return refuse(res, 403, `${target.hostname} does not lead to the internet`);
     const headers = { ...req.headers };
     for (const h of Object.keys(headers)) if (h.startsWith('proxy-')) delete headers[h];
     const up = http.request(
-      { host: this.address(target.hostname), port, path: target.pathname + target.search, method: req.method, headers },
+      { host: address, port, path: target.pathname + target.search, method: req.method, headers },
       (upRes) => {
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);
         upRes.pipe(res);
