@@ -80,7 +80,8 @@ export class AesGcmCodec implements PayloadCodec {
     if (!key)
       throw new PayloadKeyError(`a payload was encrypted with key ${id}, which TANDEM_PAYLOAD_KEY does not list; add that key`);
     const data = Buffer.from(p.data ?? []);
-    const decipher = createDecipheriv(CIPHER, key, data.subarray(0, IV_BYTES));
+    if (data.length < IV_BYTES + TAG_BYTES) throw new PayloadKeyError('an encrypted payload is too short to be one');
+    const decipher = createDecipheriv(CIPHER, key, data.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
     decipher.setAuthTag(data.subarray(data.length - TAG_BYTES));
     const plain = Buffer.concat([decipher.update(data.subarray(IV_BYTES, data.length - TAG_BYTES)), decipher.final()]);
     const decoded = temporal.api.common.v1.Payload.decode(plain);

@@ -93,7 +93,12 @@ export class Router {
 
   /** The handler and path parameters for a request, or a 404/405 ApiError. */
   match(method: string, path: string): { handler: Handler; params: Record<string, string> } {
-    const segs = path.split('/').filter(Boolean).map(decodeURIComponent);
+    let segs: string[];
+    try {
+      segs = path.split('/').filter(Boolean).map(decodeURIComponent);
+    } catch {
+      throw new ApiError(400, `the path ${path} is not valid percent-encoding`);
+    }
     let pathMatched = false;
     for (const r of this.routes) {
       if (r.parts.length !== segs.length) continue;
@@ -122,8 +127,9 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
   if (size === 0) return undefined;
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch (err) {
-    throw new ApiError(400, `the request body is not valid JSON (${(err as Error).message})`);
+  } catch {
+    // Not the parser's message: it quotes the body, which may hold a secret.
+    throw new ApiError(400, 'the request body is not valid JSON');
   }
 }
 

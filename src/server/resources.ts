@@ -411,7 +411,7 @@ function secretString(v: unknown, field: string, required: boolean): string | un
 }
 
 /** Splits credential auth params into the stored (public) part and the secret values; `current` for updates. */
-function splitAuth(v: unknown, current?: Record<string, unknown>): SplitAuth {
+export function splitAuth(v: unknown, current?: Record<string, unknown>): SplitAuth {
   const a = v as Record<string, unknown>;
   if (typeof a !== 'object' || a === null) throw invalid('auth', 'must be an object with a type');
   if (current && a.type !== current.type) throw invalid('auth.type', `cannot change (it is ${String(current.type)})`);
@@ -422,13 +422,15 @@ function splitAuth(v: unknown, current?: Record<string, unknown>): SplitAuth {
   };
   switch (a.type) {
     case 'static_bearer': {
-      put('token', secretString(a.token, 'auth.token', required));
+      const moved = a.mcp_server_url !== undefined && a.mcp_server_url !== current?.mcp_server_url;
+      put('token', secretString(a.token, 'auth.token', required || moved));
       const url = a.mcp_server_url ?? current?.mcp_server_url;
       if (typeof url !== 'string' || !url) throw invalid('auth.mcp_server_url', 'must be a URL');
       return { auth: { type: 'static_bearer', mcp_server_url: url }, secrets };
     }
     case 'mcp_oauth': {
-      put('access_token', secretString(a.access_token, 'auth.access_token', required));
+      const moved = a.mcp_server_url !== undefined && a.mcp_server_url !== current?.mcp_server_url;
+      put('access_token', secretString(a.access_token, 'auth.access_token', required || moved));
       const url = a.mcp_server_url ?? current?.mcp_server_url;
       if (typeof url !== 'string' || !url) throw invalid('auth.mcp_server_url', 'must be a URL');
       let refresh = (current?.refresh as Record<string, unknown> | null | undefined) ?? null;

@@ -104,7 +104,7 @@ export class Vault {
   /** Removes a secret from the file; false when it was not there. */
   remove(name: string): boolean {
     const file = this.read();
-    if (!(name in file.secrets)) return false;
+    if (!Object.hasOwn(file.secrets, name)) return false;
     delete file.secrets[name];
     this.write(file);
     return true;
@@ -112,7 +112,8 @@ export class Vault {
 
   /** The secret's value (file first, then `TANDEM_SECRET_<NAME>`), or undefined. */
   get(name: string): string | undefined {
-    return this.read().secrets[name]?.value ?? this.env[envVarFor(name)];
+    const file = this.read();
+    return (Object.hasOwn(file.secrets, name) ? file.secrets[name]!.value : undefined) ?? this.env[envVarFor(name)];
   }
 
   /** Whether a secret of this name exists (file or environment). */
@@ -130,7 +131,7 @@ export class Vault {
   /** Names among `names` that the vault does not hold. */
   missing(names: Iterable<string>): string[] {
     const file = this.read();
-    return [...new Set(names)].filter((n) => !(n in file.secrets) && this.env[envVarFor(n)] === undefined);
+    return [...new Set(names)].filter((n) => !Object.hasOwn(file.secrets, n) && this.env[envVarFor(n)] === undefined);
   }
 
   /** Every secret's name and dates, file first, then environment ones. Values are never returned. */

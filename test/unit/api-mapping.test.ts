@@ -111,3 +111,17 @@ describe('API keys of tandem serve', () => {
     expect(resolveApiKeys({}, vault)).toEqual({ keys: [first.created] });
   });
 });
+
+describe('credential updates', () => {
+  it('will not send a stored token to a new MCP server URL unless the token is given again', async () => {
+    const { splitAuth } = await import('../../src/server/resources.js');
+    const current = { type: 'static_bearer', mcp_server_url: 'https://mcp.example/mcp' };
+    expect(() => splitAuth({ type: 'static_bearer', mcp_server_url: 'https://evil.example/mcp' }, current)).toThrow(/auth\.token/);
+    expect(splitAuth({ type: 'static_bearer', mcp_server_url: 'https://new.example/mcp', token: 't' }, current)).toMatchObject({
+      auth: { mcp_server_url: 'https://new.example/mcp' },
+      secrets: { token: 't' },
+    });
+    // Same URL, no token: the stored token stays, nothing new to store.
+    expect(splitAuth({ type: 'static_bearer' }, current).secrets).toEqual({});
+  });
+});

@@ -21,6 +21,9 @@ describe('payload codec', () => {
     await expect(new AesGcmCodec(parsePayloadKeys(k2)).decode([enc!])).rejects.toThrow(PayloadKeyError);
     const tampered = { ...enc!, data: Buffer.from(enc!.data!).fill(1, 20, 21) };
     await expect(rotated.decode([tampered])).rejects.toThrow();
+    // A payload cut short, down to a few bytes of tag, is refused rather than checked against a shorter tag.
+    const cut = { ...enc!, data: Buffer.from(enc!.data!).subarray(0, 20) };
+    await expect(rotated.decode([cut])).rejects.toThrow(/too short/);
   });
 
   it('refuses keys that are not 32 bytes', () => {

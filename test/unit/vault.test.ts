@@ -51,3 +51,13 @@ describe('vault', () => {
     expect(err).toMatchObject({ code: 1, stderr: expect.stringContaining('has no secret "api-token"') });
   });
 });
+
+describe('vault names', () => {
+  it('does not mistake object built-ins for secrets', () => {
+    const v = new Vault(join(mkdtempSync(join(tmpdir(), 'tandem-vault-')), 'vault.json'), {});
+    v.set('real', 'x');
+    expect(v.missing(['toString', 'constructor', 'real'])).toEqual(['toString', 'constructor']);
+    expect(v.get('toString')).toBeUndefined();
+    expect(v.remove('constructor')).toBe(false);
+  });
+});
