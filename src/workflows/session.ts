@@ -140,6 +140,8 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
   let lastText = carry?.last_text ?? null;
   let interrupted = false;
   let inFlight: CancellationScope | undefined;
+  /** Tool calls of the latest model reply while they are being handled. */
+  let replyUses = new Set<string>();
   const children = new Set<string>();
 
   /** Records a session-level event in history (a memo change), so the log shows it in order. */
@@ -166,10 +168,16 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
   }
 
   /** Validates and de-duplicates a signal; a bad one is reported as `session.error` and otherwise ignored. */
-  function accept<T>(name: string, payload: unknown): T | undefined {
+  function accept<T>(name: string, payload: unknown, refuse?: (v: T) => string | undefined): T | undefined {
     const check = checkSignal(name, payload);
     if (!check.ok) {
       reportError({ type: 'Signal.Invalid', message: check.error, retryable: false });
+      return undefined;
+    }
+    const problem = refuse?.(check.value as T);
+    if (problem !== undefined) {
+      // Not marked as seen: the same id sent again once it makes sense is still taken.
+      reportError({ type: 'Signal.Invalid', message: problem, retryable: false });
       return undefined;
     }
     const id = (check.value as { id?: string }).id;
@@ -197,15 +205,15 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     // A child waiting on an error is woken with its parent.
     for (const id of children) getExternalWorkflowHandle(id).signal(wakeSignal, {}).catch(() => undefined);
   });
+  const answerId = (v: UserToolConfirmation | UserCustomToolResult) => ('tool_use_id' in v ? v.tool_use_id : v.custom_tool_use_id);
   const answer = (name: string, kind: PendingAction['kind']) => (payload: unknown) => {
-    const v = accept<UserToolConfirmation | UserCustomToolResult>(name, payload);
-    if (!v) return;
-    const id = 'tool_use_id' in v ? v.tool_use_id : v.custom_tool_use_id;
-    if (!state.pending.some((p) => p.tool_use_id === id && p.kind === kind)) {
-      reportError({ type: 'Signal.Invalid', message: `${name}: no pending tool call ${id}`, retryable: false });
-      return;
-    }
-    answers.set(id, v);
+    // A call of the latest reply may be answered as soon as it is in the log, before the session lists it as pending.
+    const v = accept<UserToolConfirmation | UserCustomToolResult>(name, payload, (a) =>
+      state.pending.some((p) => p.tool_use_id === answerId(a) && p.kind === kind) || replyUses.has(answerId(a))
+        ? undefined
+        : `${name}: no pending tool call ${answerId(a)}`,
+    );
+    if (v) answers.set(answerId(v), v);
   };
   setHandler(defineOutcomeSignal, (payload) => {
     const v = accept<UserDefineOutcome>(Signals.defineOutcome, payload);
@@ -508,7 +516,9 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
         if (newInput && !interrupted) continue; // steering arrived while the model answered
         return { type: 'end_turn' };
       }
+      replyUses = new Set(uses.map((u) => u.id));
       await runTools(uses);
+      replyUses = new Set();
     }
   }
 

@@ -187,6 +187,27 @@ describe('tools in a real container', () => {
     await handle.cancel();
   });
 
+  it('takes a custom tool answer sent while the same reply\'s other tool still runs', async () => {
+    const agent = testAgent({
+      tools: [
+        { type: 'agent_toolset_20260401' },
+        { type: 'custom', name: 'lookup', description: 'Look a thing up', input_schema: { type: 'object', properties: {} } },
+      ],
+    });
+    h.model.push(reply(toolUse('bash', { command: 'sleep 3; echo slow' }, 'tu_slow'), toolUse('lookup', {}, 'tu_early')), reply('ok'));
+    const handle = await startSession(h.client, h.queue, { agent }, 'answer early');
+    // The client answers as soon as the call is in the log, while bash still runs and nothing is pending yet.
+    await waitFor(() => sessionEvents(h.client, handle), (ev) => ev.some((e) => e.type === 'agent.custom_tool_use'), 60_000, 'custom call');
+    expect((await sessionState(handle)).pending).toEqual([]);
+    await handle.signal(Signals.customToolResult, { id: 'early-1', custom_tool_use_id: 'tu_early', content: 'early answer' });
+    const done = await waitIdle(handle, 'end_turn', 2);
+    expect(done.last_error).toBeNull();
+    const results = toolResults(h.model.requests.at(-1)!);
+    expect(results.get('tu_early')).toEqual({ content: 'early answer', is_error: false });
+    expect(results.get('tu_slow')?.content).toBe('slow');
+    await handle.cancel();
+  });
+
   it('gives the model a tool error when every attempt loses its container', async () => {
     // The command kills the sandbox's toolbox, so the container dies on each of the 3 attempts.
     h.model.push(reply(toolUse('bash', { command: 'kill -9 $(pgrep -f "toolbox.mjs serve")' }, 'tu_die')), reply('gave up'));
