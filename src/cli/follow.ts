@@ -22,7 +22,10 @@ export function explainIdle(sessionId: string, idle: SessionEvent | undefined): 
   const reason = (idle?.stop_reason as { type?: string; event_ids?: string[] } | undefined)?.type;
   if (reason === 'requires_action') {
     const ids = (idle?.stop_reason as { event_ids: string[] }).event_ids;
-    console.error(`session ${sessionId} waits for you: answer ${ids.join(', ')} (tool confirmation or custom tool result)`);
+    console.error(
+      `session ${sessionId} waits for you on ${ids.join(', ')}: tandem confirm ${sessionId} <id> allow|deny ` +
+        `(a tool to confirm) or tandem answer ${sessionId} <id> "<result>" (a custom tool)`,
+    );
     return 0;
   }
   if (reason === 'retries_exhausted') {

@@ -147,6 +147,45 @@ export function buildProgram(): Command {
   signalVerb('wake', 'retry a session that stopped on an error (retries_exhausted)', (c, id) => c.wake(id));
 
   program
+    .command('confirm')
+    .description('allow or deny a tool call the session waits on (always_ask); it goes on at once')
+    .argument('<session-id>')
+    .argument('<tool-use-id>', 'the id named by "waits for you" (or the agent.tool_use event\'s tool_use_id)')
+    .argument('<decision>', 'allow or deny')
+    .option('--message <text>', 'with deny: what the model is told')
+    .option('--wait', 'print events until the session goes idle again')
+    .action(async (sessionId: string, toolUseId: string, decision: string, o: { message?: string; wait?: boolean }) => {
+      try {
+        if (decision !== 'allow' && decision !== 'deny') throw new Error(`the decision is "allow" or "deny", not "${decision}"`);
+        const client = await TandemClient.connect();
+        const before = (await client.getEvents(sessionId)).at(-1)?.id;
+        await client.confirmTool(sessionId, toolUseId, decision === 'allow', o.message);
+        if (o.wait) process.exit(explainIdle(sessionId, await printUntilIdle(client, sessionId, { after: before })));
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('answer')
+    .description('give the result of a custom tool call the session waits on')
+    .argument('<session-id>')
+    .argument('<tool-use-id>', 'the id of the agent.custom_tool_use event')
+    .argument('<content>', 'the result the model reads')
+    .option('--error', 'the call failed: the model reads the content as an error')
+    .option('--wait', 'print events until the session goes idle again')
+    .action(async (sessionId: string, toolUseId: string, content: string, o: { error?: boolean; wait?: boolean }) => {
+      try {
+        const client = await TandemClient.connect();
+        const before = (await client.getEvents(sessionId)).at(-1)?.id;
+        await client.customToolResult(sessionId, toolUseId, content, o.error === true);
+        if (o.wait) process.exit(explainIdle(sessionId, await printUntilIdle(client, sessionId, { after: before })));
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
     .command('events')
     .description('print the session log (every run of it), one line an event')
     .argument('<session-id>')

@@ -40,6 +40,8 @@ export const VERBS: string[][] = [
   ['start'],
   ['send'],
   ['interrupt'],
+  ['confirm'],
+  ['answer'],
   ['wake'],
   ['events'],
   ['rewind'],

@@ -151,16 +151,53 @@ describe('start, ls, show', () => {
     expect((await tandem(['show', id])).stdout).toMatch(/^pending\s+tu_ask bash \(confirmation\) \{"command":"rm -rf \/workspace\/x"\}$/m);
 
     model.push(apiError(400, { message: 'scripted refusal' }));
-    await client.workflow.getHandle(id).signal('user.tool_confirmation', { tool_use_id: 'tu_ask', result: 'deny' });
+    const denied = await tandem(['confirm', id, 'tu_ask', 'deny', '--message', 'not that directory']);
+    expect(denied.code, denied.stderr).toBe(0);
     const failed = await waitFor(
       () => tandem(['show', id, '--json']),
       (r) => r.code === 0 && JSON.parse(r.stdout).stop_reason?.type === 'retries_exhausted',
       30_000,
     );
     expect(JSON.parse(failed.stdout).last_error).toMatchObject({ type: 'Model.BadRequest', retryable: false });
+    const log = await tandem(['events', id, '--json', '--type', 'user.tool_confirmation']);
+    expect(JSON.parse(log.stdout.trim())).toMatchObject({ tool_use_id: 'tu_ask', result: 'deny', deny_message: 'not that directory' });
     expect((await tandem(['show', id])).stdout).toMatch(/^last error\s+Model\.BadRequest: model API 400/m);
     await client.workflow.getHandle(id).cancel();
     model.assertDone();
+  });
+});
+
+describe('confirm and answer', () => {
+  it('allows an always_ask call and answers a custom tool from the command line', async () => {
+    const file = join(dir, 'both.yaml');
+    writeFileSync(
+      file,
+      [
+        `name: ${agentName}-both`,
+        'model: claude-sonnet-5-5',
+        'tools:',
+        '  - type: agent_toolset_20260401',
+        '    configs:',
+        '      - { name: bash, permission_policy: { type: always_ask } }',
+        '  - { type: custom, name: lookup, description: Look it up, input_schema: { type: object } }',
+        '',
+      ].join('\n'),
+    );
+    model.push(reply(toolUse('bash', { command: 'echo confirmed' }, 'tu_c')), reply(toolUse('lookup', {}, 'tu_l')), reply('All done.'));
+    const run = await tandem(['run', file, 'go']);
+    expect(run.code, run.stderr).toBe(0);
+    const id = /session (sesn_\w+) started/.exec(run.stderr)![1]!;
+    expect(run.stderr).toContain(`tandem confirm ${id} <id> allow|deny`);
+    const allowed = await tandem(['confirm', id, 'tu_c', 'allow', '--wait']);
+    expect(allowed.code, allowed.stderr).toBe(0);
+    expect(allowed.stdout).toMatch(/agent\.tool_result\s+ok confirmed/);
+    expect(allowed.stderr).toContain(`tandem answer ${id} <id>`);
+    const answered = await tandem(['answer', id, 'tu_l', 'forty-two', '--wait']);
+    expect(answered.code, answered.stderr).toBe(0);
+    expect(answered.stdout).toContain('All done.');
+    const bad = await tandem(['confirm', id, 'tu_c', 'maybe']);
+    expect(bad).toMatchObject({ code: 1, stderr: 'tandem: the decision is "allow" or "deny", not "maybe"\n' });
+    await client.workflow.getHandle(id).cancel();
   });
 });
 
