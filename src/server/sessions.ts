@@ -350,6 +350,7 @@ export class SessionApi {
   /** A session object from a visibility row (status from `TandemStatus`, no usage: that needs a query). */
   private async fromListing(e: ExecutionInfo): Promise<Record<string, unknown> | undefined> {
     const id = e.execution?.workflowId ?? '';
+    await decodeHistoryInPlace([e.memo], this.temporal.options.loadedDataConverter.payloadCodecs); // encrypted memo
     const input = await this.input(id, e.execution?.runId ?? '');
     if (input.delegation) return undefined; // a sub-agent's child session is a thread of its parent, not a session
     const memoPayload = e.memo?.fields?.[MEMO_SESSION];

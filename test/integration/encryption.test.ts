@@ -7,10 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { TandemClient } from '../../src/client/index.js';
+import { startApiServer } from '../../src/server/index.js';
+import { Vault } from '../../src/vault/index.js';
 import { readHistory } from '../../src/client/log.js';
 import { freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { AesGcmCodec, parsePayloadKeys, tandemDataConverter } from '../../src/codec/index.js';
@@ -127,6 +129,23 @@ describe('encrypted history', () => {
     const foreign = await decode('http://evil.example');
     expect(foreign.status).toBe(403);
     expect(await foreign.text()).not.toContain(word);
+
+    // The API server lists the session, with the title an update put into its (encrypted) memo.
+    const api = await startApiServer({ tandem, keys: ['enc-key'], vault: new Vault(join(dirname(dbFile), 'vault.json'), {}), port: 0 });
+    try {
+      const headers = { 'x-api-key': 'enc-key', 'content-type': 'application/json' };
+      const updated = await fetch(`${api.url}/v1/sessions/${id}`, { method: 'POST', headers, body: JSON.stringify({ title: 'secret title' }) });
+      expect(updated.status).toBe(200);
+      const listed = await waitFor(
+        () => fetch(`${api.url}/v1/sessions?limit=50`, { headers }).then((r) => r.json() as Promise<{ data: Array<{ id: string; title: string }> }>),
+        (r) => r.data.some((x) => x.id === id && x.title === 'secret title'),
+        30_000,
+        'the updated session in the API list',
+      );
+      expect(listed.data.find((x) => x.id === id)?.title).toBe('secret title');
+    } finally {
+      await api.close();
+    }
 
     for (const s of [id, failing]) await tandem.temporal.workflow.getHandle(s).cancel();
   });
