@@ -3,7 +3,7 @@
  * Agent files, sessions and workflow history name secrets; only worker-side code (activities, proxies) reads values.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -91,23 +91,55 @@ export class Vault {
     renameSync(tmp, this.path);
   }
 
+  /**
+   * Runs a read-modify-write of the file under a lock file, so that processes sharing the vault (CLI, workers,
+   * the API server) never lose each other's changes. A lock left by a crashed process is taken after 30 s.
+   */
+  private locked<T>(fn: () => T): T {
+    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+    const lock = `${this.path}.lock`;
+    const until = Date.now() + 10_000;
+    for (;;) {
+      try {
+        closeSync(openSync(lock, 'wx', 0o600));
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const age = Date.now() - (statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+        if (age > 30_000) unlinkSync(lock);
+        else if (Date.now() > until) throw new VaultError(`the vault file ${this.path} stays locked by ${lock}; remove it if no tandem process runs`);
+        else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      }
+    }
+    try {
+      return fn();
+    } finally {
+      unlinkSync(lock);
+    }
+  }
+
   /** Stores (or replaces) a secret in the file. */
   set(name: string, value: string): void {
     checkSecretName(name);
     if (value.length === 0) throw new VaultError(`secret "${name}" is empty`);
-    const file = this.read();
-    const now = new Date().toISOString();
-    file.secrets[name] = { value, created_at: file.secrets[name]?.created_at ?? now, updated_at: now };
-    this.write(file);
+    this.locked(() => {
+      const file = this.read();
+      const now = new Date().toISOString();
+      const created = Object.hasOwn(file.secrets, name) ? file.secrets[name]!.created_at : now;
+      file.secrets[name] = { value, created_at: created, updated_at: now };
+      this.write(file);
+    });
   }
 
   /** Removes a secret from the file; false when it was not there. */
   remove(name: string): boolean {
-    const file = this.read();
-    if (!Object.hasOwn(file.secrets, name)) return false;
-    delete file.secrets[name];
-    this.write(file);
-    return true;
+    return this.locked(() => {
+      const file = this.read();
+      if (!Object.hasOwn(file.secrets, name)) return false;
+      delete file.secrets[name];
+      this.write(file);
+      return true;
+    });
   }
 
   /** The secret's value (file first, then `TANDEM_SECRET_<NAME>`), or undefined. */
