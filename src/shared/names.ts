@@ -11,6 +11,8 @@ export const Signals = {
   toolConfirmation: 'user.tool_confirmation',
   customToolResult: 'user.custom_tool_result',
   defineOutcome: 'user.define_outcome',
+  /** Tandem's own: a delegated session tells its parent which of its calls wait for the user (none: resumed). */
+  childPending: 'tandem.child_pending',
   wake: 'wake',
 } as const;
 /** Query returning `SessionState`. */

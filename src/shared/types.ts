@@ -356,6 +356,8 @@ export interface PendingAction {
   input: Record<string, unknown>;
   /** Set when the tool belongs to an MCP server. */
   mcp?: McpToolRef;
+  /** Set when the call is a sub-agent's: the child session that waits on it (answers sent to the parent reach it). */
+  session_id?: string;
 }
 
 /** A typed error as the session reports it. */

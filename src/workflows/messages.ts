@@ -1,7 +1,7 @@
 /** Signal and query definitions of `agentSession`: the public contract of a running session. */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import { GET_SESSION_QUERY, SESSION_UPDATE_SIGNAL, Signals } from '../shared/names.js';
-import type { SessionState } from '../shared/types.js';
+import type { PendingAction, SessionState } from '../shared/types.js';
 
 /** `user.message`: a user turn or a steering message while the agent works. */
 export const userMessageSignal = defineSignal<[unknown]>(Signals.message);
@@ -13,6 +13,8 @@ export const toolConfirmationSignal = defineSignal<[unknown]>(Signals.toolConfir
 export const customToolResultSignal = defineSignal<[unknown]>(Signals.customToolResult);
 /** `user.define_outcome`: what the work should achieve, graded against a rubric when the agent ends its turn. */
 export const defineOutcomeSignal = defineSignal<[unknown]>(Signals.defineOutcome);
+/** `tandem.child_pending`: from a delegated session to its parent, `{session_id, pending}`. */
+export const childPendingSignal = defineSignal<[{ session_id: string; pending: PendingAction[] }]>(Signals.childPending);
 /** `wake`: retry after `retries_exhausted`, or simply re-activate an idle session. */
 export const wakeSignal = defineSignal<[unknown]>(Signals.wake);
 /** `getSession`: status, usage and sandboxes without reading the log. */

@@ -54,6 +54,7 @@ import type {
 } from '../shared/types.js';
 import type { Activities } from '../activities/index.js';
 import {
+  childPendingSignal,
   customToolResultSignal,
   defineOutcomeSignal,
   getSessionQuery,
@@ -213,8 +214,22 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
         ? undefined
         : `${name}: no pending tool call ${answerId(a)}`,
     );
-    if (v) answers.set(answerId(v), v);
+    if (!v) return;
+    // A sub-agent's call is answered in the child session that waits on it.
+    const child = state.pending.find((p) => p.tool_use_id === answerId(v) && p.session_id)?.session_id;
+    if (child) getExternalWorkflowHandle(child).signal(name, v).catch(() => undefined);
+    else answers.set(answerId(v), v);
   };
+  /** Calls of running sub-agents that wait for the user, by child session: shown as this session's. */
+  const childPending = new Map<string, PendingAction[]>();
+  setHandler(childPendingSignal, ({ session_id, pending }) => {
+    if (!children.has(session_id)) return;
+    if (pending.length > 0) childPending.set(session_id, pending.map((p) => ({ ...p, session_id })));
+    else childPending.delete(session_id);
+    state.pending = [...childPending.values()].flat();
+    if (state.pending.length > 0) setStatus('idle', { type: 'requires_action', event_ids: state.pending.map((p) => p.tool_use_id) });
+    else setStatus('running');
+  });
   setHandler(defineOutcomeSignal, (payload) => {
     const v = accept<UserDefineOutcome>(Signals.defineOutcome, payload);
     if (!v) return;
@@ -355,8 +370,10 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     if (interrupted || waiting.length === 0) return;
     state.pending = waiting;
     setStatus('idle', { type: 'requires_action', event_ids: waiting.map((w) => w.tool_use_id) });
+    await tellParent(waiting);
     await condition(() => interrupted || waiting.every((w) => answers.has(w.tool_use_id)));
     state.pending = [];
+    await tellParent([]);
     if (interrupted) return;
     setStatus('running');
     for (const w of waiting) {
@@ -370,6 +387,15 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
         record(toolErrorEvent({ id: w.tool_use_id, mcp: w.mcp }, a.deny_message || 'The user denied this tool call.'));
       }
     }
+  }
+
+  /** A delegated session tells its parent what of it waits for the user, so the parent shows and forwards it. */
+  async function tellParent(pending: PendingAction[]): Promise<void> {
+    const parent = input.delegation?.parent_session_id;
+    if (!parent) return;
+    await getExternalWorkflowHandle(parent)
+      .signal(childPendingSignal, { session_id: info.workflowId, pending })
+      .catch(() => undefined); // a parent that has ended has nobody to show it to
   }
 
   /** A tool error the model sees, recorded in the log. */
@@ -451,6 +477,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     } finally {
       children.delete(childId);
       state.children = [...children];
+      if (childPending.delete(childId)) state.pending = [...childPending.values()].flat();
     }
   }
 

@@ -242,6 +242,26 @@ describe('delegation to sub-agents', () => {
     await handle.cancel();
   });
 
+  it("a sub-agent's call that waits for the user shows on the parent, and an answer sent to the parent reaches it", async () => {
+    const careful = worker('careful', {
+      tools: [{ type: 'agent_toolset_20260401', configs: [{ name: 'bash', permission_policy: { type: 'always_ask' } }] }],
+    });
+    scripts.set('You are lead.', [reply(toolUse('delegate', { agent: 'careful', task: 'ask-task: delete it' }, 'tu_ca')), reply('Deleted.')]);
+    scripts.set('ask-task', [reply(toolUse('bash', { command: 'echo removed' }, 'tu_rm')), reply('removed it')]);
+    const handle = await startSession(h.client, h.queue, { agent: lead([careful]) }, 'delete it carefully');
+    const waiting = await waitIdle(handle, 'requires_action', 1);
+    const childId = waiting.children?.[0];
+    expect(waiting.pending).toEqual([
+      { tool_use_id: 'tu_rm', name: 'bash', kind: 'confirmation', input: { command: 'echo removed' }, session_id: childId },
+    ]);
+    await h.tandem.confirmTool(handle.workflowId, 'tu_rm', true);
+    const done = await waitIdle(handle, 'end_turn', 2);
+    expect(done.pending).toEqual([]);
+    expect(toolResults(seen.get('ask-task')!.at(-1)!).get('tu_rm')).toMatchObject({ content: 'removed' });
+    expect(toolResults(seen.get('You are lead.')!.at(-1)!).get('tu_ca')).toMatchObject({ content: 'removed it' });
+    await handle.cancel();
+  });
+
   it('refuses a delegation past the depth limit as a tool error the model sees', async () => {
     const self = testAgent({
       name: 'recursive',
