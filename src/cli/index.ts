@@ -24,6 +24,14 @@ function fail(err: unknown): never {
   process.exit(err instanceof AgentFileError ? 2 : 1);
 }
 
+/** Sends something to a session; with `wait`, prints what follows until it goes idle and exits accordingly. */
+async function sendAndFollow(sessionId: string, wait: boolean | undefined, send: (c: TandemClient) => Promise<void>): Promise<void> {
+  const client = await TandemClient.connect();
+  const before = (await client.getEvents(sessionId)).at(-1)?.id; // also: one clear error for an unknown session
+  await send(client);
+  if (wait) process.exit(explainIdle(sessionId, await printUntilIdle(client, sessionId, { after: before })));
+}
+
 /** Builds the command tree (exported for tests and docs). */
 export function buildProgram(): Command {
   const program = new Command('tandem')
@@ -121,11 +129,7 @@ export function buildProgram(): Command {
     .option('--wait', 'print events until the session goes idle again')
     .action(async (sessionId: string, message: string, o: { id?: string; wait?: boolean }) => {
       try {
-        const client = await TandemClient.connect();
-        const before = (await client.getEvents(sessionId)).at(-1)?.id;
-        await client.sendMessage(sessionId, message, o.id);
-        if (!o.wait) return;
-        process.exit(explainIdle(sessionId, await printUntilIdle(client, sessionId, { after: before })));
+        await sendAndFollow(sessionId, o.wait, (c) => c.sendMessage(sessionId, message, o.id));
       } catch (err) {
         fail(err);
       }
@@ -157,10 +161,7 @@ export function buildProgram(): Command {
     .action(async (sessionId: string, toolUseId: string, decision: string, o: { message?: string; wait?: boolean }) => {
       try {
         if (decision !== 'allow' && decision !== 'deny') throw new Error(`the decision is "allow" or "deny", not "${decision}"`);
-        const client = await TandemClient.connect();
-        const before = (await client.getEvents(sessionId)).at(-1)?.id;
-        await client.confirmTool(sessionId, toolUseId, decision === 'allow', o.message);
-        if (o.wait) process.exit(explainIdle(sessionId, await printUntilIdle(client, sessionId, { after: before })));
+        await sendAndFollow(sessionId, o.wait, (c) => c.confirmTool(sessionId, toolUseId, decision === 'allow', o.message));
       } catch (err) {
         fail(err);
       }
@@ -176,10 +177,7 @@ export function buildProgram(): Command {
     .option('--wait', 'print events until the session goes idle again')
     .action(async (sessionId: string, toolUseId: string, content: string, o: { error?: boolean; wait?: boolean }) => {
       try {
-        const client = await TandemClient.connect();
-        const before = (await client.getEvents(sessionId)).at(-1)?.id;
-        await client.customToolResult(sessionId, toolUseId, content, o.error === true);
-        if (o.wait) process.exit(explainIdle(sessionId, await printUntilIdle(client, sessionId, { after: before })));
+        await sendAndFollow(sessionId, o.wait, (c) => c.customToolResult(sessionId, toolUseId, content, o.error === true));
       } catch (err) {
         fail(err);
       }
