@@ -267,6 +267,20 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     return isCancellation(err) && !interrupted && patched(CANCEL_ENDS_SESSION);
   }
 
+  /**
+   * Why a step (an activity) failed: undefined when the user interrupted it, and the caller stops; the activity's
+   * failure when it failed for good. The cancellation of the whole session, or a bug, is thrown on.
+   */
+  function stepFailure(err: unknown): ActivityFailure | undefined {
+    if (interrupted && isCancellation(err)) return undefined;
+    if (sessionCancelled(err)) throw err;
+    if (!(err instanceof ActivityFailure)) throw err;
+    return err;
+  }
+
+  /** The tool error of a call whose sandbox could not be provisioned. */
+  const provisionFailed = (f: ActivityFailure) => `The sandbox could not be provisioned: ${f.cause?.message ?? f.message}`;
+
   /** Runs `fn` in a scope that `user.interrupt` cancels. */
   async function interruptible<T>(fn: () => Promise<T>): Promise<T> {
     // An interrupt that arrived while the last step was finishing stops the next one before it starts.
@@ -294,25 +308,15 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       try {
         await interruptible(() => hands.callMcpTool(mcp.call));
       } catch (err) {
-        if (interrupted && isCancellation(err)) return;
-        if (sessionCancelled(err)) throw err;
-        if (!(err instanceof ActivityFailure)) throw err; // the decoder shows the failure as an agent.mcp_tool_result
+        stepFailure(err); // the decoder shows the failure as an agent.mcp_tool_result
       }
       return;
     }
     try {
       await ensureSandbox();
     } catch (err) {
-      if (interrupted && isCancellation(err)) return;
-      if (sessionCancelled(err)) throw err;
-      if (!(err instanceof ActivityFailure)) throw err;
-      record({
-        type: 'agent.tool_result',
-        tool_use_id: use.id,
-        name: use.name,
-        is_error: true,
-        content: [{ type: 'text', text: `The sandbox could not be provisioned: ${err.cause?.message ?? err.message}` }],
-      });
+      const failure = stepFailure(err);
+      if (failure) toolError(use, provisionFailed(failure));
       return;
     }
     try {
@@ -325,11 +329,9 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       );
       if (result.provisioned) state.sandboxes = [result.provisioned];
     } catch (err) {
-      if (interrupted && isCancellation(err)) return;
-      if (sessionCancelled(err)) throw err;
-      if (!(err instanceof ActivityFailure)) throw err;
       // The log decoder turns the failed activity into an `agent.tool_result` with `is_error`.
-      if (err.cause instanceof ApplicationFailure && err.cause.type === Failure.SandboxLost) state.sandboxes = [];
+      const cause = stepFailure(err)?.cause;
+      if (cause instanceof ApplicationFailure && cause.type === Failure.SandboxLost) state.sandboxes = [];
     }
   }
 
@@ -416,10 +418,9 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       try {
         await ensureSandbox();
       } catch (err) {
-        if (interrupted && isCancellation(err)) return;
-        if (sessionCancelled(err)) throw err;
-        if (!(err instanceof ActivityFailure)) throw err;
-        for (const u of shared) toolError(u, `The sandbox could not be provisioned: ${err.cause?.message ?? err.message}`);
+        const failure = stepFailure(err);
+        if (!failure) return;
+        for (const u of shared) toolError(u, provisionFailed(failure));
         shared.length = 0; // the fresh delegations still run
       }
     }
@@ -521,14 +522,13 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
           model.callModel({ session_id: info.workflowId, run_id: info.runId, cursor }),
         );
       } catch (err) {
-        if (interrupted && isCancellation(err)) return { type: 'end_turn' };
-        if (sessionCancelled(err)) throw err;
-        if (!(err instanceof ActivityFailure)) throw err;
-        const cause = err.cause;
+        const failure = stepFailure(err);
+        if (!failure) return { type: 'end_turn' };
+        const cause = failure.cause;
         const type = cause instanceof ApplicationFailure && cause.type ? cause.type : 'Model.Unknown';
         reportError({
           type,
-          message: cause?.message ?? err.message,
+          message: cause?.message ?? failure.message,
           retryable: !(cause instanceof ApplicationFailure && cause.nonRetryable),
         });
         return { type: 'retries_exhausted' };
