@@ -179,14 +179,6 @@ export class Vault {
     }
     return out;
   }
-
-  /** Every stored value (file and environment), for scrubbing output that might echo one. */
-  values(): string[] {
-    const file = this.read();
-    const vals = Object.values(file.secrets).map((s) => s.value);
-    for (const [k, v] of Object.entries(this.env)) if (k.startsWith('TANDEM_SECRET_') && v) vals.push(v);
-    return vals;
-  }
 }
 
 /** One sentence for secrets a session refers to that the vault does not hold. */
