@@ -84,6 +84,7 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
   let deferred: TextBlock[] = []; // user text that arrived while tools were running
   let currentRequest: string | undefined;
   let modelInFlight = false;
+  let lastModelStart: string | undefined; // id of the latest span.model_request_start
 
   const pushUser = (blocks: ContextBlock[]) => {
     if (blocks.length === 0) return;
@@ -129,6 +130,7 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
         // call waits for this call's reply instead of landing before it.
         closeToolTurn();
         modelInFlight = true;
+        lastModelStart = e.id;
         break;
       case 'span.model_request_end':
         modelInFlight = false;
@@ -146,7 +148,9 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
         if (request !== currentRequest) {
           closeToolTurn();
           messages.push({ role: 'assistant', content: [] });
-          starts.push(e.id);
+          // An assistant turn starts with its model call's start span, so that a compaction kept from here also
+          // keeps a message that arrived during that call (it comes after the answer, but is logged before it).
+          starts.push(request === lastModelStart ? request : e.id);
           currentRequest = request;
         }
         const turn = messages[messages.length - 1]!;

@@ -89,6 +89,24 @@ describe('buildMessages', () => {
     expect(messages[4]!.content).toEqual([{ type: 'text', text: 'steer during the second call' }]);
   });
 
+  it('keeps a message that arrived during a model call when a compaction keeps that call\'s answer', () => {
+    const events = [user('go'), say('r0', 'old answer'), user('next')];
+    const start = ev('span.model_request_start');
+    events.push(
+      start,
+      user('steer while it thinks'),
+      say(start.id, 'kept answer'),
+      ev('span.model_request_end', { is_error: false }),
+    );
+    const { messages, starts } = buildMessages(events);
+    const kept = messages.findIndex((m) => m.role === 'assistant' && JSON.stringify(m).includes('kept answer'));
+    expect(starts[kept]).toBe(start.id);
+    const compacted = buildMessages(events, { summary: 'the gist', first_kept_id: starts[kept]! }).messages;
+    expect(compacted.map((m) => m.role)).toEqual(['user', 'assistant', 'user']);
+    expect(compacted[2]!.content).toEqual([{ type: 'text', text: 'steer while it thinks' }]);
+    expect(JSON.stringify(compacted)).not.toContain('old answer');
+  });
+
   it('keeps a message that arrived during a failed or cancelled model call', () => {
     const { messages } = buildMessages([
       user('go'),
