@@ -129,7 +129,13 @@ export class LogDecoder {
         this.input = this.payload(e.workflowExecutionStartedEventAttributes?.input) as SessionInput;
         const tools = resolveTools(this.input.agent);
         this.customTools = new Set([...tools.values()].filter((t) => t.kind === 'custom').map((t) => t.name));
-        if (this.input.carry) break; // a continued run: its first events are in the runs before it
+        if (this.input.carry) {
+          // A continued run: its first events are in the runs before it. It knows the signal ids its carry names,
+          // and only those, so a later duplicate is dropped (or taken again) here exactly as the workflow does.
+          this.seenIds.clear();
+          for (const id of this.input.carry.seen_ids) this.seenIds.add(id);
+          break;
+        }
         for (const m of this.input.initial_events ?? []) {
           const check = checkSignal(Signals.message, m);
           if (check.ok) emit('user.message', { content: (check.value as UserMessage).content });

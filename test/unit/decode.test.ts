@@ -2,11 +2,14 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+import { temporal } from '@temporalio/proto';
 import { decodeJsonPayload } from '../../src/client/log.js';
 import { buildMessages } from '../../src/harness/context.js';
 import { LogDecoder } from '../../src/harness/decode.js';
 import type { SessionEvent } from '../../src/shared/events.js';
+import { Signals } from '../../src/shared/names.js';
 
 const dir = join(import.meta.dirname, '..', 'fixtures', 'histories');
 function decode(file: string, offset = 0): SessionEvent[] {
@@ -52,6 +55,29 @@ describe('LogDecoder on recorded histories', () => {
       const answered = next.content.filter((b) => b.type === 'tool_result').map((b) => (b as { tool_use_id: string }).tool_use_id);
       expect(answered).toEqual(uses);
     });
+  });
+
+  it('drops a repeated signal id exactly when the workflow does, across continue-as-new', () => {
+    const T = temporal.api.enums.v1.EventType;
+    const payloads = (v: unknown) => ({ payloads: [defaultPayloadConverter.toPayload(v)] });
+    const started = (input: unknown) => ({ eventType: T.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, workflowExecutionStartedEventAttributes: { input: payloads(input) } });
+    const message = (id: string, text: string) => ({
+      eventType: T.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+      workflowExecutionSignaledEventAttributes: { signalName: Signals.message, input: payloads({ id, content: [{ type: 'text', text }] }) },
+    });
+    const agent = { name: 'a', model: 'claude-sonnet-4-5' };
+    const decoder = new LogDecoder(decodeJsonPayload);
+    const texts = (events: Array<Record<string, unknown>>, offset: number) =>
+      events
+        .map((e, i) => ({ eventId: i + 1, eventTime: { seconds: 1 }, ...e }))
+        .flatMap((e) => decoder.decode(e as never, offset))
+        .filter((e) => e.type === 'user.message')
+        .map((e) => (e.content as Array<{ text: string }>)[0]!.text);
+    // The first run sees m1 and m2, and drops the second m1.
+    expect(texts([started({ agent }), message('m1', 'one'), message('m2', 'two'), message('m1', 'one again')], 0)).toEqual(['one', 'two']);
+    // The next run carries only m2 (the workflow keeps the newest ids): m1 sent again is taken, m2 is not.
+    const carry = { seen_ids: ['m2'] };
+    expect(texts([started({ agent, carry }), message('m1', 'one, later'), message('m2', 'two again')], 4)).toEqual(['one, later']);
   });
 
   it('shifts positions by the offset of a later run', () => {
