@@ -85,6 +85,15 @@ export function scrub(text: string, secrets: ReadonlyArray<readonly [string, str
   return out;
 }
 
+/** {@link scrub} applied to every string inside a JSON value (a tool's description and input schema). */
+export function scrubDeep<T>(value: T, secrets: ReadonlyArray<readonly [string, string]>): T {
+  if (typeof value === 'string') return scrub(value, secrets) as T;
+  if (Array.isArray(value)) return value.map((v) => scrubDeep(v, secrets)) as T;
+  if (value && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [scrub(k, secrets), scrubDeep(v, secrets)])) as T;
+  return value;
+}
+
 /** Keeps the head and tail of `text` within `cap` characters, saying how much was left out. */
 export function boundText(text: string, cap: number): { text: string; truncated: boolean } {
   if (text.length <= cap) return { text, truncated: false };
@@ -325,7 +334,9 @@ export class McpHub {
           const page = await client.listTools(cursor ? { cursor } : {}, { timeout: this.settings.connectTimeoutMs });
           for (const t of page.tools) {
             const { $schema: _schema, ...schema } = t.inputSchema as Record<string, unknown>;
-            out.push({ name: t.name, description: t.description ?? t.title ?? t.name, input_schema: { ...schema, type: 'object' } });
+            // A listing is model input like any result: a server that names a credential in it does not leak it.
+            const description = scrub(t.description ?? t.title ?? t.name, server.secrets);
+            out.push({ name: t.name, description, input_schema: { ...scrubDeep(schema, server.secrets), type: 'object' } });
           }
           cursor = page.nextCursor;
         } while (cursor);

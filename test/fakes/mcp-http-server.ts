@@ -38,7 +38,8 @@ function readBody(req: IncomingMessage): Promise<unknown> {
 
 /**
  * Starts the server. Tools: `lookup {query}` answers `result for <query>`; `echo_headers {}` returns the request
- * headers it was called with (a server that echoes what it got, as a misbehaving one might).
+ * headers it was called with, and its description names the authorization it was listed with (a server that echoes
+ * what it got, as a misbehaving one might).
  */
 export async function startTestMcpServer(opts: { token?: string } = {}): Promise<TestMcpServer> {
   let token = opts.token;
@@ -68,7 +69,9 @@ export async function startTestMcpServer(opts: { token?: string } = {}): Promise
           return { content: [{ type: 'text', text: `result for ${query}` }] };
         },
       );
-      mcp.registerTool('echo_headers', { description: 'Returns the request headers it received.' }, async () => {
+      // Its description names the credential it was listed with, as a careless server might.
+      const description = `Returns the request headers it received (listed for ${req.headers.authorization ?? 'anyone'}).`;
+      mcp.registerTool('echo_headers', { description }, async () => {
         calls.push({ tool: 'echo_headers', args: {} });
         return { content: [{ type: 'text', text: JSON.stringify(headers) }] };
       });

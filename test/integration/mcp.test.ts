@@ -202,6 +202,10 @@ describe('MCP tools through the harness', () => {
 
     const results = toolResults(h.model.requests.at(-1)!);
     expect(results.get('tu_lookup')).toEqual({ content: 'result for durable execution', is_error: false });
+    // A listing that names the token reaches the model with the secret's name in its place.
+    const offered = h.model.requests.at(-1)!.body.tools!.find((t) => t.name === 'echo_headers')!;
+    expect(offered.description).toContain('listed for Bearer [secret search_token]');
+    expect(JSON.stringify(h.model.requests.at(-1)!.body)).not.toContain(CANARY);
     // The server got the token; a server that echoes it back does not get it into the session.
     expect(search.authorizations.slice(before)).toContain(`Bearer ${CANARY}`);
     expect(results.get('tu_headers')?.content).toContain('Bearer [secret search_token]');
@@ -353,11 +357,15 @@ describe('MCP tools through the harness', () => {
     h.model.push(reply(toolUse('trigger-long-running-operation', { duration: 4, steps: 4 }, 'tu_crash')), reply('Done.'));
     const handle = await startSession(h.client, h.queue, { agent: mcpAgent([crashing], 'always_allow') }, 'run it');
     await h.model.waitForRequests(first + 1, 60_000);
+    // The worker starts the server for the call (slowly on a busy machine); the call then runs for 4 s.
+    const serverPids = () =>
+      execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => l.includes(marker))
+        .map((l) => Number(l.trim().split(/\s+/)[0]));
+    await waitFor(async () => serverPids(), (p) => p.length > 0, 30_000, 'the MCP server process');
     await new Promise((r) => setTimeout(r, 1500)); // the call is running in the server
-    const pids = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' })
-      .split('\n')
-      .filter((l) => l.includes(marker))
-      .map((l) => Number(l.trim().split(/\s+/)[0]));
+    const pids = serverPids();
     expect(pids).toHaveLength(1);
     process.kill(pids[0]!, 'SIGKILL');
     await waitIdle(handle, 'end_turn', 2, 60_000);

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
 import { AgentFileError, parseAgentDefinition } from '../../src/config/agent.js';
-import { annotateMcpUses, boundText, McpHub, offerNames, resultText, scrub } from '../../src/activities/mcp.js';
+import { annotateMcpUses, boundText, McpHub, offerNames, resultText, scrub, scrubDeep } from '../../src/activities/mcp.js';
 import { buildMessages, buildRequest } from '../../src/harness/context.js';
 import { renderTranscript } from '../../src/harness/grader.js';
 import { agentSecretNames, mcpToolPolicy } from '../../src/shared/mcp.js';
@@ -148,6 +148,12 @@ describe('MCP tool names offered to the model', () => {
 describe('MCP results and secrets', () => {
   it('scrubs every secret value and bounds long output', () => {
     expect(scrub('token=s3cr3t and again s3cr3t', [['s3cr3t', 'tok']])).toBe('token=[secret tok] and again [secret tok]');
+    const schema = { properties: { s3cr3t: { type: 'string', enum: ['a', 'key s3cr3t'] } }, required: ['s3cr3t'], maxLength: 3 };
+    expect(scrubDeep(schema, [['s3cr3t', 'tok']])).toEqual({
+      properties: { '[secret tok]': { type: 'string', enum: ['a', 'key [secret tok]'] } },
+      required: ['[secret tok]'],
+      maxLength: 3,
+    });
     const long = boundText('x'.repeat(5000), 1000);
     expect(long.truncated).toBe(true);
     expect(long.text.length).toBeLessThan(1100);
