@@ -99,8 +99,8 @@ describe('delegation to sub-agents', () => {
       ),
       reply('Both answered.'),
     ]);
-    scripts.set('count-alpha', [reply(toolUse('bash', { command: 'sleep 3; echo alpha-done' }, 'tu_a')), reply('alpha: 5 letters')]);
-    scripts.set('count-beta', [reply(toolUse('bash', { command: 'sleep 3; echo beta-done' }, 'tu_b')), reply('beta: 2 words')]);
+    scripts.set('count-alpha', [reply(toolUse('bash', { command: 'sleep 8; echo alpha-done' }, 'tu_a')), reply('alpha: 5 letters')]);
+    scripts.set('count-beta', [reply(toolUse('bash', { command: 'sleep 8; echo beta-done' }, 'tu_b')), reply('beta: 2 words')]);
 
     const handle = await startSession(h.client, h.queue, { agent: lead([worker('counter')]) }, 'count things');
     await waitIdle(handle, 'end_turn', 2, 120_000);
@@ -125,7 +125,7 @@ describe('delegation to sub-agents', () => {
       expect(JSON.stringify(events.filter((e) => e.type === 'agent.tool_result'))).toContain(marker);
       expect(events.at(-1)?.type).toBe('session.status_terminated');
     }
-    // The two children's tool calls overlapped in time.
+    // The two children's tool calls overlapped in time (each sleeps 8 s: room for a slow provision of the other).
     const [a] = await executeSpans(childIds[0]!);
     const [b] = await executeSpans(childIds[1]!);
     expect(a![0]).toBeLessThan(b![1]);
