@@ -133,7 +133,7 @@ export class LogDecoder {
           // A continued run: its first events are in the runs before it. It knows the signal ids its carry names,
           // and only those, so a later duplicate is dropped (or taken again) here exactly as the workflow does.
           this.seenIds.clear();
-          for (const id of this.input.carry.seen_ids) this.seenIds.add(id);
+          for (const id of this.input.carry.seen_ids ?? []) this.seenIds.add(id);
           break;
         }
         for (const m of this.input.initial_events ?? []) {
