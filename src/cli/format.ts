@@ -23,6 +23,11 @@ function texts(content: unknown): string {
   return content.map((b: { text?: string }) => b.text ?? '').join(' ');
 }
 
+/** For a sub-agent's call shown in its parent's log: which child session it waits in. */
+function thread(e: SessionEvent): string {
+  return typeof e.session_thread_id === 'string' ? ` (waits in ${e.session_thread_id})` : '';
+}
+
 /** The detail part of an event's line. */
 export function eventDetail(e: SessionEvent): string {
   switch (e.type) {
@@ -33,9 +38,9 @@ export function eventDetail(e: SessionEvent): string {
       return shorten((e.block as { thinking?: string })?.thinking ?? '(redacted)', 100);
     case 'agent.tool_use':
     case 'agent.custom_tool_use':
-      return `${e.name} ${shorten(JSON.stringify(e.input), 120)}`;
+      return `${e.name} ${shorten(JSON.stringify(e.input), 120)}${thread(e)}`;
     case 'agent.mcp_tool_use':
-      return `${e.mcp_server_name}/${e.name} ${shorten(JSON.stringify(e.input), 110)}`;
+      return `${e.mcp_server_name}/${e.name} ${shorten(JSON.stringify(e.input), 110)}${thread(e)}`;
     case 'agent.tool_result':
     case 'agent.mcp_tool_result':
       return `${e.is_error ? 'error' : 'ok'} ${shorten(texts(e.content), 120)}`;

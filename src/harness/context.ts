@@ -144,6 +144,7 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
       case 'agent.tool_use':
       case 'agent.mcp_tool_use':
       case 'agent.custom_tool_use': {
+        if (e.session_thread_id !== undefined) break; // a sub-agent's call shown here: the child's context has it
         const request = e.model_request_id as string;
         if (request !== currentRequest) {
           closeToolTurn();

@@ -14,6 +14,7 @@ import type {
   DelegationResult,
   ExecuteInput,
   ExecuteResult,
+  PendingAction,
   ProvisionResult,
   SessionInput,
   UserMessage,
@@ -105,6 +106,8 @@ export class LogDecoder {
   input: SessionInput | undefined;
   private readonly scheduled = new Map<number, Scheduled>();
   private readonly childSessions = new Map<number, ChildSession>();
+  /** Child sessions started and not yet ended, by session ID, with the ids of their calls shown as waiting. */
+  private readonly openChildren = new Map<string, { child: ChildSession; waiting: Set<string> }>();
   private readonly seenIds = new Set<string>();
   private customTools = new Set<string>();
   private evaluationStart: string | undefined;
@@ -145,6 +148,10 @@ export class LogDecoder {
       case EventType.WorkflowExecutionSignaled: {
         const a = e.workflowExecutionSignaledEventAttributes;
         const name = a?.signalName ?? '';
+        if (name === Signals.childPending) {
+          this.childPending(this.payload(a?.input), emit);
+          break;
+        }
         const type = SIGNAL_EVENT[name];
         const check = checkSignal(name, this.payload(a?.input));
         if (!type || !check.ok) break; // the workflow records a session.error for it
@@ -195,11 +202,9 @@ export class LogDecoder {
         const a = e.startChildWorkflowExecutionInitiatedEventAttributes;
         const child = this.payload(a?.input) as SessionInput | undefined;
         if (!child?.delegation) break;
-        this.childSessions.set(seq, {
-          session_id: a?.workflowId ?? '',
-          tool_use_id: child.delegation.tool_use_id,
-          agent_name: child.agent.name,
-        });
+        const c = { session_id: a?.workflowId ?? '', tool_use_id: child.delegation.tool_use_id, agent_name: child.agent.name };
+        this.childSessions.set(seq, c);
+        this.openChildren.set(c.session_id, { child: c, waiting: new Set() });
         break;
       }
       case EventType.ChildStarted: {
@@ -210,6 +215,7 @@ export class LogDecoder {
       case EventType.ChildCompleted: {
         const a = e.childWorkflowExecutionCompletedEventAttributes;
         const c = this.childSessions.get(toNumber(a?.initiatedEventId) + offset);
+        if (c) this.openChildren.delete(c.session_id);
         if (c) this.childAnswered(c, this.payload(a?.result) as DelegationResult | undefined, emit);
         break;
       }
@@ -226,6 +232,7 @@ export class LogDecoder {
           e.childWorkflowExecutionTerminatedEventAttributes;
         const c = this.childSessions.get(toNumber(a?.initiatedEventId) + offset);
         if (!c) break;
+        this.openChildren.delete(c.session_id);
         const why =
           e.eventType === EventType.StartChildFailed
             ? 'could not start (a session with its id exists already)'
@@ -259,6 +266,36 @@ export class LogDecoder {
         break;
     }
     return out;
+  }
+
+  /**
+   * A running child session's calls that wait for the user (`tandem.child_pending`, sent again whenever that list
+   * changes): each call not shown yet is cross-posted here, as the Managed Agents API shows a sub-agent's blocking
+   * events on the primary thread, with the child's ID as `session_thread_id`. The parent names these calls in its
+   * `requires_action` stop reason and forwards their answers to the child. Cross-posts are not the parent's own
+   * calls: its context leaves them out, and their results are in the child's log.
+   */
+  private childPending(payload: unknown, emit: (t: SessionEventType, f?: Record<string, unknown>) => void): void {
+    const p = payload as { session_id?: unknown; pending?: unknown } | undefined;
+    const open = typeof p?.session_id === 'string' ? this.openChildren.get(p.session_id) : undefined;
+    if (!open || !Array.isArray(p!.pending)) return; // the workflow ignores signals of sessions that are not its children
+    const waiting = new Set<string>();
+    for (const a of p!.pending as PendingAction[]) {
+      if (typeof a?.tool_use_id !== 'string' || typeof a.name !== 'string') continue;
+      waiting.add(a.tool_use_id);
+      if (open.waiting.has(a.tool_use_id)) continue;
+      const common = { tool_use_id: a.tool_use_id, input: a.input ?? {}, session_thread_id: open.child.session_id };
+      if (a.kind === 'custom_tool') emit('agent.custom_tool_use', { ...common, name: a.name });
+      else if (a.mcp)
+        emit('agent.mcp_tool_use', {
+          ...common,
+          mcp_server_name: a.mcp.server,
+          name: a.mcp.tool,
+          ...(a.name !== a.mcp.tool ? { called_as: a.name } : {}),
+        });
+      else emit('agent.tool_use', { ...common, name: a.name });
+    }
+    open.waiting = waiting;
   }
 
   private childAnswered(

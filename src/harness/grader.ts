@@ -40,9 +40,11 @@ export function renderTranscript(events: readonly SessionEvent[], maxChars = 120
         break;
       case 'agent.tool_use':
       case 'agent.custom_tool_use':
+        if (e.session_thread_id !== undefined) break; // a sub-agent's waiting call: its own transcript has it
         lines.push(`[agent calls ${e.name as string}] ${clip(JSON.stringify(e.input), 1_000)}`);
         break;
       case 'agent.mcp_tool_use':
+        if (e.session_thread_id !== undefined) break;
         lines.push(`[agent calls ${e.name as string} of MCP server ${e.mcp_server_name as string}] ${clip(JSON.stringify(e.input), 1_000)}`);
         break;
       case 'agent.tool_result':

@@ -80,6 +80,88 @@ describe('LogDecoder on recorded histories', () => {
     expect(texts([started({ agent, carry }), message('m1', 'one, later'), message('m2', 'two again')], 4)).toEqual(['one, later']);
   });
 
+  it("cross-posts a running child's waiting calls once each, as its thread's, and leaves them out of the context", () => {
+    const T = temporal.api.enums.v1.EventType;
+    const payloads = (v: unknown) => ({ payloads: [defaultPayloadConverter.toPayload(v)] });
+    const lead = { name: 'lead', model: 'claude-sonnet-4-5' };
+    const child = 'sesn_p.tu_d';
+    const pending = (session_id: string, calls: unknown[]) => ({
+      eventType: T.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+      workflowExecutionSignaledEventAttributes: { signalName: Signals.childPending, input: payloads({ session_id, pending: calls }) },
+    });
+    const rm = { tool_use_id: 'tu_rm', name: 'bash', kind: 'confirmation', input: { command: 'rm x' } };
+    const ask = { tool_use_id: 'tu_ask', name: 'ask', kind: 'custom_tool', input: { q: 'colour?' } };
+    const mcp = { tool_use_id: 'tu_mcp', name: 'docs_search', kind: 'confirmation', input: {}, mcp: { server: 'docs', tool: 'search' } };
+    const history = [
+      {
+        eventType: T.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+        workflowExecutionStartedEventAttributes: {
+          input: payloads({ agent: lead, initial_events: [{ content: [{ type: 'text', text: 'go' }] }] }),
+        },
+      },
+      {
+        eventType: T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+        activityTaskScheduledEventAttributes: { activityType: { name: 'callModel' }, input: payloads({}) },
+      },
+      {
+        eventType: T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+        activityTaskCompletedEventAttributes: {
+          scheduledEventId: 2,
+          result: payloads({
+            content: [{ type: 'tool_use', id: 'tu_d', name: 'delegate', input: { agent: 'careful', task: 't' } }],
+            stop_reason: 'tool_use',
+            model: 'm',
+            usage: { input_tokens: 1, output_tokens: 1, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 },
+          }),
+        },
+      },
+      pending('sesn_p.tu_other', [rm]), // not a child of this session: the workflow ignores it, and so does the log
+      {
+        eventType: T.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+        startChildWorkflowExecutionInitiatedEventAttributes: {
+          workflowId: child,
+          input: payloads({
+            agent: { name: 'careful', model: 'm' },
+            delegation: { parent_session_id: 'sesn_p', tool_use_id: 'tu_d', depth: 1, max_depth: 2 },
+          }),
+        },
+      },
+      { eventType: T.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED, childWorkflowExecutionStartedEventAttributes: { initiatedEventId: 5 } },
+      pending(child, [rm, ask]),
+      pending(child, [rm, ask, mcp]), // the list again, with one more: only the new call is shown
+      pending(child, []),
+      pending(child, [rm]), // waiting again on a call of the same id after an answer: shown again
+      {
+        eventType: T.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
+        childWorkflowExecutionCompletedEventAttributes: {
+          initiatedEventId: 5,
+          result: payloads({ final_message: 'done', stop_reason: { type: 'end_turn' }, turns: 2, usage: {} }),
+        },
+      },
+      pending(child, [ask]), // the child has ended
+    ];
+    const decoder = new LogDecoder(decodeJsonPayload);
+    const events = history
+      .map((e, i) => ({ eventId: i + 1, eventTime: { seconds: 1 }, ...e }))
+      .flatMap((e) => decoder.decode(e as never));
+    const posted = events.filter((e) => e.type.endsWith('_use') && e.session_thread_id !== undefined);
+    expect(posted.map((e) => [e.id, e.type, e.tool_use_id])).toEqual([
+      ['7.0', 'agent.tool_use', 'tu_rm'],
+      ['7.1', 'agent.custom_tool_use', 'tu_ask'],
+      ['8.0', 'agent.mcp_tool_use', 'tu_mcp'],
+      ['10.0', 'agent.tool_use', 'tu_rm'],
+    ]);
+    expect(posted.every((e) => e.session_thread_id === child)).toBe(true);
+    expect(posted[0]).toMatchObject({ name: 'bash', input: { command: 'rm x' } });
+    expect(posted[2]).toMatchObject({ mcp_server_name: 'docs', name: 'search', called_as: 'docs_search' });
+    // The parent's model sees its own delegate call and its result, nothing of the child's calls.
+    const { messages } = buildMessages(events);
+    const blocks = JSON.stringify(messages);
+    expect(blocks).toContain('tu_d');
+    expect(blocks).not.toContain('tu_rm');
+    expect(blocks).not.toContain('tu_ask');
+  });
+
   it('shifts positions by the offset of a later run', () => {
     const plain = decode('tools-01.json');
     const shifted = decode('tools-01.json', 1000);
