@@ -2,6 +2,11 @@
  * Session events in the API's shape. Tandem's events carry positional ids (`"10.1"`) and the model's tool-use ids;
  * the API names every event by an `id` and refers to tool calls by the id of their `agent.tool_use` event. The
  * mapper is stateful (like the log decoder): feed it the log in order.
+ *
+ * A session's log is its primary thread. A sub-agent's call that waits for the user is cross-posted there by the
+ * log decoder (an `agent.tool_use`, `agent.mcp_tool_use` or `agent.custom_tool_use` carrying the child session's ID
+ * as `session_thread_id`), at the parent's own log position: so its id is one of the parent's positional ids and
+ * cannot collide with another event of the stream, and it reads the same on every read.
  */
 import type { SessionEvent } from '../shared/events.js';
 
@@ -24,15 +29,33 @@ const ERROR_TYPES: Record<string, string> = {
   'Model.Overloaded': 'model_overloaded_error',
 };
 
+/** A tool call as the API names it, by the id of its event. */
+export interface ToolCall {
+  /** The model's tool-use id, by which the workflow knows the call. */
+  tool_use_id: string;
+  /** `agent.tool_use`, `agent.mcp_tool_use` or `agent.custom_tool_use`. */
+  type: string;
+  /** Set for a sub-agent's call: the thread (child session) it waits in. */
+  session_thread_id?: string;
+}
+
 /** Maps Tandem events onto API events, in log order. */
 export class EventMapper {
   /** Tandem tool-use id → id of its `agent.tool_use` / `agent.custom_tool_use` event. */
   readonly toolEvents = new Map<string, string>();
-  /** And back. */
-  readonly toolUses = new Map<string, string>();
+  /** Event id → the tool call it is. */
+  readonly calls = new Map<string, ToolCall>();
+  /** The session's sub-agent threads (child session IDs), as their `session.thread_created` events name them. */
+  readonly threads = new Set<string>();
 
   private tool(id: unknown): unknown {
     return typeof id === 'string' ? (this.toolEvents.get(id) ?? id) : id;
+  }
+
+  /** The thread a call waits in, by its Tandem tool-use id (undefined for the session's own calls). */
+  private threadOf(id: unknown): string | undefined {
+    const event = typeof id === 'string' ? this.toolEvents.get(id) : undefined;
+    return event ? this.calls.get(event)?.session_thread_id : undefined;
   }
 
   map(e: SessionEvent): ApiEvent {
@@ -46,16 +69,31 @@ export class EventMapper {
       case 'agent.mcp_tool_use':
         if (typeof e.tool_use_id === 'string') {
           this.toolEvents.set(e.tool_use_id, out.id);
-          this.toolUses.set(out.id, e.tool_use_id);
+          const thread = typeof e.session_thread_id === 'string' ? { session_thread_id: e.session_thread_id } : {};
+          this.calls.set(out.id, { tool_use_id: e.tool_use_id, type: e.type, ...thread });
         }
         break;
       case 'agent.tool_result':
-      case 'user.tool_confirmation':
         out.tool_use_id = this.tool(e.tool_use_id);
         break;
-      case 'user.custom_tool_result':
+      case 'user.tool_confirmation': {
+        // The API sets the thread an answer was routed to (none: the primary thread).
+        const thread = this.threadOf(e.tool_use_id);
+        out.tool_use_id = this.tool(e.tool_use_id);
+        if (thread) out.session_thread_id = thread;
+        break;
+      }
+      case 'user.custom_tool_result': {
+        const thread = this.threadOf(e.custom_tool_use_id);
         out.custom_tool_use_id = this.tool(e.custom_tool_use_id);
         if (typeof out.content === 'string') out.content = [{ type: 'text', text: out.content }];
+        if (thread) out.session_thread_id = thread;
+        break;
+      }
+      case 'session.thread_created':
+        if (typeof e.session_thread_id === 'string') this.threads.add(e.session_thread_id);
+        out.tool_use_id = this.tool(e.tool_use_id); // the delegate call that started the thread
+        out.workflow_run_id = null;
         break;
       case 'session.status_idle': {
         const stop = e.stop_reason as { type: string; event_ids?: string[] } | null;

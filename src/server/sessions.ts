@@ -30,7 +30,7 @@ import type {
   UserDefineOutcome,
   UserMessage,
 } from '../shared/types.js';
-import { apiEventId, EventMapper, mapEvents, type ApiEvent } from './events.js';
+import { apiEventId, EventMapper, mapEvents, type ApiEvent, type ToolCall } from './events.js';
 import {
   ApiError,
   decodeCursor,
@@ -426,6 +426,21 @@ export class SessionApi {
   // Events
   // -------------------------------------------------------------------------------------------------------------
 
+  /** The log of a session (or thread) read through the mapper: its tool calls and threads by event id. */
+  private async logOf(sessionId: string): Promise<EventMapper> {
+    return mapEvents(await this.tandem.getEvents(sessionId)).mapper;
+  }
+
+  /**
+   * Whether `thread` is a sub-agent thread of the session whose log `log` is: one its `session.thread_created`
+   * events name, or one of theirs (a child's ID starts with its parent's and a dot).
+   */
+  private async isThread(log: EventMapper, thread: string): Promise<boolean> {
+    if (log.threads.has(thread)) return true;
+    for (const t of log.threads) if (thread.startsWith(`${t}.`)) return this.isThread(await this.logOf(t), thread);
+    return false;
+  }
+
   private async send(req: ApiRequest): Promise<unknown> {
     const id = req.params.id!;
     const body = objectBody(req.body);
@@ -433,17 +448,59 @@ export class SessionApi {
     const s = await this.load(id);
     if (!s.open) throw new ApiError(400, `session "${id}" has ended; it takes no more events`);
     if (s.memo.archived_at) throw new ApiError(400, `session "${id}" is archived; it takes no more events`);
-    // Tool calls are named by the ids of their agent.tool_use events; the workflow knows them by tool-use id.
-    let mapper: EventMapper | undefined;
-    const toolUseId = async (v: unknown, field: string): Promise<string> => {
-      if (typeof v !== 'string' || !v) throw invalid(field, 'must be the id of an agent.tool_use or agent.custom_tool_use event');
-      if (!v.startsWith('sevt_')) return v;
-      mapper ??= mapEvents(await this.tandem.getEvents(id)).mapper;
-      const use = mapper.toolUses.get(v);
-      if (!use) throw invalid(field, `no tool call event "${v}" in session "${id}"`);
-      return use;
+    const pending = s.state?.pending ?? [];
+    let primary: EventMapper | undefined;
+    const log = async () => (primary ??= await this.logOf(id));
+    /** A `session_thread_id` of the request: absent, or a sub-agent thread of this session (else a 400). */
+    const threadField = async (v: unknown, field: string): Promise<string | undefined> => {
+      if (v === undefined || v === null) return undefined;
+      if (typeof v !== 'string' || !v) throw invalid(field, 'must be the id of a thread of this session');
+      if (await this.isThread(await log(), v)) return v;
+      throw invalid(
+        field,
+        `no thread "${v}" in session "${id}": its threads are the sub-agent sessions that its session.thread_created events name`,
+      );
     };
-    const signals: Array<{ name: string; payload: Record<string, unknown>; event: Record<string, unknown> }> = [];
+    /**
+     * The tool call an answer names. The API names a call by the id of its tool-use event: in this session's log
+     * (a sub-agent's waiting call is cross-posted there with its thread), or, with `session_thread_id`, in that
+     * thread's own log. The workflow knows calls by tool-use id, which is also taken as it is. The session forwards
+     * the answer to a sub-agent's call to the child that waits on it.
+     */
+    const toolCall = async (v: unknown, thread: string | undefined, at: string, field: string, types: string[]): Promise<ToolCall> => {
+      const what = types.join(' or ');
+      if (typeof v !== 'string' || !v) throw invalid(`${at}.${field}`, `must be the id of an ${what} event`);
+      let call: ToolCall | undefined;
+      if (!v.startsWith('sevt_')) {
+        const waiting = pending.find((p) => p.tool_use_id === v)?.session_id;
+        call = { tool_use_id: v, type: '', ...(waiting ? { session_thread_id: waiting } : {}) };
+      } else {
+        call = (await log()).calls.get(v);
+        if (thread && call?.session_thread_id !== thread) {
+          const own = (await this.logOf(thread)).calls.get(v);
+          if (own) call = { ...own, session_thread_id: thread };
+        }
+        const where = `session "${id}"${thread ? ` or its thread "${thread}"` : ''}`;
+        if (!call) throw invalid(`${at}.${field}`, `no tool call event "${v}" in ${where}`);
+        if (!types.includes(call.type)) throw invalid(`${at}.${field}`, `"${v}" is an ${call.type} event, not an ${what} event`);
+      }
+      if (thread && call.session_thread_id !== thread) {
+        throw invalid(
+          `${at}.session_thread_id`,
+          call.session_thread_id
+            ? `the tool call "${v}" waits in thread "${call.session_thread_id}", not "${thread}"`
+            : `the tool call "${v}" is the session's own (its primary thread's); omit session_thread_id`,
+        );
+      }
+      const t = call.session_thread_id;
+      if (t && !pending.some((p) => p.tool_use_id === call.tool_use_id && p.session_id === t))
+        throw invalid(
+          `${at}.${field}`,
+          `the tool call "${v}" of thread "${t}" is not one that session "${id}" waits on (answered already, or the thread has ended)`,
+        );
+      return call;
+    };
+    const signals: Array<{ target: string; name: string; payload: Record<string, unknown>; event: Record<string, unknown> }> = [];
     for (const [i, raw] of (body.events as unknown[]).entries()) {
       const e = raw as Record<string, unknown>;
       const eventId = newEventId();
@@ -451,40 +508,71 @@ export class SessionApi {
       switch (e?.type) {
         case 'user.message': {
           const content = textContent(e.content, `${at}.content`);
-          signals.push({ name: Signals.message, payload: { id: eventId, content }, event: { id: eventId, type: e.type, content } });
+          const event = { id: eventId, type: e.type, content };
+          signals.push({ target: id, name: Signals.message, payload: { id: eventId, content }, event });
           break;
         }
-        case 'user.interrupt':
-          if (e.session_thread_id) throw invalid(`${at}.session_thread_id`, 'Tandem sessions have one thread');
-          signals.push({ name: Signals.interrupt, payload: { id: eventId }, event: { id: eventId, type: e.type } });
+        case 'user.interrupt': {
+          // Without a thread the session stops, and with it every sub-agent it runs; with one, only that thread.
+          const thread = await threadField(e.session_thread_id, `${at}.session_thread_id`);
+          if (thread) {
+            const d = await this.temporal.workflow.getHandle(thread).describe();
+            if (d.status.name !== 'RUNNING')
+              throw invalid(`${at}.session_thread_id`, `thread "${thread}" has ended; there is nothing to interrupt`);
+          }
+          signals.push({
+            target: thread ?? id,
+            name: Signals.interrupt,
+            payload: { id: eventId },
+            event: { id: eventId, type: e.type, ...(thread ? { session_thread_id: thread } : {}) },
+          });
           break;
+        }
         case 'user.tool_confirmation': {
           if (e.result !== 'allow' && e.result !== 'deny') throw invalid(`${at}.result`, 'must be allow or deny');
-          const use = await toolUseId(e.tool_use_id, `${at}.tool_use_id`);
-          const payload: Record<string, unknown> = { id: eventId, tool_use_id: use, result: e.result };
+          const thread = await threadField(e.session_thread_id, `${at}.session_thread_id`);
+          const call = await toolCall(e.tool_use_id, thread, at, 'tool_use_id', ['agent.tool_use', 'agent.mcp_tool_use']);
+          const payload: Record<string, unknown> = { id: eventId, tool_use_id: call.tool_use_id, result: e.result };
           if (typeof e.deny_message === 'string') payload.deny_message = e.deny_message;
           signals.push({
+            target: id,
             name: Signals.toolConfirmation,
             payload,
-            event: { id: eventId, type: e.type, tool_use_id: e.tool_use_id, result: e.result, deny_message: e.deny_message ?? null },
+            event: {
+              id: eventId,
+              type: e.type,
+              tool_use_id: e.tool_use_id,
+              result: e.result,
+              deny_message: e.deny_message ?? null,
+              ...(call.session_thread_id ? { session_thread_id: call.session_thread_id } : {}),
+            },
           });
           break;
         }
         case 'user.custom_tool_result': {
-          const use = await toolUseId(e.custom_tool_use_id, `${at}.custom_tool_use_id`);
+          const thread = await threadField(e.session_thread_id, `${at}.session_thread_id`);
+          const call = await toolCall(e.custom_tool_use_id, thread, at, 'custom_tool_use_id', ['agent.custom_tool_use']);
           const content = e.content === undefined ? [{ type: 'text', text: '' }] : textContent(e.content, `${at}.content`);
-          const payload: Record<string, unknown> = { id: eventId, custom_tool_use_id: use, content };
+          const payload: Record<string, unknown> = { id: eventId, custom_tool_use_id: call.tool_use_id, content };
           if (e.is_error === true) payload.is_error = true;
           signals.push({
+            target: id,
             name: Signals.customToolResult,
             payload,
-            event: { id: eventId, type: e.type, custom_tool_use_id: e.custom_tool_use_id, content, is_error: e.is_error ?? null },
+            event: {
+              id: eventId,
+              type: e.type,
+              custom_tool_use_id: e.custom_tool_use_id,
+              content,
+              is_error: e.is_error ?? null,
+              ...(call.session_thread_id ? { session_thread_id: call.session_thread_id } : {}),
+            },
           });
           break;
         }
         case 'user.define_outcome': {
           const { payload, event } = outcomeEvent(e, eventId, at);
-          signals.push({ name: Signals.defineOutcome, payload, event });
+          signals.push({ target: id, name: Signals.defineOutcome, payload, event });
           break;
         }
         case 'user.tool_result':
@@ -496,9 +584,8 @@ export class SessionApi {
           );
       }
     }
-    const handle = this.temporal.workflow.getHandle(id);
     const now = new Date().toISOString();
-    for (const sig of signals) await handle.signal(sig.name, sig.payload);
+    for (const sig of signals) await this.temporal.workflow.getHandle(sig.target).signal(sig.name, sig.payload);
     return { data: signals.map((sig) => ({ ...sig.event, processed_at: now })) };
   }
 

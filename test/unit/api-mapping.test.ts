@@ -44,8 +44,36 @@ describe('event mapping', () => {
     expect(events[7]).toMatchObject({ custom_tool_use_id: 'sevt_10_1', content: [{ type: 'text', text: 'found' }] });
     expect(events[8]).toMatchObject({ tool_use_id: 'sevt_10_0' });
     expect(events.every((e) => !('seq' in e) && !('client_id' in e))).toBe(true);
-    expect(mapper.toolUses.get('sevt_10_1')).toBe('toolu_2');
+    expect(mapper.calls.get('sevt_10_1')).toEqual({ tool_use_id: 'toolu_2', type: 'agent.custom_tool_use' });
     expect(positionalId('3.2')).toBe('sevt_3_2');
+  });
+
+  it("names a sub-agent's cross-posted calls by their place in the parent's log, and routes their answers to its thread", () => {
+    const thread = 'sesn_p.toolu_d';
+    const { events, mapper } = mapEvents([
+      ev('5.0', 'agent.tool_use', { model_request_id: '4.0', tool_use_id: 'toolu_d', name: 'delegate', input: {} }),
+      ev('9.0', 'session.thread_created', { session_thread_id: thread, agent_name: 'careful', tool_use_id: 'toolu_d' }),
+      // The child's calls sit at positions of the child's own log that the parent's log uses too (12.0, 12.1):
+      // cross-posted, they are named by where the parent's log shows them.
+      ev('14.0', 'agent.tool_use', { tool_use_id: 'toolu_rm', name: 'bash', input: { command: 'rm x' }, session_thread_id: thread }),
+      ev('14.1', 'agent.custom_tool_use', { tool_use_id: 'toolu_ask', name: 'ask', input: {}, session_thread_id: thread }),
+      ev('18.0', 'session.status_idle', { stop_reason: { type: 'requires_action', event_ids: ['toolu_rm', 'toolu_ask'] } }),
+      ev('19.0', 'user.tool_confirmation', { client_id: 'sevt_yes', tool_use_id: 'toolu_rm', result: 'allow' }),
+      ev('20.0', 'user.custom_tool_result', { client_id: 'sevt_ans', custom_tool_use_id: 'toolu_ask', content: 'blue' }),
+      ev('31.0', 'agent.tool_result', { tool_use_id: 'toolu_d', content: [{ type: 'text', text: 'done' }], session_thread_id: thread }),
+    ]);
+    const byId = new Map(events.map((e) => [e.id, e]));
+    expect(events.map((e) => e.id)).toEqual(['sevt_5_0', 'sevt_9_0', 'sevt_14_0', 'sevt_14_1', 'sevt_18_0', 'sevt_yes', 'sevt_ans', 'sevt_31_0']);
+    expect(byId.get('sevt_9_0')).toMatchObject({ session_thread_id: thread, tool_use_id: 'sevt_5_0', workflow_run_id: null });
+    expect(byId.get('sevt_14_0')).toMatchObject({ type: 'agent.tool_use', session_thread_id: thread, name: 'bash' });
+    expect(byId.get('sevt_18_0')!.stop_reason).toEqual({ type: 'requires_action', event_ids: ['sevt_14_0', 'sevt_14_1'] });
+    expect(byId.get('sevt_yes')).toMatchObject({ tool_use_id: 'sevt_14_0', session_thread_id: thread });
+    expect(byId.get('sevt_ans')).toMatchObject({ custom_tool_use_id: 'sevt_14_1', session_thread_id: thread });
+    // The delegate call's own result is the parent's: it names the thread it came from, as before.
+    expect(byId.get('sevt_31_0')).toMatchObject({ tool_use_id: 'sevt_5_0', session_thread_id: thread });
+    expect(mapper.threads).toEqual(new Set([thread]));
+    expect(mapper.calls.get('sevt_14_0')).toEqual({ tool_use_id: 'toolu_rm', type: 'agent.tool_use', session_thread_id: thread });
+    expect(mapper.calls.get('sevt_5_0')).toEqual({ tool_use_id: 'toolu_d', type: 'agent.tool_use' });
   });
 
   it('maps session errors onto the API error objects', () => {
