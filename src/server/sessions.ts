@@ -472,8 +472,9 @@ export class SessionApi {
       if (typeof v !== 'string' || !v) throw invalid(`${at}.${field}`, `must be the id of an ${what} event`);
       let call: ToolCall | undefined;
       if (!v.startsWith('sevt_')) {
-        const waiting = pending.find((p) => p.tool_use_id === v)?.session_id;
-        call = { tool_use_id: v, type: '', ...(waiting ? { session_thread_id: waiting } : {}) };
+        const waiting = pending.find((p) => p.tool_use_id === v);
+        if (thread && !waiting) throw invalid(`${at}.${field}`, `no tool call "${v}" waits in thread "${thread}"`);
+        call = { tool_use_id: v, type: '', ...(waiting?.session_id ? { session_thread_id: waiting.session_id } : {}) };
       } else {
         call = (await log()).calls.get(v);
         if (thread && call?.session_thread_id !== thread) {
