@@ -77,6 +77,8 @@ type ToolUse = Extract<ModelBlock, { type: 'tool_use' }>;
 const INTERRUPT_GATES_STEPS = 'interrupt-gates-steps';
 /** Patch: cancelling a session ends it at once, without recording the cancelled step as a failure. */
 const CANCEL_ENDS_SESSION = 'cancel-ends-session';
+/** Patch: a delegated session passes its own sub-agents' waiting calls on to its parent. */
+const RELAY_CHILD_PENDING = 'relay-child-pending';
 
 /**
  * Runs one session until it is cancelled. A session started by a delegation ends when its turn does, and returns
@@ -229,6 +231,9 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     state.pending = [...childPending.values()].flat();
     if (state.pending.length > 0) setStatus('idle', { type: 'requires_action', event_ids: state.pending.map((p) => p.tool_use_id) });
     else setStatus('running');
+    // A sub-agent's sub-agent waits for the user too: its calls go up to the session at the top, and answers come
+    // down one session at a time (each forwards to the child its pending entry names).
+    if (input.delegation && patched(RELAY_CHILD_PENDING)) void tellParent(state.pending);
   });
   setHandler(defineOutcomeSignal, (payload) => {
     const v = accept<UserDefineOutcome>(Signals.defineOutcome, payload);

@@ -19,6 +19,7 @@ import {
   useHarness,
   waitFor,
   runCli,
+  recordSession,
   waitIdle,
 } from '../helpers/env.js';
 
@@ -259,6 +260,34 @@ describe('delegation to sub-agents', () => {
     expect(done.pending).toEqual([]);
     expect(toolResults(seen.get('ask-task')!.at(-1)!).get('tu_rm')).toMatchObject({ content: 'removed' });
     expect(toolResults(seen.get('You are lead.')!.at(-1)!).get('tu_ca')).toMatchObject({ content: 'removed it' });
+    await handle.cancel();
+  });
+
+  it("a sub-agent's sub-agent's waiting call reaches the session at the top, and its answer goes back down", async () => {
+    const careful = worker('careful', {
+      tools: [{ type: 'agent_toolset_20260401', configs: [{ name: 'bash', permission_policy: { type: 'always_ask' } }] }],
+    });
+    const middle = worker('middle', { multiagent: { type: 'coordinator', agents: [{ type: 'agent', definition: careful }] } });
+    scripts.set('You are lead.', [reply(toolUse('delegate', { agent: 'middle', task: 'middle-task: get it removed' }, 'tu_mid')), reply('All removed.')]);
+    scripts.set('middle-task', [reply(toolUse('delegate', { agent: 'careful', task: 'deep-task: remove it' }, 'tu_deep')), reply('careful removed it')]);
+    scripts.set('deep-task', [reply(toolUse('bash', { command: 'echo deep-removed' }, 'tu_deep_rm')), reply('deep-removed')]);
+    const handle = await startSession(h.client, h.queue, { agent: lead([middle]) }, 'remove it through two levels');
+    const waiting = await waitIdle(handle, 'requires_action', 1);
+    const middleId = waiting.children?.[0];
+    // The call waits two levels down; the top shows it, naming its own child as the session to forward to.
+    expect(waiting.pending).toEqual([
+      { tool_use_id: 'tu_deep_rm', name: 'bash', kind: 'confirmation', input: { command: 'echo deep-removed' }, session_id: middleId },
+    ]);
+    const middleHandle = h.client.workflow.getHandle(middleId!);
+    recordSession(middleHandle);
+    const deepId = (await sessionState(middleHandle)).children?.[0];
+    expect(deepId).toBe(`${middleId}.tu_deep`);
+    await h.tandem.confirmTool(handle.workflowId, 'tu_deep_rm', true);
+    const done = await waitIdle(handle, 'end_turn', 2);
+    expect(done.pending).toEqual([]);
+    expect(toolResults(seen.get('deep-task')!.at(-1)!).get('tu_deep_rm')).toMatchObject({ content: 'deep-removed' });
+    expect(toolResults(seen.get('middle-task')!.at(-1)!).get('tu_deep')).toMatchObject({ content: 'deep-removed' });
+    expect(toolResults(seen.get('You are lead.')!.at(-1)!).get('tu_mid')).toMatchObject({ content: 'careful removed it' });
     await handle.cancel();
   });
 
