@@ -14,8 +14,8 @@ import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, SA_AGENT, SA_STATUS, SESSION_WOR
 import type { AgentDefinition, SessionInput, SessionResource, SessionState, SessionStatus, UserMessage } from '../shared/types.js';
 import { temporalSettings } from '../config/temporal.js';
 import { codecFromEnv, decodeHistoryInPlace, tandemDataConverter } from '../codec/index.js';
-import { resourceSchema } from '../config/agent.js';
-import { secretNames } from '../shared/repositories.js';
+import { isLocalPath, resourceSchema } from '../config/agent.js';
+import { secretNames, sessionResources } from '../shared/repositories.js';
 import { decodeJsonPayload, readRunChain, readSessionLog } from './log.js';
 
 /** Options of {@link TandemClient.connect}. */
@@ -35,7 +35,10 @@ export interface StartOptions {
   metadata?: Record<string, string>;
   limits?: SessionInput['limits'];
   sandbox?: SessionInput['sandbox'];
-  /** Repositories cloned into the workspace (after the agent's own); credentials are vault secret names. */
+  /**
+   * Repositories cloned into the workspace (after the agent's own); credentials are vault secret names. A local
+   * repository (on the worker host) is named by its `file://` URL.
+   */
   resources?: SessionResource[];
   /**
    * Checked before starting: every secret the session names (the MCP servers of the agent and of its sub-agents,
@@ -271,6 +274,10 @@ export class TandemClient {
         throw new Error(`resources[${i}].${issue.path.join('.')}: ${issue.message}`);
       }
     }
+    // Paths are resolved by the agent-file loader; here nothing says what a relative one is relative to.
+    const path = sessionResources(input).find((r) => isLocalPath(r.url));
+    if (path)
+      throw new Error(`repository ${path.url}: name a local repository by its file:// URL (paths are for agent files)`);
     const names = [...new Set([...agentSecretNames(opts.agent), ...secretNames(input)])];
     const missing = names.length > 0 ? (opts.vault?.missing(names) ?? []) : []; // no vault read for agents without secrets
     if (missing.length > 0) throw new VaultError(`cannot start the session: ${unknownSecretsMessage(missing)}`);

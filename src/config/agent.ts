@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { z } from 'zod';
 import { secretRefs } from '../shared/mcp.js';
@@ -194,12 +195,17 @@ const sandboxSchema = strict({
   idle_timeout_s: intIn(10).optional(),
 });
 
+/** A repository URL: http(s) without credentials, `file:///` (a repository on the worker host), or a path to one. */
+const REPOSITORY_URL = /^(https?:\/\/[^\s/@]+(\/[^\s]*)?|file:\/\/\/.+|\.{0,2}\/.*)$/;
+
 /** Schema of one repository resource (agent files and session starts). */
 export const resourceSchema = strict({
   type: z.enum(['github_repository', 'git_repository']),
-  url: z
-    .string()
-    .regex(/^https?:\/\/[^\s/@]+(\/[^\s]*)?$/, { error: 'expected an http(s) URL without credentials in it' }),
+  url: z.string().regex(REPOSITORY_URL, {
+    error:
+      'expected an http(s) URL without credentials in it, or a local git repository: a file:/// URL, ' +
+      'or in an agent file a path (relative to the file)',
+  }),
   checkout: z
     .discriminatedUnion('type', [
       strict({ type: z.literal('branch'), name: z.string().min(1) }),
@@ -218,7 +224,23 @@ export const resourceSchema = strict({
     .nullable()
     .optional(),
   push_branches: z.array(z.string().min(1)).nullable().optional(),
+}).superRefine((r, ctx) => {
+  if (!isLocalPath(r.url) && !r.url.startsWith('file:')) return;
+  if (r.type !== 'git_repository')
+    ctx.addIssue({ code: 'custom', path: ['type'], message: 'a local repository is a git_repository', input: r.type });
+  if (r.credential)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['credential'],
+      message: 'a local repository takes no credential',
+      input: r.credential,
+    });
 });
+
+/** Whether a repository `url` is a path (an agent file's way to name a local repository) rather than a URL. */
+export function isLocalPath(url: string): boolean {
+  return /^\.{0,2}\//.test(url);
+}
 
 const limitsSchema = strict({
   max_turns: intIn(1).optional(),
@@ -586,7 +608,7 @@ export function parseAgentDefinition(text: string, file = '<input>'): AgentDefin
  * (inlined, so a session pins every sub-agent's definition when it starts).
  */
 export async function loadAgentFile(path: string, seen: readonly string[] = []): Promise<AgentDefinition> {
-  const agent = await readAgentFile(path);
+  const agent = withLocalRepositoryUrls(await readAgentFile(path), dirname(path));
   const roster = agent.multiagent?.agents;
   if (!roster) return agent;
   const agents: RosterEntry[] = [];
@@ -605,6 +627,18 @@ export async function loadAgentFile(path: string, seen: readonly string[] = []):
     agents.push({ type: 'agent', definition: await loadAgentFile(target, chain) });
   }
   return { ...agent, multiagent: { ...agent.multiagent!, agents } };
+}
+
+/**
+ * Turns the paths that name local repositories in `resources` into `file://` URLs, relative ones against the agent
+ * file's directory (`dir`), as the roster's files are: the session pins the absolute location.
+ */
+function withLocalRepositoryUrls(agent: AgentDefinition, dir: string): AgentDefinition {
+  if (!agent.resources?.some((r) => isLocalPath(r.url))) return agent;
+  const resources = agent.resources.map((r) =>
+    isLocalPath(r.url) ? { ...r, url: pathToFileURL(resolvePath(dir, r.url)).href } : r,
+  );
+  return { ...agent, resources };
 }
 
 async function readAgentFile(path: string): Promise<AgentDefinition> {

@@ -15,6 +15,14 @@ export function secretNames(input: Pick<SessionInput, 'resources'> & { agent: Pi
   return [...new Set(sessionResources(input).flatMap((r) => (r.credential ? [r.credential] : [])))];
 }
 
+/**
+ * Whether a repository is a local one: a `file://` URL naming a git repository on the worker host (agent files
+ * may name it by a path, which the loader turns into such a URL). The gateway serves it with `git http-backend`.
+ */
+export function isLocalRepository(url: string): boolean {
+  return url.startsWith('file:');
+}
+
 /** The repository's name from its URL (`https://host/org/name.git` → `name`). */
 export function repositoryName(url: string): string {
   const last = url.replace(/[?#].*$/, '').replace(/\/+$/, '').split('/').pop() ?? '';

@@ -129,12 +129,15 @@ export type RepositoryCheckout = { type: 'branch'; name: string } | { type: 'com
 
 /**
  * A git repository cloned into the workspace at provision time (the Managed Agents `github_repository` resource,
- * plus `git_repository` for any git HTTP(S) server). Its remote points at the worker's credential proxy; the
- * sandbox never holds `credential`'s value, only a session-scoped phantom token.
+ * plus `git_repository` for any git HTTP(S) server or a repository on the worker host). Its remote points at the
+ * worker's credential proxy; the sandbox never holds `credential`'s value, only a session-scoped phantom token.
  */
 export interface RepositoryResource {
   type: 'github_repository' | 'git_repository';
-  /** HTTP(S) URL of the repository. */
+  /**
+   * HTTP(S) URL of the repository, or the `file://` URL of a git repository on the worker host (`git_repository`
+   * only; read-only unless `push_branches` is set).
+   */
   url: string;
   /** Branch or commit to check out; default: the repository's default branch. */
   checkout?: RepositoryCheckout | null;
@@ -142,7 +145,10 @@ export interface RepositoryResource {
   mount_path?: string | null;
   /** Name of the vault secret holding the token (never the token itself); none for a public repository. */
   credential?: string | null;
-  /** Branches a push may update; any branch when unset. Tags and other refs are refused when set. */
+  /**
+   * Branches a push may update; any branch when unset (none for a local repository). Tags and other refs are
+   * refused when set.
+   */
   push_branches?: string[] | null;
 }
 

@@ -1,9 +1,10 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { AgentFileError, agentJsonSchema, loadAgentFile, parseAgentDefinition } from '../../src/config/agent.js';
+import { TandemClient } from '../../src/client/index.js';
 import type { AgentDefinition } from '../../src/shared/types.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/coding-agent.yaml', import.meta.url));
@@ -320,5 +321,64 @@ describe('multiagent rosters', () => {
     await expect(loadAgentFile(join(dir, 'a.yaml'))).rejects.toThrow(/b\.yaml: multiagent\.agents\[0\]: \.\/a\.yaml names a file that names this one again/);
     await expect(loadAgentFile(join(dir, 'c.yaml'))).rejects.toThrow(/nope\.yaml: agent file not found/);
     expect(fails('name: x\nmodel: m\nmultiagent: {type: coordinator, agents: []}\n').message).toMatch(/agent\.yaml:3:\d+: multiagent\.agents/);
+  });
+});
+
+describe('local repositories', () => {
+  it('resolves a repository path against the agent file, in sub-agent files too, and keeps file:// URLs', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-local-'));
+    await mkdir(join(dir, 'agents', 'sub'), { recursive: true });
+    await writeFile(
+      join(dir, 'agents', 'sub', 'helper.yaml'),
+      'name: helper\nmodel: m\nresources: [{type: git_repository, url: ../../repos/shared}]\n',
+    );
+    await writeFile(
+      join(dir, 'agents', 'lead.yaml'),
+      'name: lead\nmodel: m\nmultiagent: {type: coordinator, agents: [./sub/helper.yaml]}\nresources:\n' +
+        '  - {type: git_repository, url: ./my repo, push_branches: [agent/*]}\n' +
+        '  - {type: git_repository, url: /srv/git/tools.git}\n' +
+        '  - {type: git_repository, url: "file:///srv/git/other"}\n' +
+        '  - {type: github_repository, url: https://github.com/acme/widgets}\n',
+    );
+    const lead = await loadAgentFile(join(dir, 'agents', 'lead.yaml'));
+    expect(lead.resources).toEqual([
+      { type: 'git_repository', url: pathToFileURL(join(dir, 'agents', 'my repo')).href, push_branches: ['agent/*'] },
+      { type: 'git_repository', url: 'file:///srv/git/tools.git' },
+      { type: 'git_repository', url: 'file:///srv/git/other' },
+      { type: 'github_repository', url: 'https://github.com/acme/widgets' },
+    ]);
+    expect(lead.resources![0]!.url).toMatch(/\/my%20repo$/);
+    const helper = lead.multiagent!.agents[0] as { definition: AgentDefinition };
+    expect(helper.definition.resources).toEqual([{ type: 'git_repository', url: pathToFileURL(join(dir, 'repos', 'shared')).href }]);
+    // The text alone (no file to be relative to) keeps the path as written.
+    expect(parseAgentDefinition('name: a\nmodel: m\nresources: [{type: git_repository, url: ./r}]\n').resources![0]!.url).toBe('./r');
+  });
+
+  it('refuses a credential, github_repository and a file URL with a host for a local repository', () => {
+    const base = 'name: a\nmodel: m\nresources:\n  - type: git_repository\n';
+    expect(fails(`${base}    url: ./repo\n    credential: gh\n`).message).toBe(
+      'agent.yaml:6:17: resources[0].credential: a local repository takes no credential (got "gh")',
+    );
+    expect(fails('name: a\nmodel: m\nresources: [{type: github_repository, url: "file:///srv/r"}]\n').message).toMatch(
+      /agent\.yaml:3:\d+: resources\[0\]\.type: a local repository is a git_repository \(got "github_repository"\)/,
+    );
+    for (const url of ['file://host/srv/r', 'repo', 'ssh://git@x.test/r.git', 'git@x.test:r.git'])
+      expect(fails(`${base}    url: "${url}"\n`).message, url).toMatch(
+        /resources\[0\]\.url: expected an http\(s\) URL without credentials in it, or a local git repository/,
+      );
+  });
+
+  it('TandemClient.start refuses a path: only an agent file says what it is relative to', async () => {
+    const tandem = new TandemClient({ connection: { options: {} } } as never, 'q');
+    const agent: AgentDefinition = { name: 'a', model: 'm' };
+    await expect(tandem.start({ agent, resources: [{ type: 'git_repository', url: '../repo' }] })).rejects.toThrow(
+      'repository ../repo: name a local repository by its file:// URL (paths are for agent files)',
+    );
+    await expect(
+      tandem.start({ agent: { ...agent, resources: [{ type: 'git_repository', url: '/srv/repo' }] } }),
+    ).rejects.toThrow(/repository \/srv\/repo: name a local repository by its file:\/\/ URL/);
+    await expect(
+      tandem.start({ agent, resources: [{ type: 'git_repository', url: 'file:///srv/repo', credential: 'x' }] }),
+    ).rejects.toThrow('resources[0].credential: a local repository takes no credential');
   });
 });

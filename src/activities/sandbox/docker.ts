@@ -261,6 +261,7 @@ export function createSandboxActivities({
       if (ref.config.workspace === 'ephemeral')
         await docker.getVolume(sandboxNames(ref.session_id).volume).remove().catch(() => undefined);
     }
+    gateway?.checkRepositories(ref);
     const names = sandboxNames(ref.session_id);
     await docker
       .createVolume({ Name: names.volume, Labels: labels(ref, settings) })

@@ -4,22 +4,35 @@
  * read-only into the session's container (which has no network); a forwarder inside the container
  * (sandbox/forward.mjs) relays loopback TCP ports to them. The git proxy checks the session's phantom token, allows
  * only the session's repositories (and, when configured, pushes to some branches only) and adds the real token
- * from the vault on the way out, so the real token never enters the container or the workflow history.
+ * from the vault on the way out, so the real token never enters the container or the workflow history. A local
+ * repository (a `file://` URL on the worker host) is served by `git http-backend`, run here for that one repository.
  */
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { copyFileSync, chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lookup } from 'node:dns/promises';
 import { lstatSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { ApplicationFailure } from '@temporalio/common';
 import { Failure } from '../../shared/failures.js';
-import { repositoryName, secretNames } from '../../shared/repositories.js';
+import { isLocalRepository, repositoryName, secretNames } from '../../shared/repositories.js';
 import type { EgressDenial, RepositoryResource, SandboxRef } from '../../shared/types.js';
 import { unknownSecretsMessage, type Vault } from '../../vault/index.js';
 
@@ -215,6 +228,92 @@ async function listenOn(server: net.Server, path: string): Promise<boolean> {
   return true;
 }
 
+/** Why a local repository's `file://` URL cannot be served on this host, or undefined when it can. */
+function localProblem(url: string): string | undefined {
+  let path: string;
+  try {
+    path = fileURLToPath(url);
+  } catch {
+    return 'is not a file:// URL of a path on this host';
+  }
+  if (!isAbsolute(path) || !existsSync(path) || !statSync(path).isDirectory())
+    return 'names no directory on this worker host (workers serve local repositories from their own filesystem)';
+  const bare = existsSync(join(path, 'HEAD')) && existsSync(join(path, 'objects')) && existsSync(join(path, 'refs'));
+  if (!bare && !existsSync(join(path, '.git'))) return 'is not a git repository (run `git init` there and commit)';
+  return undefined;
+}
+
+/**
+ * Answers one smart-protocol request for the local repository at `path` with `git http-backend` (CGI). The
+ * repository and the endpoint are fixed by the caller, never taken from the request's path; pushes are enabled
+ * only when `push` (the resource names `push_branches`, already checked against the request's refs). The CGI gets
+ * a minimal environment: no worker secret reaches git or the repository's hooks.
+ */
+function serveLocal(
+  path: string,
+  endpoint: string,
+  search: string,
+  req: http.IncomingMessage,
+  body: Buffer | undefined,
+  res: http.ServerResponse,
+  push: boolean,
+): void {
+  const cgi = spawn('git', ['http-backend'], {
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      ...(process.env.HOME ? { HOME: process.env.HOME } : {}),
+      GIT_PROJECT_ROOT: path,
+      GIT_HTTP_EXPORT_ALL: '1',
+      GIT_CONFIG_COUNT: '1',
+      GIT_CONFIG_KEY_0: 'http.receivepack',
+      GIT_CONFIG_VALUE_0: String(push),
+      ...(push ? { REMOTE_USER: 'tandem' } : {}),
+      REQUEST_METHOD: req.method ?? 'GET',
+      PATH_INFO: endpoint,
+      QUERY_STRING: search.replace(/^\?/, ''),
+      CONTENT_TYPE: String(req.headers['content-type'] ?? ''),
+      ...(body ? { CONTENT_LENGTH: String(body.length) } : {}),
+      HTTP_CONTENT_ENCODING: String(req.headers['content-encoding'] ?? ''),
+      GIT_PROTOCOL: String(req.headers['git-protocol'] ?? ''),
+    },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  cgi.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
+  cgi.stdin.on('error', () => undefined); // the CGI may exit before reading all of a refused request
+  cgi.stdin.end(body);
+  let head = Buffer.alloc(0);
+  let headersDone = false;
+  cgi.stdout.on('data', (chunk: Buffer) => {
+    if (headersDone) return void res.write(chunk);
+    head = Buffer.concat([head, chunk]);
+    const end = head.indexOf('\r\n\r\n');
+    if (end < 0) return;
+    headersDone = true;
+    let status = 200;
+    const headers: Record<string, string> = {};
+    for (const line of head.subarray(0, end).toString('latin1').split('\r\n')) {
+      const i = line.indexOf(':');
+      if (i < 0) continue;
+      const k = line.slice(0, i).trim();
+      const v = line.slice(i + 1).trim();
+      if (k.toLowerCase() === 'status') status = parseInt(v, 10) || 502;
+      else headers[k] = v;
+    }
+    res.writeHead(status, headers);
+    res.write(head.subarray(end + 4));
+  });
+  cgi.on('error', (err) => {
+    if (!res.headersSent) refuse(res, 502, `git http-backend could not run on the worker: ${err.message}`);
+    else res.destroy();
+  });
+  cgi.on('close', () => {
+    if (headersDone) return void res.end();
+    const why = stderr.trim().split('\n').slice(-2).join(' ') || 'no answer';
+    if (!res.headersSent) refuse(res, 502, `the local repository could not be served: ${why}`);
+  });
+}
+
 interface SessionProxies {
   ref: SandboxRef;
   token: string;
@@ -245,6 +344,26 @@ export class Gateway {
           : `this worker has no vault, so it cannot supply secret "${missing[0]}"; start the worker with a vault`,
         nonRetryable: true,
       });
+  }
+
+  /**
+   * Fails with `Sandbox.ResourceFailed` (not retryable) when a repository's URL is neither http(s) nor a local git
+   * repository that exists on this host. Checked before a container is created (and its repositories cloned).
+   */
+  checkRepositories(ref: SandboxRef): void {
+    for (const repo of ref.resources ?? []) {
+      const problem = isLocalRepository(repo.url)
+        ? localProblem(repo.url)
+        : /^https?:\/\//.test(repo.url)
+          ? undefined
+          : 'is not an http(s) or file:// URL';
+      if (problem)
+        throw ApplicationFailure.create({
+          type: Failure.SandboxResourceFailed,
+          message: `repository ${repo.url} ${problem}`,
+          nonRetryable: true,
+        });
+    }
   }
 
   /**
@@ -370,14 +489,24 @@ export class Gateway {
       const ok = given.length === s.token.length && timingSafeEqual(Buffer.from(given), Buffer.from(s.token));
       if (!ok) return refuse(res, 401, 'this proxy needs the session token', { 'www-authenticate': 'Basic realm="tandem"' });
       const url = new URL(req.url ?? '/', 'http://proxy');
-      const m = /^\/(\d+)\/[^/]+\.git(\/info\/refs|\/git-upload-pack|\/git-receive-pack)$/.exec(url.pathname);
+      const m = /^\/(\d+)\/([^/]+)\.git(\/info\/refs|\/git-upload-pack|\/git-receive-pack)$/.exec(url.pathname);
       const repos = s.ref.resources ?? [];
       const repo = m ? repos[Number(m[1])] : undefined;
-      if (!m || !repo) return refuse(res, 404, 'not a repository of this session');
-      const service = m[2] === '/info/refs' ? url.searchParams.get('service') : m[2]!.slice(1);
+      // The index picks the repository; the name must be its own, so a URL never reads as naming another one.
+      if (!m || !repo || decodeURIComponent(m[2]!) !== repositoryName(repo.url))
+        return refuse(res, 404, 'not a repository of this session');
+      const endpoint = m[3]!;
+      const service = endpoint === '/info/refs' ? url.searchParams.get('service') : endpoint.slice(1);
       if (service !== 'git-upload-pack' && service !== 'git-receive-pack')
         return refuse(res, 403, 'only the smart git protocol (fetch, push) goes through this proxy');
-      if (m[2] !== '/info/refs' && req.method !== 'POST') return refuse(res, 405, 'expected POST');
+      if (endpoint !== '/info/refs' && req.method !== 'POST') return refuse(res, 405, 'expected POST');
+      const local = isLocalRepository(repo.url);
+      if (local && service === 'git-receive-pack' && !repo.push_branches)
+        return refuse(
+          res,
+          403,
+          `${repositoryName(repo.url)} is a local repository this session may only read (its resource names no push_branches)`,
+        );
       let body: Buffer | undefined;
       if (req.method === 'POST') {
         body = await readBody(req, MAX_PUSH_BYTES);
@@ -399,10 +528,12 @@ export class Gateway {
           }
         }
       }
+      if (local)
+        return serveLocal(fileURLToPath(repo.url), endpoint, url.search, req, body, res, Boolean(repo.push_branches));
       const secret = repo.credential ? this.vault?.get(repo.credential) : undefined;
       if (repo.credential && secret === undefined)
         return refuse(res, 502, `the vault no longer holds secret "${repo.credential}"`);
-      const target = new URL(repo.url.replace(/\/+$/, '') + m[2] + url.search);
+      const target = new URL(repo.url.replace(/\/+$/, '') + endpoint + url.search);
       if (secret !== undefined && target.protocol === 'http:' && !isLoopback(target.hostname))
         return refuse(res, 502, `will not send the credential of ${repo.url} over plain http; use https`);
       const headers: http.OutgoingHttpHeaders = {};
