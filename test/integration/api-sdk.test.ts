@@ -209,6 +209,22 @@ describe('the Managed Agents API through the official SDK', () => {
     expect(bad).toBeInstanceOf(Anthropic.BadRequestError);
     expect((bad as Error).message).toContain('tools.0.configs.0.name');
 
+    // Repositories are agent-file and client-library features: an API client names no repository, least of all a
+    // path on a worker host (a local repository), neither for a session nor in a stored agent.
+    for (const url of ['file:///etc', '/etc', '../tandem', 'https://github.com/acme/widgets']) {
+      const repo = { type: 'git_repository', url };
+      const session = await client.beta.sessions
+        .create({ agent: 'agent_x', environment_id: 'env_x', resources: [{ ...repo, authorization_token: 't' } as never] })
+        .catch((e: unknown) => e);
+      expect(session, url).toBeInstanceOf(Anthropic.BadRequestError);
+      expect((session as Error).message).toContain('resources');
+      const stored = await client.beta.agents
+        .create({ name: 'repo-agent', model: 'claude-sonnet-5-5', resources: [repo] } as never)
+        .catch((e: unknown) => e);
+      expect(stored, url).toBeInstanceOf(Anthropic.BadRequestError);
+      expect((stored as Error).message).toContain('resources');
+    }
+
     const noName = await client.beta.environments.create({ name: '' }).catch((e: unknown) => e);
     expect(noName).toBeInstanceOf(Anthropic.BadRequestError);
     expect((noName as Error).message).toContain('name');
