@@ -1,10 +1,14 @@
 /** `tandem dev`, `tandem worker` and `tandem demo`: the embedded default on one machine. */
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import Docker from 'dockerode';
 import { loadAgentFile } from '../config/agent.js';
 import { loadRuntimeConfig, type RuntimeConfig } from '../config/env.js';
 import { TandemClient } from '../client/index.js';
+import type { RepositoryResource } from '../shared/types.js';
 import { createWorker, type CreateWorkerOptions } from '../worker.js';
 import { connectWithRetry, findTemporalCli, projectRoot, registerSearchAttributes, startDevServer, type DevServer } from './dev-server.js';
 import { explainIdle, printUntilIdle } from './follow.js';
@@ -79,7 +83,56 @@ export async function runDev(opts: { dbFile?: string; uiPort?: number; serve?: b
 
 /** The demo's task; the offline script `examples/offline/coding-agent.script.json` answers it. */
 export const DEMO_TASK =
-  'In /workspace, write calc.py with add(a, b) and a unittest in test_calc.py, run the tests, and fix any failure.';
+  'The test suite of the repository in /workspace/bugfix-repo fails (python3 -m unittest). ' +
+  'Find the bug, fix it with the smallest change, and show the suite passing.';
+
+/** The demo's repository: `examples/bugfix-repo` committed into a git repository of its own, for one session. */
+export interface DemoRepository {
+  /** The repository on this host. */
+  path: string;
+  /** The session resource naming it (a local, read-only repository, cloned at `/workspace/bugfix-repo`). */
+  resource: RepositoryResource;
+  /** Deletes the repository. */
+  remove(): void;
+}
+
+/**
+ * Makes the demo's repository: a copy of `examples/bugfix-repo` (shipped as plain files, since this project's own
+ * git repository cannot hold another) committed on `main` in a temporary directory, with the user's git
+ * configuration left out so that no signing or hook of theirs runs. The worker serves it to the sandbox as a
+ * local repository, through the same gateway as any other.
+ */
+export function createDemoRepository(): DemoRepository {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-demo-'));
+  const path = join(dir, 'bugfix-repo');
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  try {
+    cpSync(join(projectRoot, 'examples', 'bugfix-repo'), path, { recursive: true });
+    const env = {
+      ...process.env,
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_AUTHOR_NAME: 'Tandem demo',
+      GIT_AUTHOR_EMAIL: 'demo@tandem.invalid',
+      GIT_COMMITTER_NAME: 'Tandem demo',
+      GIT_COMMITTER_EMAIL: 'demo@tandem.invalid',
+    };
+    const git = (...args: string[]) =>
+      execFileSync('git', ['-C', path, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    git('init', '--quiet', '--initial-branch=main');
+    git('add', '--all');
+    git('commit', '--quiet', '--message', 'pager: split lists into numbered pages');
+  } catch (err) {
+    remove();
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new Error(
+      missing
+        ? 'the demo needs git on this host (the worker serves the demo repository with it)'
+        : `could not make the demo repository: ${(err as Error).message}`,
+    );
+  }
+  return { path, resource: { type: 'git_repository', url: pathToFileURL(path).href }, remove };
+}
 
 /** `tandem demo`: the example coding agent on a real task, offline when there is no API key. Returns an exit code. */
 export async function runDemo(): Promise<number> {
@@ -99,10 +152,17 @@ export async function runDemo(): Promise<number> {
     ...(scripted ? { anthropic: { baseURL: scripted.url, apiKey: 'offline-demo' } } : {}),
   });
   const running = worker.run();
+  let repo: DemoRepository | undefined;
   try {
+    repo = createDemoRepository();
     const client = new TandemClient(worker.client, config.TANDEM_TASK_QUEUE);
     const agent = await loadAgentFile(join(projectRoot, 'examples', 'coding-agent.yaml'));
-    const sessionId = await client.start({ agent, message: DEMO_TASK, title: 'demo: calc.py with tests' });
+    const sessionId = await client.start({
+      agent,
+      message: DEMO_TASK,
+      title: 'demo: fix the bug in bugfix-repo',
+      resources: [repo.resource],
+    });
     log(`session ${sessionId} started; its events follow`);
     const idle = await printUntilIdle(client, sessionId);
     const state = await client.getSession(sessionId);
@@ -121,6 +181,7 @@ export async function runDemo(): Promise<number> {
     await running;
     await scripted?.close();
     await server?.stop();
+    repo?.remove();
   }
 }
 
