@@ -53,3 +53,25 @@ export function useApiHarness(prefix: string, opts: Parameters<typeof useHarness
   });
   return api;
 }
+
+/** An API event as the SDK's stream yields it. */
+export type ApiStreamEvent = { id: string; type: string; [k: string]: unknown };
+
+const iterators = new WeakMap<object, AsyncIterator<unknown>>();
+
+/** Reads a stream until an event matches `stop`, returning every event read; the stream stays open. */
+export async function readUntil(
+  stream: AsyncIterable<unknown>,
+  stop: (e: ApiStreamEvent) => boolean,
+  seen: ApiStreamEvent[] = [],
+): Promise<ApiStreamEvent[]> {
+  const it = iterators.get(stream) ?? stream[Symbol.asyncIterator]();
+  iterators.set(stream, it);
+  for (;;) {
+    const next = await it.next();
+    if (next.done) throw new Error(`the stream ended before the awaited event; read: ${seen.map((e) => e.type).join(', ')}`);
+    const e = next.value as ApiStreamEvent;
+    seen.push(e);
+    if (stop(e)) return seen;
+  }
+}

@@ -4,7 +4,7 @@
  */
 import Anthropic from '@anthropic-ai/sdk';
 import { describe, expect, it } from 'vitest';
-import { hang, reply, toolUse, useApiHarness, waitFor } from '../helpers/api.js';
+import { hang, readUntil, reply, toolUse, useApiHarness, waitFor, type ApiStreamEvent } from '../helpers/api.js';
 
 /** Grader requests (told apart by their system prompt) are answered from `graderSteps`; the agent's from the script. */
 const graderSteps: Array<ReturnType<typeof reply>> = [];
@@ -13,21 +13,7 @@ const h = useApiHarness('api-sdk', {
   responder: (req) => (JSON.stringify(req.body.system ?? '').includes('You are the grader') ? graderSteps.shift() : undefined),
 });
 
-type Event = { id: string; type: string; [k: string]: unknown };
-
-/** Reads a stream until an event matches `stop`, returning every event read; the stream stays open. */
-async function readUntil(stream: AsyncIterable<unknown>, stop: (e: Event) => boolean, seen: Event[] = []): Promise<Event[]> {
-  const it = iterators.get(stream) ?? stream[Symbol.asyncIterator]();
-  iterators.set(stream, it);
-  for (;;) {
-    const next = await it.next();
-    if (next.done) throw new Error(`the stream ended before the awaited event; read: ${seen.map((e) => e.type).join(', ')}`);
-    const e = next.value as Event;
-    seen.push(e);
-    if (stop(e)) return seen;
-  }
-}
-const iterators = new WeakMap<object, AsyncIterator<unknown>>();
+type Event = ApiStreamEvent;
 
 const idleEndTurn = (e: Event) => e.type === 'session.status_idle' && (e.stop_reason as { type: string }).type === 'end_turn';
 

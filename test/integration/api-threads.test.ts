@@ -5,7 +5,7 @@
  */
 import Anthropic from '@anthropic-ai/sdk';
 import { describe, expect, it } from 'vitest';
-import { hang, reply, toolUse, useApiHarness, waitFor } from '../helpers/api.js';
+import { hang, readUntil, reply, toolUse, useApiHarness, waitFor, type ApiStreamEvent } from '../helpers/api.js';
 import { toolResults } from '../helpers/env.js';
 import type { PlainStep, RecordedRequest } from '../fakes/messages-server.js';
 
@@ -29,21 +29,7 @@ function route(req: RecordedRequest): PlainStep | undefined {
 
 const h = useApiHarness('api-threads', { responder: route, assertDone: true });
 
-type Event = { id: string; type: string; [k: string]: unknown };
-
-/** Reads a stream until an event matches `stop`, returning every event read; the stream stays open. */
-async function readUntil(stream: AsyncIterable<unknown>, stop: (e: Event) => boolean, seenEvents: Event[] = []): Promise<Event[]> {
-  const it = iterators.get(stream) ?? stream[Symbol.asyncIterator]();
-  iterators.set(stream, it);
-  for (;;) {
-    const next = await it.next();
-    if (next.done) throw new Error(`the stream ended before the awaited event; read: ${seenEvents.map((e) => e.type).join(', ')}`);
-    const e = next.value as Event;
-    seenEvents.push(e);
-    if (stop(e)) return seenEvents;
-  }
-}
-const iterators = new WeakMap<object, AsyncIterator<unknown>>();
+type Event = ApiStreamEvent;
 
 const idle = (reason: string) => (e: Event) =>
   e.type === 'session.status_idle' && (e.stop_reason as { type: string }).type === reason;

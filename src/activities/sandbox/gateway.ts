@@ -244,6 +244,35 @@ function localProblem(url: string): string | undefined {
 }
 
 /**
+ * Relays what a CGI program writes (header lines, a blank line, then the body) as the HTTP response. Returns
+ * whether the CGI's headers have come (and the response has started).
+ */
+export function relayCgiOutput(stdout: NodeJS.ReadableStream, res: http.ServerResponse): () => boolean {
+  let head = Buffer.alloc(0);
+  let headersDone = false;
+  stdout.on('data', (chunk: Buffer) => {
+    if (headersDone) return void res.write(chunk);
+    head = Buffer.concat([head, chunk]);
+    const end = head.indexOf('\r\n\r\n');
+    if (end < 0) return;
+    headersDone = true;
+    let status = 200;
+    const headers: Record<string, string> = {};
+    for (const line of head.subarray(0, end).toString('latin1').split('\r\n')) {
+      const i = line.indexOf(':');
+      if (i < 0) continue;
+      const k = line.slice(0, i).trim();
+      const v = line.slice(i + 1).trim();
+      if (k.toLowerCase() === 'status') status = parseInt(v, 10) || 502;
+      else headers[k] = v;
+    }
+    res.writeHead(status, headers);
+    res.write(head.subarray(end + 4));
+  });
+  return () => headersDone;
+}
+
+/**
  * Answers one smart-protocol request for the local repository at `path` with `git http-backend` (CGI). The
  * repository and the endpoint are fixed by the caller, never taken from the request's path; pushes are enabled
  * only when `push` (the resource names `push_branches`, already checked against the request's refs). The CGI gets
@@ -282,33 +311,13 @@ function serveLocal(
   cgi.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
   cgi.stdin.on('error', () => undefined); // the CGI may exit before reading all of a refused request
   cgi.stdin.end(body);
-  let head = Buffer.alloc(0);
-  let headersDone = false;
-  cgi.stdout.on('data', (chunk: Buffer) => {
-    if (headersDone) return void res.write(chunk);
-    head = Buffer.concat([head, chunk]);
-    const end = head.indexOf('\r\n\r\n');
-    if (end < 0) return;
-    headersDone = true;
-    let status = 200;
-    const headers: Record<string, string> = {};
-    for (const line of head.subarray(0, end).toString('latin1').split('\r\n')) {
-      const i = line.indexOf(':');
-      if (i < 0) continue;
-      const k = line.slice(0, i).trim();
-      const v = line.slice(i + 1).trim();
-      if (k.toLowerCase() === 'status') status = parseInt(v, 10) || 502;
-      else headers[k] = v;
-    }
-    res.writeHead(status, headers);
-    res.write(head.subarray(end + 4));
-  });
+  const started = relayCgiOutput(cgi.stdout, res);
   cgi.on('error', (err) => {
     if (!res.headersSent) refuse(res, 502, `git http-backend could not run on the worker: ${err.message}`);
     else res.destroy();
   });
   cgi.on('close', () => {
-    if (headersDone) return void res.end();
+    if (started()) return void res.end();
     const why = stderr.trim().split('\n').slice(-2).join(' ') || 'no answer';
     if (!res.headersSent) refuse(res, 502, `the local repository could not be served: ${why}`);
   });
