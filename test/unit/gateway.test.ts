@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { hostAllowed, pushAllowed, receivePackRefs, rejectPush, remoteUrl } from '../../src/activities/sandbox/gateway.js';
+import {
+  BodyError,
+  hostAllowed,
+  pushAllowed,
+  receivePackRefs,
+  RefUpdateReader,
+  rejectPush,
+  remoteUrl,
+} from '../../src/activities/sandbox/gateway.js';
 import { parseAgentDefinition } from '../../src/config/agent.js';
 import { repositoryPath, secretNames } from '../../src/shared/repositories.js';
 
@@ -42,6 +50,52 @@ describe('gateway', () => {
     const answer = rejectPush(refs, ['report-status'], 'no').toString();
     expect(answer).toBe(`${pkt('unpack ok\n')}${pkt('ng refs/heads/main no\n')}${pkt('ng refs/tags/v1 no\n')}0000`);
     expect(rejectPush(refs, capabilities, 'no').subarray(4, 5)[0]).toBe(1); // side band 1 carries the report
+  });
+
+  it('reads the ref updates as the body comes, in any pieces, and stops at the flush packet', () => {
+    const z = '0'.repeat(40);
+    const a = 'a'.repeat(40);
+    const body = Buffer.from(
+      pkt(`${z} ${a} refs/heads/main\0report-status side-band-64k\n`) +
+        pkt(`shallow ${a}\n`) +
+        pkt(`${z} ${a} refs/heads/with space\n`) +
+        '0000PACK' +
+        'not a pkt-line at all',
+    );
+    const flush = body.indexOf('0000PACK');
+    for (const size of [1, 3, 4, 5, 64, body.length]) {
+      const reader = new RefUpdateReader(1024);
+      let flushedAt = -1;
+      for (let at = 0; at < body.length; at += size)
+        if (reader.push(body.subarray(at, at + size)) && flushedAt < 0) flushedAt = at;
+      expect(reader.refs, `pieces of ${size}`).toEqual(['refs/heads/main', 'refs/heads/with space']);
+      expect(reader.capabilities).toEqual(['report-status', 'side-band-64k']);
+      // True from the piece that holds the last byte of the flush packet on.
+      expect(flushedAt, `pieces of ${size}`).toBe(Math.floor((flush + 3) / size) * size);
+    }
+  });
+
+  it('refuses malformed and cut pkt-lines with 400 and ref updates past the cap with 413', () => {
+    const error = (pieces: string[], max = 1024) => {
+      const reader = new RefUpdateReader(max);
+      try {
+        for (const p of pieces) if (reader.push(Buffer.from(p))) return 'flushed';
+        reader.end();
+      } catch (err) {
+        return err instanceof BodyError ? `${err.status} ${err.message}` : String(err);
+      }
+    };
+    expect(error(['zzzz'])).toBe('400 malformed pkt-line');
+    expect(error(['00zz'])).toBe('400 malformed pkt-line'); // parseInt would have read 0, a flush
+    expect(error(['0003'])).toBe('400 malformed pkt-line');
+    expect(error(['00', '0a', 'ab'])).toBe('400 truncated pkt-line');
+    expect(error([pkt('x y refs/heads/a\n')])).toBe('400 no flush packet after the ref updates');
+    expect(error([pkt('x y refs/heads/a\n'), '00', '00'])).toBe('flushed');
+    const line = pkt(`x y refs/heads/${'b'.repeat(100)}\n`);
+    expect(error(Array(10).fill(line), 1000)).toBe('413 the ref updates of a push may take at most 1000 bytes');
+    expect(error([line.slice(0, 50), line.slice(50), '0000'], 1000)).toBe('flushed');
+    // A pkt-line whose header promises more than the cap is refused before it has all come.
+    expect(error(['fff0', 'x'.repeat(2000)], 1000)).toBe('413 the ref updates of a push may take at most 1000 bytes');
   });
 
   it('names repositories by URL and collects the secrets a session names', () => {

@@ -92,24 +92,92 @@ export function hostAllowed(allowed: string[], host: string, port: number): bool
   });
 }
 
-/** The ref updates of a git receive-pack request (its leading pkt-lines, up to the flush packet) and its capabilities. */
-export function receivePackRefs(body: Buffer): { refs: string[]; capabilities: string[] } {
-  const refs: string[] = [];
-  let capabilities: string[] = [];
-  let at = 0;
-  while (at + 4 <= body.length) {
-    const len = parseInt(body.subarray(at, at + 4).toString('latin1'), 16);
-    if (Number.isNaN(len)) throw new Error('malformed pkt-line');
-    if (len === 0) return { refs, capabilities };
-    if (len < 4 || at + len > body.length) throw new Error('truncated pkt-line');
-    const [line, caps] = body.subarray(at + 4, at + len).toString('utf8').replace(/\n$/, '').split('\0');
-    at += len;
-    if (caps !== undefined && refs.length === 0) capabilities = caps.trim().split(' ');
-    if (line!.startsWith('shallow ') || line!.startsWith('push-cert')) continue;
-    const parts = line!.split(' ');
-    if (parts.length >= 3) refs.push(parts.slice(2).join(' '));
+/** A request body the git proxy refuses, with the HTTP status to answer. */
+export class BodyError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
   }
-  throw new Error('no flush packet after the ref updates');
+}
+
+/**
+ * Reads the ref updates of a git receive-pack request (its leading pkt-lines, up to the flush packet) and its
+ * capabilities from the body's bytes as they come, and stops at the flush packet: the pack after it is not its
+ * business. Throws a `BodyError` on malformed pkt-lines (400) or more than `max` bytes of them (413).
+ */
+export class RefUpdateReader {
+  readonly refs: string[] = [];
+  capabilities: string[] = [];
+  private parts: Buffer[] = [];
+  /** Bytes in `parts`: the start of a pkt-line not yet complete. */
+  private size = 0;
+  /** Bytes `parts` must hold before the next pkt-line can be read: its length once its header has come. */
+  private need = 4;
+  private taken = 0;
+  private flushed = false;
+
+  constructor(private readonly max: number) {}
+
+  /** Takes the next bytes of the body; true once the flush packet has come (the rest of `chunk` is the pack). */
+  push(chunk: Buffer): boolean {
+    if (this.flushed) return true;
+    this.parts.push(chunk);
+    this.size += chunk.length;
+    if (this.size >= this.need) {
+      const buf = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
+      let at = 0;
+      this.need = 4;
+      while (buf.length - at >= 4) {
+        const header = buf.toString('latin1', at, at + 4);
+        if (!/^[0-9a-f]{4}$/i.test(header)) throw new BodyError(400, 'malformed pkt-line');
+        const len = parseInt(header, 16);
+        if (len === 0) {
+          this.flushed = true;
+          this.taken += at + 4;
+          this.parts = [];
+          this.size = 0;
+          break;
+        }
+        if (len < 4) throw new BodyError(400, 'malformed pkt-line');
+        if (buf.length - at < len) {
+          this.need = len;
+          break;
+        }
+        this.line(buf.subarray(at + 4, at + len));
+        at += len;
+      }
+      if (!this.flushed) {
+        this.taken += at;
+        this.parts = at < buf.length ? [buf.subarray(at)] : [];
+        this.size = buf.length - at;
+      }
+    }
+    if (this.taken + this.size > this.max)
+      throw new BodyError(413, `the ref updates of a push may take at most ${this.max} bytes`);
+    return this.flushed;
+  }
+
+  /** The body has ended before the flush packet: throws why (400). */
+  end(): never {
+    throw new BodyError(400, this.size > 0 ? 'truncated pkt-line' : 'no flush packet after the ref updates');
+  }
+
+  private line(data: Buffer): void {
+    const [line, caps] = data.toString('utf8').replace(/\n$/, '').split('\0');
+    if (caps !== undefined && this.refs.length === 0) this.capabilities = caps.trim().split(' ');
+    if (line!.startsWith('shallow ') || line!.startsWith('push-cert')) return;
+    const parts = line!.split(' ');
+    if (parts.length >= 3) this.refs.push(parts.slice(2).join(' '));
+  }
+}
+
+/** The ref updates of a whole git receive-pack request body and its capabilities. */
+export function receivePackRefs(body: Buffer): { refs: string[]; capabilities: string[] } {
+  const reader = new RefUpdateReader(Infinity);
+  if (!reader.push(body)) reader.end();
+  return { refs: reader.refs, capabilities: reader.capabilities };
 }
 
 function pktLine(text: string | Buffer): Buffer {
