@@ -16,8 +16,8 @@ export interface GitServer {
   url: string;
   /** Directory holding the bare repositories. */
   root: string;
-  /** Authorization headers seen, per request (to check what the proxy sent). */
-  requests: Array<{ method: string; path: string; authorized: boolean }>;
+  /** Authorization headers seen, per request (to check what the proxy sent), and the body bytes received so far. */
+  requests: Array<{ method: string; path: string; authorized: boolean; bytes: number }>;
   /** Creates a bare repository with one commit on `main` (a README) and returns its URL. */
   createRepo(name: string): string;
   /** `git` run in the bare repository (for example `log --format=%s main`). */
@@ -35,7 +35,9 @@ export async function startGitServer(token: string): Promise<GitServer> {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://git');
     const authorized = req.headers.authorization === expected;
-    requests.push({ method: req.method ?? '', path: url.pathname, authorized });
+    const seen = { method: req.method ?? '', path: url.pathname, authorized, bytes: 0 };
+    requests.push(seen);
+    req.on('data', (c: Buffer) => (seen.bytes += c.length));
     if (!authorized) {
       res.writeHead(401, { 'www-authenticate': 'Basic realm="git"' });
       res.end('unauthorized\n');

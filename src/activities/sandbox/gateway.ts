@@ -4,7 +4,8 @@
  * read-only into the session's container (which has no network); a forwarder inside the container
  * (sandbox/forward.mjs) relays loopback TCP ports to them. The git proxy checks the session's phantom token, allows
  * only the session's repositories (and, when configured, pushes to some branches only) and adds the real token
- * from the vault on the way out, so the real token never enters the container or the workflow history. A local
+ * from the vault on the way out, so the real token never enters the container or the workflow history. Request
+ * bodies stream through it: of a push it reads only the ref updates before the pack, to check their branches. A local
  * repository (a `file://` URL on the worker host) is served by `git http-backend`, run here for that one repository.
  */
 import { spawn } from 'node:child_process';
@@ -29,7 +30,7 @@ import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lookup } from 'node:dns/promises';
 import { lstatSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
 import { ApplicationFailure } from '@temporalio/common';
 import { Failure } from '../../shared/failures.js';
 import { isLocalRepository, repositoryName, secretNames } from '../../shared/repositories.js';
@@ -42,10 +43,12 @@ export const GIT_PORT = 47011;
 export const EGRESS_PORT = 47012;
 /** Where the per-session gateway directory is mounted in the container (read-only). */
 export const GATEWAY_MOUNT = '/run/tandem-gateway';
-/** Largest git push request the credential proxy buffers (to read its ref updates). */
-const MAX_PUSH_BYTES = 512 * 1024 * 1024;
-/** Most a gzip-encoded push may inflate to while its ref updates are read (a gzip bomb stops here). */
-const MAX_INFLATED_PUSH = 64 * 1024 * 1024;
+/**
+ * Most bytes of ref updates (the commands before the pack) the git proxy reads to check a push against
+ * `push_branches`; the pack after them streams through unread. A gzip-encoded push inflates only this far (a gzip
+ * bomb stops here), and at most twice as many compressed bytes are read for it.
+ */
+export const MAX_REF_UPDATE_BYTES = 1024 * 1024;
 
 const FORWARDER = fileURLToPath(new URL('../../../sandbox/forward.mjs', import.meta.url));
 
@@ -252,23 +255,98 @@ function sessionKey(sessionId: string): string {
   return `s-${createHash('sha256').update(sessionId).digest('hex').slice(0, 16)}`;
 }
 
-/** Reads the request body (up to `max` bytes). */
-function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+/** The ref updates at the start of a push and the raw bytes of the body read to find them (to send on first). */
+interface PushStart {
+  refs: string[];
+  capabilities: string[];
+  head: Buffer[];
+}
+
+/**
+ * Reads a receive-pack request body only as far as its ref updates, inflating a gzip body just that far, and leaves
+ * the rest (the pack) unread and paused in `req`. Rejects with a `BodyError` for a body the proxy refuses, or an
+ * Error when the sandbox goes away first.
+ */
+function readRefUpdates(req: http.IncomingMessage, gzip: boolean): Promise<PushStart> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
-        reject(new Error(`request larger than ${max} bytes`));
-        req.destroy();
-        return;
+    const head: Buffer[] = [];
+    const reader = new RefUpdateReader(MAX_REF_UPDATE_BYTES);
+    const inflate = gzip ? createGunzip() : undefined;
+    let raw = 0;
+    let done = false;
+    const finish = (err?: unknown): void => {
+      if (done) return;
+      done = true;
+      req.pause();
+      req.off('data', onData).off('end', onEnd).off('close', onClose).off('error', finish);
+      inflate?.destroy();
+      if (err) reject(err as Error);
+      else resolve({ refs: reader.refs, capabilities: reader.capabilities, head });
+    };
+    const take = (plain: Buffer): void => {
+      try {
+        if (reader.push(plain)) finish();
+      } catch (err) {
+        finish(err);
       }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
+    };
+    const ended = (): void => {
+      try {
+        reader.end();
+      } catch (err) {
+        finish(err);
+      }
+    };
+    const onData = (chunk: Buffer): void => {
+      head.push(chunk);
+      raw += chunk.length;
+      if (!inflate) return take(chunk);
+      // A gzip header or empty deflate blocks can take bytes without giving any: the compressed bytes are capped too.
+      if (raw > 2 * MAX_REF_UPDATE_BYTES)
+        return finish(new BodyError(413, `the ref updates of a compressed push must come in its first ${2 * MAX_REF_UPDATE_BYTES} bytes`));
+      if (!inflate.write(chunk)) req.pause(); // read on as fast as it inflates
+    };
+    const onEnd = (): void => (inflate ? void inflate.end() : ended());
+    const onClose = (): void => {
+      if (!req.complete) finish(new Error('the sandbox closed the request'));
+    };
+    inflate
+      ?.on('data', take)
+      .on('drain', () => {
+        if (!done) req.resume();
+      })
+      .on('end', ended)
+      .on('error', () => finish(new BodyError(400, 'the gzip body of the push is malformed')));
+    req.on('data', onData).on('end', onEnd).on('close', onClose).on('error', finish);
   });
+}
+
+/**
+ * Streams the body of `req` into `dest` (the upstream request or the CGI's stdin): the bytes already read (`head`),
+ * then the rest as it comes, with backpressure, so the proxy holds a few chunks of it at a time; no `head` means
+ * no body. Ties the two sides together: when the sandbox goes away before its answer is complete, or the answer is
+ * complete before the body is (a refusal), `abort` stops the far side, and the rest of the body is read and dropped.
+ */
+function relayBody(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  head: Buffer[] | undefined,
+  dest: NodeJS.WritableStream,
+  abort: () => void,
+): void {
+  res.on('close', () => {
+    if (!res.writableFinished) abort();
+  });
+  res.on('finish', () => {
+    if (req.complete) return;
+    req.unpipe(dest);
+    req.resume();
+    abort();
+  });
+  if (!head) return void dest.end();
+  for (const chunk of head) dest.write(chunk);
+  if (req.readableEnded) dest.end();
+  else req.pipe(dest);
 }
 
 function refuse(res: http.ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
@@ -343,15 +421,16 @@ export function relayCgiOutput(stdout: NodeJS.ReadableStream, res: http.ServerRe
 /**
  * Answers one smart-protocol request for the local repository at `path` with `git http-backend` (CGI). The
  * repository and the endpoint are fixed by the caller, never taken from the request's path; pushes are enabled
- * only when `push` (the resource names `push_branches`, already checked against the request's refs). The CGI gets
- * a minimal environment: no worker secret reaches git or the repository's hooks.
+ * only when `push` (the resource names `push_branches`, already checked against the request's refs). The body
+ * streams to the CGI's stdin (`head`, the bytes already read, first). The CGI gets a minimal environment: no worker
+ * secret reaches git or the repository's hooks.
  */
 function serveLocal(
   path: string,
   endpoint: string,
   search: string,
   req: http.IncomingMessage,
-  body: Buffer | undefined,
+  head: Buffer[] | undefined,
   res: http.ServerResponse,
   push: boolean,
 ): void {
@@ -369,7 +448,8 @@ function serveLocal(
       PATH_INFO: endpoint,
       QUERY_STRING: search.replace(/^\?/, ''),
       CONTENT_TYPE: String(req.headers['content-type'] ?? ''),
-      ...(body ? { CONTENT_LENGTH: String(body.length) } : {}),
+      // Without a length (a chunked body) http-backend reads the body to its end.
+      ...(head && req.headers['content-length'] ? { CONTENT_LENGTH: req.headers['content-length'] } : {}),
       HTTP_CONTENT_ENCODING: String(req.headers['content-encoding'] ?? ''),
       GIT_PROTOCOL: String(req.headers['git-protocol'] ?? ''),
     },
@@ -378,7 +458,7 @@ function serveLocal(
   let stderr = '';
   cgi.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
   cgi.stdin.on('error', () => undefined); // the CGI may exit before reading all of a refused request
-  cgi.stdin.end(body);
+  relayBody(req, res, head, cgi.stdin, () => cgi.kill());
   const started = relayCgiOutput(cgi.stdout, res);
   cgi.on('error', (err) => {
     if (!res.headersSent) refuse(res, 502, `git http-backend could not run on the worker: ${err.message}`);
@@ -502,7 +582,7 @@ export class Gateway {
     const old = this.sessions.get(ref.session_id);
     for (const srv of old?.servers ?? []) srv.close();
     const s: SessionProxies = { ref, token, dir, servers: [] };
-    const git = http.createServer((req, res) => void this.git(s, req, res));
+    const git = http.createServer((req, res) => void this.git(s, req, res).catch(() => res.destroy()));
     const egress = http.createServer((req, res) =>
       this.egressRequest(s, req, res).catch((err: unknown) => {
         if (!res.headersSent) refuse(res, 400, (err as Error).message);
@@ -584,27 +664,21 @@ export class Gateway {
           403,
           `${repositoryName(repo.url)} is a local repository this session may only read (its resource names no push_branches)`,
         );
-      let body: Buffer | undefined;
-      if (req.method === 'POST') {
-        body = await readBody(req, MAX_PUSH_BYTES);
-        if (service === 'git-receive-pack' && repo.push_branches) {
-          const encoding = req.headers['content-encoding'] ?? 'identity';
-          if (encoding !== 'gzip' && encoding !== 'identity') return refuse(res, 415, `content-encoding ${encoding} is not accepted`);
-          let plain: Buffer;
-          try {
-            plain = encoding === 'gzip' ? gunzipSync(body, { maxOutputLength: MAX_INFLATED_PUSH }) : body;
-          } catch {
-            return refuse(res, 413, `a compressed push may inflate to at most ${MAX_INFLATED_PUSH} bytes`);
-          }
-          const { refs, capabilities } = receivePackRefs(plain);
-          const refused = refs.filter((r) => !pushAllowed(repo.push_branches, r));
-          if (refused.length > 0) {
-            const reason = `tandem: this session may push only to ${repo.push_branches.join(', ')}`;
-            res.writeHead(200, { 'content-type': 'application/x-git-receive-pack-result', 'cache-control': 'no-cache' });
-            return void res.end(rejectPush(refs, capabilities, reason));
-          }
+      let head: Buffer[] = [];
+      if (req.method === 'POST' && service === 'git-receive-pack' && repo.push_branches) {
+        const encoding = req.headers['content-encoding'] ?? 'identity';
+        if (encoding !== 'gzip' && encoding !== 'identity') return refuse(res, 415, `content-encoding ${encoding} is not accepted`);
+        const start = await readRefUpdates(req, encoding === 'gzip');
+        head = start.head;
+        const refused = start.refs.filter((r) => !pushAllowed(repo.push_branches, r));
+        if (refused.length > 0) {
+          const reason = `tandem: this session may push only to ${repo.push_branches.join(', ')}`;
+          res.writeHead(200, { 'content-type': 'application/x-git-receive-pack-result', 'cache-control': 'no-cache' });
+          res.end(rejectPush(start.refs, start.capabilities, reason));
+          return void req.resume(); // git sends the whole pack before it reads the answer: read it and drop it
         }
       }
+      const body = req.method === 'POST' ? head : undefined;
       if (local)
         return serveLocal(fileURLToPath(repo.url), endpoint, url.search, req, body, res, Boolean(repo.push_branches));
       const secret = repo.credential ? this.vault?.get(repo.credential) : undefined;
@@ -616,13 +690,19 @@ export class Gateway {
       const headers: http.OutgoingHttpHeaders = {};
       for (const h of ['content-type', 'accept', 'content-encoding', 'git-protocol', 'accept-encoding', 'user-agent'])
         if (req.headers[h]) headers[h] = req.headers[h];
-      if (body) headers['content-length'] = body.length;
+      // The body goes on as it came: the same length, or chunked (git's own framing of a large push).
+      if (body) {
+        if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length'];
+        else headers['transfer-encoding'] = 'chunked';
+      }
       if (secret !== undefined) {
         const basic = secret.includes(':') ? secret : `x-access-token:${secret}`;
         headers.authorization = `Basic ${Buffer.from(basic).toString('base64')}`;
       }
       const client = target.protocol === 'https:' ? https : http;
+      let answer: http.IncomingMessage | undefined;
       const up = client.request(target, { method: req.method, headers }, (upRes) => {
+        answer = upRes;
         if (upRes.statusCode === 401 || upRes.statusCode === 403) {
           upRes.resume();
           return refuse(res, 403, `the repository refused the credential of this session (HTTP ${upRes.statusCode})`);
@@ -631,15 +711,23 @@ export class Gateway {
         for (const h of ['content-type', 'cache-control', 'content-encoding', 'expires', 'pragma'])
           if (upRes.headers[h]) out[h] = upRes.headers[h];
         res.writeHead(upRes.statusCode ?? 502, out);
+        upRes.on('close', () => {
+          if (!upRes.complete) res.destroy(); // the repository went away mid-answer: so does the sandbox's request
+        });
         upRes.pipe(res);
       });
       up.on('error', (err) => {
-        if (!res.headersSent) refuse(res, 502, `the repository could not be reached: ${err.message}`);
+        req.unpipe(up);
+        if (res.destroyed || res.writableFinished || answer?.complete) return;
+        if (!res.headersSent)
+          refuse(res, 502, `the repository could not be reached: ${err.message}`, { connection: 'close' });
         else res.destroy();
       });
-      up.end(body);
+      relayBody(req, res, body, up, () => up.destroy());
     } catch (err) {
-      if (!res.headersSent) refuse(res, 400, (err as Error).message);
+      if (res.headersSent || res.destroyed) return void res.destroy();
+      refuse(res, err instanceof BodyError ? err.status : 400, (err as Error).message);
+      req.resume(); // the rest of the body is read and dropped, so the sandbox gets to read the answer
     }
   }
 
