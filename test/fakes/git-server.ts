@@ -16,8 +16,11 @@ export interface GitServer {
   url: string;
   /** Directory holding the bare repositories. */
   root: string;
-  /** Authorization headers seen, per request (to check what the proxy sent), and the body bytes received so far. */
-  requests: Array<{ method: string; path: string; authorized: boolean; bytes: number }>;
+  /**
+   * Per request, to check what the proxy sent: whether it carried the token, the body's framing (its
+   * `content-length` or `transfer-encoding` header) and the body bytes received so far.
+   */
+  requests: Array<{ method: string; path: string; authorized: boolean; framing: string; bytes: number }>;
   /** Creates a bare repository with one commit on `main` (a README) and returns its URL. */
   createRepo(name: string): string;
   /** `git` run in the bare repository (for example `log --format=%s main`). */
@@ -35,7 +38,9 @@ export async function startGitServer(token: string): Promise<GitServer> {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://git');
     const authorized = req.headers.authorization === expected;
-    const seen = { method: req.method ?? '', path: url.pathname, authorized, bytes: 0 };
+    const length = req.headers['content-length'];
+    const framing = length !== undefined ? `length ${length}` : (req.headers['transfer-encoding'] ?? 'none');
+    const seen = { method: req.method ?? '', path: url.pathname, authorized, framing, bytes: 0 };
     requests.push(seen);
     req.on('data', (c: Buffer) => (seen.bytes += c.length));
     if (!authorized) {

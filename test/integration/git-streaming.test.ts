@@ -206,7 +206,7 @@ describe('pushes stream through the git credential proxy', () => {
     rmSync(work, { recursive: true, force: true });
   });
 
-  /** Opens a POST to the proxy as the sandbox could send it (chunked unless `headers` give a length). */
+  /** Opens a POST to the proxy as the sandbox could send it (chunked when written in parts). */
   function open(path: string, headers: Record<string, string> = {}): RawRequest {
     const req = http.request({
       socketPath: socket,
@@ -292,6 +292,8 @@ describe('pushes stream through the git credential proxy', () => {
       expect(server.git('remote', 'rev-parse', 'agent/big').trim()).toBe(head);
       expect(allowed.sent).toBeGreaterThan(PUSH_BYTES);
       expect(allowed.received).toBeGreaterThan(PUSH_BYTES);
+      // git sent the pack chunked, and so did the proxy.
+      expect(server.requests.filter((r) => r.bytes > PUSH_BYTES).map((r) => r.framing)).toEqual(['chunked']);
       expect(allowed.inFlight).toBeLessThan(MAX_IN_FLIGHT);
     });
 
@@ -344,18 +346,24 @@ describe('pushes stream through the git credential proxy', () => {
       git('-C', scratch, 'commit', '--quiet', '--allow-empty', '-m', 'pushed by hand');
       const commit = git('-C', scratch, 'rev-parse', 'HEAD').trim();
       const pack = execFileSync('git', ['-C', scratch, 'pack-objects', '--stdout', '--revs'], { input: 'HEAD\n', env: GIT_ENV });
-      for (const [path, length, target] of [
-        ['/0/remote.git/git-receive-pack', false, (b: string) => server.git('remote', 'rev-parse', b)],
-        ['/1/local.git/git-receive-pack', true, (b: string) => git('-C', local, 'rev-parse', b)],
+      const remote = (b: string) => server.git('remote', 'rev-parse', b);
+      const local_ = (b: string) => git('-C', local, 'rev-parse', b);
+      for (const [path, target] of [
+        ['/0/remote.git/git-receive-pack', remote],
+        ['/1/local.git/git-receive-pack', local_],
       ] as const) {
-        const branch = `agent/gzip-${length ? 'length' : 'chunked'}`;
-        const body = gzipSync(Buffer.concat([commands([`refs/heads/${branch}`], commit), pack]));
-        const r = open(path, { 'content-encoding': 'gzip', ...(length ? { 'content-length': String(body.length) } : {}) });
-        r.req.end(body);
-        const answer = await r.answer;
-        expect(answer, path).toMatchObject({ status: 200 });
-        expect((answer as { body: string }).body, path).toContain(`ok refs/heads/${branch}`);
-        expect(target(branch).trim(), path).toBe(commit);
+        for (const length of [false, true]) {
+          const branch = `agent/gzip-${length ? 'length' : 'chunked'}`;
+          const body = gzipSync(Buffer.concat([commands([`refs/heads/${branch}`], commit), pack]));
+          const framing: Record<string, string> = length ? { 'content-length': String(body.length) } : { 'transfer-encoding': 'chunked' };
+          const r = open(path, { 'content-encoding': 'gzip', ...framing });
+          r.req.end(body);
+          const answer = await r.answer;
+          expect(answer, `${path} ${branch}`).toMatchObject({ status: 200 });
+          expect((answer as { body: string }).body, `${path} ${branch}`).toContain(`ok refs/heads/${branch}`);
+          expect(target(branch).trim(), `${path} ${branch}`).toBe(commit);
+          if (target === remote) expect(server.requests.at(-1)?.framing).toBe(length ? `length ${body.length}` : 'chunked');
+        }
       }
     });
 
