@@ -284,7 +284,8 @@ describe('tools in a real container', () => {
     await waitIdle(handle, 'end_turn', 2);
     const names = sandboxNames(handle.workflowId);
     await waitFor(() => docker.getContainer(names.container).inspect(), (i) => !i.State.Running, 30_000, 'idle stop');
-    expect((await sessionState(handle)).sandboxes[0]?.state).toBe('stopped');
+    // The session records the stop when its stop activity completes, a moment after the engine reports it.
+    await waitFor(() => sessionState(handle), (st) => st.sandboxes[0]?.state === 'stopped', 30_000, 'the session to record the stop');
     h.model.push(reply(toolUse('read', { file_path: '/workspace/x.txt' }, 'tu_r')), reply('read it'));
     await sendMessage(handle, 'read it back');
     const state = await waitIdle(handle, 'end_turn', 4);
