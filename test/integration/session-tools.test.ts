@@ -194,7 +194,7 @@ describe('tools in a real container', () => {
         { type: 'custom', name: 'lookup', description: 'Look a thing up', input_schema: { type: 'object', properties: {} } },
       ],
     });
-    h.model.push(reply(toolUse('bash', { command: 'sleep 3; echo slow' }, 'tu_slow'), toolUse('lookup', {}, 'tu_early')), reply('ok'));
+    h.model.push(reply(toolUse('bash', { command: 'sleep 6; echo slow' }, 'tu_slow'), toolUse('lookup', {}, 'tu_early')), reply('ok'));
     const handle = await startSession(h.client, h.queue, { agent }, 'answer early');
     // The client answers as soon as the call is in the log, while bash still runs and nothing is pending yet.
     await waitFor(() => sessionEvents(h.client, handle), (ev) => ev.some((e) => e.type === 'agent.custom_tool_use'), 60_000, 'custom call');
