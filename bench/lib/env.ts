@@ -204,13 +204,16 @@ export class BenchEnv {
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
     await new Promise<void>((resolve, reject) => {
+      // The worker logs to stderr (logLine); either stream may carry the line.
       const check = () => {
         if (output.includes('polling task queue')) {
           child.stdout!.off('data', check);
+          child.stderr!.off('data', check);
           resolve();
         }
       };
       child.stdout!.on('data', check);
+      child.stderr!.on('data', check);
       child.once('exit', (code) => reject(new Error(`worker exited early (${code}): ${output.slice(-2000)}`)));
     });
     child.once('exit', (code, signal) => {
