@@ -149,6 +149,14 @@ export async function benchHistory(env: BenchEnv, queue: string): Promise<Sectio
         metric: `of which the callModel activity (reads the log, builds the request; the model answers at once)`,
         value: marks.map((m) => `${windowRead(m)} ms`).join(' / '),
       },
+      ...(canTurns.length
+        ? [
+            {
+              metric: `callModel activity around the first continue-as-new: turns ${canTurns[0]! - 9}–${canTurns[0]} / turns ${canTurns[0]! + 1}–${canTurns[0]! + 10}`,
+              value: `${windowRead(canTurns[0]!)} ms / ${windowRead(canTurns[0]! + 10)} ms`,
+            },
+          ]
+        : []),
       { metric: 'runs (continue-as-new after turn)', value: `${runs.length}${canTurns.length ? ` (after ${canTurns.join(', ')})` : ''}` },
       { metric: 'history total, all runs', value: `${Math.round(samples.reduce((n, s) => n + s.bytes, 0) / 1024)} KiB` },
     ],
@@ -177,6 +185,15 @@ export async function benchHistory(env: BenchEnv, queue: string): Promise<Sectio
         xLabel: 'turn',
         yLabel: 'ms',
         points: samples.filter((s) => s.turn > 1).map((s) => ({ x: s.turn, y: s.ms, mark: s.continued_as_new })),
+      },
+      {
+        kind: 'series',
+        title: `callModel activity (started to completed) over the same session`,
+        xLabel: 'turn',
+        yLabel: 'ms',
+        points: samples
+          .filter((s) => s.turn > 1 && Number.isFinite(s.read_ms))
+          .map((s) => ({ x: s.turn, y: s.read_ms!, mark: s.continued_as_new })),
       },
     ],
   };
