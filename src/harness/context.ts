@@ -113,7 +113,8 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
       case 'user.message': {
         // A message that arrives while the model answers or tools run is read after that answer or those results.
         const text = e.content as TextBlock[];
-        if (openUses.length > 0 || modelInFlight) deferred.push(...text);
+        // Copies: the request's blocks are changed below (cache_control), the log's events never.
+        if (openUses.length > 0 || modelInFlight) deferred.push(...text.map((b) => ({ ...b })));
         else pushUser(text.map((b) => ({ type: 'text', text: b.text })));
         break;
       }

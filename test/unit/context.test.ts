@@ -177,6 +177,23 @@ describe('buildRequest', () => {
     expect(JSON.stringify(req.messages[0])).not.toContain('cache_control');
   });
 
+  it("never changes the log's events: a worker shares them between calls of a session", () => {
+    const freeze = <T>(v: T): T => {
+      if (v && typeof v === 'object') {
+        Object.freeze(v);
+        Object.values(v).forEach(freeze);
+      }
+      return v;
+    };
+    // A message that arrived while the tool ran ends the conversation: its block gets the breakpoint.
+    const events = freeze([user('go'), say('r1', 'running'), use('r1', 't1'), user('steer'), result('t1', 'out')]);
+    const first = buildRequest(agent, events, builtins).request;
+    expect(first.messages.at(-1)!.content.at(-1)).toEqual({ type: 'text', text: 'steer', cache_control: { type: 'ephemeral' } });
+    // The next call, one answer later: the breakpoint has moved on and the old block is as it was.
+    const later = buildRequest(agent, [...events, say('r2', 'ok'), user('next')], builtins).request;
+    expect(JSON.stringify(later.messages.slice(0, -1))).not.toContain('cache_control');
+  });
+
   it('offers no tools when the agent has none', () => {
     const { request: req } = buildRequest({ name: 'b', model: 'm' }, [user('q')], builtins);
     expect(req.tools).toBeUndefined();
