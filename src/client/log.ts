@@ -40,7 +40,8 @@ export async function readHistory(client: Client, workflowId: string, runId?: st
 const closedRuns = new Map<string, HistoryEvent[]>();
 const CLOSED_RUN_CACHE = 64;
 
-function isClosing(e: HistoryEvent | undefined): boolean {
+/** Whether `e` closes its run (the last event of a closed run). */
+export function isClosing(e: HistoryEvent | undefined): boolean {
   return !!(
     e?.workflowExecutionContinuedAsNewEventAttributes ||
     e?.workflowExecutionCompletedEventAttributes ||
@@ -51,15 +52,26 @@ function isClosing(e: HistoryEvent | undefined): boolean {
   );
 }
 
+/** Keeps the complete history of a closed run (its last event closes it). */
+export function rememberClosedRun(workflowId: string, runId: string, events: HistoryEvent[]): void {
+  if (!isClosing(events.at(-1))) return;
+  const key = `${workflowId}/${runId}`;
+  closedRuns.delete(key);
+  closedRuns.set(key, events);
+  if (closedRuns.size > CLOSED_RUN_CACHE) closedRuns.delete(closedRuns.keys().next().value!);
+}
+
 /** The history of one run, from the cache when the run has closed. */
-async function runHistory(client: Client, workflowId: string, runId: string): Promise<HistoryEvent[]> {
-  const cached = closedRuns.get(`${workflowId}/${runId}`);
-  if (cached) return cached;
-  const events = await readHistory(client, workflowId, runId);
-  if (isClosing(events.at(-1))) {
-    closedRuns.set(`${workflowId}/${runId}`, events);
-    if (closedRuns.size > CLOSED_RUN_CACHE) closedRuns.delete(closedRuns.keys().next().value!);
+export async function runHistory(client: Client, workflowId: string, runId: string): Promise<HistoryEvent[]> {
+  const key = `${workflowId}/${runId}`;
+  const cached = closedRuns.get(key);
+  if (cached) {
+    closedRuns.delete(key);
+    closedRuns.set(key, cached);
+    return cached;
   }
+  const events = await readHistory(client, workflowId, runId);
+  rememberClosedRun(workflowId, runId, events);
   return events;
 }
 
