@@ -2,6 +2,7 @@
 import type Anthropic from '@anthropic-ai/sdk';
 import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
+import type { SessionLogCache } from '../client/log-cache.js';
 import { createMcpActivities, McpHub } from './mcp.js';
 import { withMetrics } from './metrics.js';
 import { createModelActivities } from './model.js';
@@ -15,6 +16,8 @@ export interface ActivityDeps {
   temporal: Client;
   docker: Docker;
   sandbox: SandboxSettings;
+  /** The worker's cache of session logs (`callModel`, `gradeOutcome`); default: a new one over `temporal`. */
+  logCache?: SessionLogCache;
   /** Silence after which a model stream is abandoned and retried. */
   modelStallMs?: number;
   /** The worker's MCP connections (they read secrets from the worker's vault). Default: none configured, no secrets. */
@@ -34,6 +37,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createModelActivities({
       anthropic: deps.anthropic,
       temporal: deps.temporal,
+      ...(deps.logCache ? { logCache: deps.logCache } : {}),
       stallMs: deps.modelStallMs,
       runTool: sandbox.execute,
       mcp,

@@ -8,7 +8,7 @@ import { betaAgentToolset20260401 } from '@anthropic-ai/sdk/tools/agent-toolset/
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { readSessionLog } from '../client/log.js';
+import { SessionLogCache } from '../client/log-cache.js';
 import {
   buildRequest,
   estimateTokens,
@@ -104,6 +104,8 @@ export interface ModelDeps {
   temporal: Client;
   /** A stream that sends nothing for this long is abandoned as `Model.Timeout` (and retried). Default 90 s. */
   stallMs?: number;
+  /** The worker's cache of session logs; default: one of its own over `temporal`. */
+  logCache?: SessionLogCache;
   /** Runs a built-in tool in a sandbox (the grader's read-only look at the work). */
   runTool?: (input: ExecuteInput) => Promise<ExecuteResult>;
   /** The worker's MCP client side: lists the agent's MCP tools for the model. */
@@ -151,21 +153,22 @@ async function modelWork<T>(ctx: Context, what: string, fn: () => Promise<T>): P
 }
 
 /** Creates `callModel`. */
-export function createModelActivities({ anthropic, temporal, stallMs = 90_000, runTool, mcp }: ModelDeps) {
+export function createModelActivities({ anthropic, temporal, logCache, stallMs = 90_000, runTool, mcp }: ModelDeps) {
+  const logs = logCache ?? new SessionLogCache(temporal);
   /**
    * The session log as this activity's workflow saw it: everything before the activity was scheduled (the
-   * workflow's cursor plus whatever the same workflow task recorded just before scheduling it).
+   * workflow's cursor plus whatever the same workflow task recorded just before scheduling it). Read through the
+   * worker's cache, so a later call of the same run fetches only the events written since.
    */
   function logBefore(ctx: Context, input: { session_id: string; run_id: string; cursor: number }, activity: string) {
     const { activityId } = ctx.info;
-    return readSessionLog(
-      temporal,
+    return logs.readBefore(
       input.session_id,
       input.run_id,
       (e) =>
-        Number(e.eventId) > input.cursor &&
         e.activityTaskScheduledEventAttributes?.activityId === activityId &&
-        e.activityTaskScheduledEventAttributes.activityType?.name === activity,
+        e.activityTaskScheduledEventAttributes.activityType?.name === activity &&
+        Number(e.eventId) > input.cursor,
     );
   }
 
@@ -174,7 +177,7 @@ export function createModelActivities({ anthropic, temporal, stallMs = 90_000, r
     const ctx = Context.current();
     const started = Date.now(); // time to first token counts reading the log and building the context
     const log = await logBefore(ctx, input, 'callModel');
-    const input0 = log.decoder.input;
+    const input0 = log.input;
     if (!input0) throw ApplicationFailure.nonRetryable('session log has no input', Failure.LogInvalid);
     const agent = input0.agent;
     const budgetTokens = { ...agent.limits, ...input0.limits }.context_tokens;
@@ -268,7 +271,7 @@ export function createModelActivities({ anthropic, temporal, stallMs = 90_000, r
   async function gradeOutcome(input: GradeOutcomeInput): Promise<GradeOutcomeResult> {
     const ctx = Context.current();
     const log = await logBefore(ctx, input, 'gradeOutcome');
-    const agent = log.decoder.input?.agent;
+    const agent = log.input?.agent;
     if (!agent) throw ApplicationFailure.nonRetryable('session log has no input', Failure.LogInvalid);
     const sandbox = runTool ? input.sandbox : undefined;
     const request = graderRequest(agent, input.outcome, log.events, graderTools(builtinDefinitions, !!sandbox));
