@@ -8,6 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { createActivities } from './activities/index.js';
+import { SessionLogCache } from './client/log-cache.js';
 import { McpHub } from './activities/mcp.js';
 import { LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION } from './activities/sandbox/docker.js';
 import { loadRuntimeConfig, sandboxScope, type RuntimeConfig } from './config/env.js';
@@ -40,6 +41,8 @@ export interface TandemWorker {
   worker: Worker;
   client: Client;
   docker: Docker;
+  /** What the worker's model activities have read of open runs (one cache per worker process). */
+  logCache: SessionLogCache;
   /** Runs until `shutdown()`; resolves when the worker has stopped. */
   run(): Promise<void>;
   shutdown(): Promise<void>;
@@ -78,11 +81,13 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
   );
   // Git credentials and egress: proxies on this host; sandboxes hold only a phantom token (DESIGN rule 9).
   const gateway = new Gateway({ root: config.TANDEM_GATEWAY_DIR ?? defaultGatewayRoot(), hostMap }, vault);
+  const logCache = new SessionLogCache(client);
   const activities = createActivities({
     vault,
     gateway,
     anthropic,
     temporal: client,
+    logCache,
     docker,
     sandbox: {
       image: config.TANDEM_SANDBOX_IMAGE,
@@ -120,6 +125,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     worker,
     client,
     docker,
+    logCache,
     async run() {
       if (config.TANDEM_REAP_INTERVAL_S > 0) {
         void reap();

@@ -1,0 +1,176 @@
+/**
+ * The worker's log cache against the real dev server (continue-as-new lowered so that a short session spans several
+ * runs): after the first call of a run, `callModel` fetches only the events written since, every model request is
+ * the one a read without the cache builds, and a token the server refuses falls back to a full read.
+ */
+import type { Connection } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { builtinDefinitions } from '../../src/activities/model.js';
+import { findTemporalCli, freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
+import { TandemClient } from '../../src/client/index.js';
+import { decodeJsonPayload, readRunChain, readSessionLog } from '../../src/client/log.js';
+import { buildRequest } from '../../src/harness/context.js';
+import type { CallModelInput } from '../../src/shared/types.js';
+import { reply, startMessagesServer, toolUse, type MessagesServer, type RecordedRequest } from '../fakes/messages-server.js';
+import { startWorker, testAgent, testClient, uniqueQueue, waitFor, waitIdle } from '../helpers/env.js';
+
+type Service = Connection['workflowService'];
+
+/** GetWorkflowExecutionHistory requests with `waitNewEvent` (the cache's reads), as the worker's client made them. */
+interface Seen {
+  token: boolean;
+  events: number;
+  error?: string;
+}
+
+let server: DevServer;
+let tandem: TandemClient;
+let model: MessagesServer;
+let worker: Awaited<ReturnType<typeof startWorker>>;
+const seen: Seen[] = [];
+let corruptTokens = false;
+const queue = uniqueQueue('logcache');
+
+beforeAll(async () => {
+  // A dev server that suggests continue-as-new after 150 events instead of thousands.
+  server = await startDevServer({
+    cli: findTemporalCli() ?? inject('temporalCli'),
+    port: await freePort(),
+    headless: true,
+    dynamicConfig: ['limit.historyCount.suggestContinueAsNew=150'],
+  });
+  tandem = new TandemClient(await testClient(server.address), queue);
+  model = await startMessagesServer();
+  worker = await startWorker(queue, model.url, server.address);
+  // Watch (and, when asked, spoil) the history reads of the worker's own client, which its log cache uses.
+  const connection = worker.client.connection;
+  const service = connection.workflowService;
+  const watched = new Proxy(service, {
+    get(target, prop, receiver) {
+      if (prop !== 'getWorkflowExecutionHistory') return Reflect.get(target, prop, receiver);
+      return async (req: Parameters<Service['getWorkflowExecutionHistory']>[0]) => {
+        if (!req.waitNewEvent) return target.getWorkflowExecutionHistory(req);
+        const token = !!req.nextPageToken?.length;
+        const entry: Seen = { token, events: 0 };
+        seen.push(entry);
+        const sent = token && corruptTokens ? { ...req, nextPageToken: Buffer.from('not a token') } : req;
+        try {
+          const res = await target.getWorkflowExecutionHistory(sent);
+          entry.events = res.history?.events?.length ?? 0;
+          return res;
+        } catch (err) {
+          entry.error = (err as Error).message;
+          throw err;
+        }
+      };
+    },
+  });
+  Object.defineProperty(connection, 'workflowService', { value: watched });
+}, 120_000);
+
+afterAll(async () => {
+  await worker?.shutdown();
+  await worker?.done;
+  await model?.close();
+  await server?.stop();
+});
+
+/**
+ * Each recorded model request of `sessionId` (from `first` on) against what a read without the cache builds for
+ * the same call: the log of the call's run up to its scheduling event, read afresh, and the same request builder.
+ */
+async function expectFreshRequests(sessionId: string, requests: RecordedRequest[]): Promise<number> {
+  const runs = await readRunChain(tandem.temporal, sessionId);
+  const calls = runs.flatMap((run) =>
+    run.events.flatMap((e) => {
+      const a = e.activityTaskScheduledEventAttributes;
+      if (a?.activityType?.name !== 'callModel') return [];
+      const input = decodeJsonPayload(a.input!.payloads![0]!) as CallModelInput;
+      return [{ runId: run.runId, activityId: a.activityId!, cursor: input.cursor }];
+    }),
+  );
+  expect(calls).toHaveLength(requests.length);
+  for (const [i, call] of calls.entries()) {
+    const log = await readSessionLog(tandem.temporal, sessionId, call.runId, (e) =>
+      e.activityTaskScheduledEventAttributes?.activityId === call.activityId &&
+      e.activityTaskScheduledEventAttributes.activityType?.name === 'callModel' &&
+      Number(e.eventId) > call.cursor,
+    );
+    const agent = log.decoder.input!.agent;
+    const budgetTokens = { ...agent.limits, ...log.decoder.input!.limits }.context_tokens;
+    const built = buildRequest(agent, log.events, builtinDefinitions, { budgetTokens, extraTools: [], notes: [] });
+    const { stream: _stream, ...sent } = requests[i]!.body as Record<string, unknown>;
+    expect(sent, `model request ${i + 1} of ${calls.length}`).toEqual(JSON.parse(JSON.stringify(built.request)));
+  }
+  return runs.length;
+}
+
+describe('the log cache of a worker', () => {
+  it('reads only new events after the first call of each run, and builds what a fresh read builds', async () => {
+    const STEPS = 30;
+    for (let i = 1; i <= STEPS; i++) {
+      const command = i === 8 ? 'sleep 1; echo step-8' : `echo step-${i}`;
+      model.push(reply(toolUse('bash', { command }, `tu_${i}`)));
+    }
+    model.push(reply('all steps done'));
+    const from = model.requests.length;
+    const before = { ...worker.logCache.stats };
+    const seenFrom = seen.length;
+    const sessionId = await tandem.start({ agent: testAgent({ limits: { max_turns: 100 } }), message: 'run the steps' });
+    // A message while step 8 runs: read after that step's result, and the block the breakpoint lands on then.
+    await waitFor(() => Promise.resolve(model.requests.length - from), (n) => n >= 8, 120_000, 'step 8');
+    await tandem.sendMessage(sessionId, 'steering during step 8');
+    await waitIdle(tandem.temporal.workflow.getHandle(sessionId), 'end_turn', STEPS + 1, 180_000);
+    model.assertDone();
+
+    const requests = model.requests.slice(from);
+    const runs = await expectFreshRequests(sessionId, requests);
+    expect(runs).toBeGreaterThanOrEqual(3);
+    const last = JSON.stringify(requests.at(-1)!.body.messages);
+    expect(last.split('steering during step 8').length - 1).toBe(1);
+
+    // One full read per run (its first call); every other call read on from a token, or found its point cached.
+    const stats = worker.logCache.stats;
+    expect(stats.fullReads - before.fullReads).toBe(runs);
+    expect(stats.fallbacks - before.fallbacks).toBe(0);
+    expect(stats.incrementalReads - before.incrementalReads + stats.hits - before.hits).toBeGreaterThanOrEqual(STEPS + 1 - runs);
+    // Each history event was fetched at most once; reads with a token brought one step's events, not the run.
+    const reads = seen.slice(seenFrom);
+    const total = (await readRunChain(tandem.temporal, sessionId)).reduce((n, r) => n + r.events.length, 0);
+    const fetched = reads.reduce((n, r) => n + r.events, 0);
+    expect(fetched).toBeLessThanOrEqual(total);
+    expect(fetched).toBe(stats.eventsFetched - before.eventsFetched);
+    expect(Math.max(...reads.filter((r) => r.token).map((r) => r.events))).toBeLessThan(30);
+    expect(reads.every((r) => !r.error)).toBe(true);
+  });
+
+  it('falls back to a full read when the server refuses the cached token', async () => {
+    model.push(reply('first answer'), reply('second answer'), reply('third answer'));
+    const from = model.requests.length;
+    const before = { ...worker.logCache.stats };
+    const seenFrom = seen.length;
+    const sessionId = await tandem.start({ agent: testAgent(), message: 'one' });
+    const handle = tandem.temporal.workflow.getHandle(sessionId);
+    await waitIdle(handle, 'end_turn', 1);
+    corruptTokens = true;
+    try {
+      await tandem.sendMessage(sessionId, 'two');
+      await waitIdle(handle, 'end_turn', 2);
+    } finally {
+      corruptTokens = false;
+    }
+    await tandem.sendMessage(sessionId, 'three');
+    await waitIdle(handle, 'end_turn', 3);
+    model.assertDone();
+
+    // The server said no to the spoilt token; the call read the run again and went on from the new token.
+    const refused = seen.slice(seenFrom).filter((r) => r.error);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]!.error).toMatch(/token/i);
+    const stats = worker.logCache.stats;
+    expect(stats.fallbacks - before.fallbacks).toBe(1);
+    expect(stats.fullReads - before.fullReads).toBe(2);
+    expect(stats.incrementalReads - before.incrementalReads).toBe(2);
+    await expectFreshRequests(sessionId, model.requests.slice(from));
+  });
+});
