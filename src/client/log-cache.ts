@@ -166,7 +166,13 @@ export class SessionLogCache {
         run = await this.load(workflowId, runId, before);
         cut = run.raw.findIndex(before);
       }
-      const result = this.slice(run, cut < 0 ? run.raw.length : cut);
+      let result: LogBefore;
+      try {
+        result = this.slice(run, cut < 0 ? run.raw.length : cut);
+      } catch (err) {
+        this.drop(key); // the decoder may have stopped half-way through an event: start afresh next time
+        throw err;
+      }
       if (!run.token && isClosing(run.raw.at(-1))) {
         // The run has closed: its history is complete and goes to the closed runs, this entry goes.
         rememberClosedRun(workflowId, runId, run.raw);
