@@ -58,6 +58,8 @@ describe('encrypted history', () => {
     const idle = (s: string) =>
       waitFor(() => tandem.getSession(s), (st) => st.status === 'idle' && st.turn >= 2, 120_000, `${s} idle`);
     await idle(id);
+    // The second model call read the tool's output on from the first call's read, decoded by the worker's codec.
+    expect(JSON.stringify(model.requests.at(-1)!.body.messages)).toContain(word);
     // The tool call of a second session fails in provisioning: its failure message names the missing secret.
     model.push(reply(toolUse('bash', { command: 'true' }, 'tu_fail')), reply('Failed.'));
     const failing = await tandem.start({
