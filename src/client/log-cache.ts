@@ -30,11 +30,14 @@ export interface SessionLogCacheOptions {
   /** Approximate bytes of history and decoded events kept over all runs. Default 128 MiB. */
   maxBytes?: number;
   /**
-   * Deadline of a request with a cached token. Such a request returns at once when the run has new events (a
-   * call's own scheduling event is always new); should it wait for one instead, the call gives up after this long
-   * and reads the run in full. Default 3 s.
+   * Deadline of a request with a token. Such a request returns at once when the run has new events (a call's own
+   * scheduling event is always new). Were there none, the server would hold it until shortly (about 1 s) before its
+   * deadline and answer with nothing; with 1 s or less it answers at once. Either answer, or the deadline passing,
+   * makes the call read the run in full. Default 1 s.
    */
   pollTimeoutMs?: number;
+  /** Events per history page. Default 1000. */
+  pageSize?: number;
 }
 
 /** What the cache has done since it was made (for tests and metrics). */
@@ -45,7 +48,10 @@ export interface SessionLogCacheStats {
   incrementalReads: number;
   /** Calls whose scheduling point was in the cache already: no request at all. */
   hits: number;
-  /** Reads with a cached token that failed (expired, invalid, not found, too slow) and fell back to a full read. */
+  /**
+   * Reads with a cached token that failed (expired, invalid, not found, past the deadline) or brought nothing new,
+   * and fell back to a full read.
+   */
   fallbacks: number;
   /** GetWorkflowExecutionHistory requests made for the runs this cache reads (closed runs' own reads excluded). */
   requests: number;
@@ -84,7 +90,7 @@ interface OpenRun {
   bytes: number;
 }
 
-const DEFAULTS = { maxRuns: 32, maxBytes: 128 * 1024 * 1024, pollTimeoutMs: 3000 };
+const DEFAULTS = { maxRuns: 32, maxBytes: 128 * 1024 * 1024, pollTimeoutMs: 1000, pageSize: 1000 };
 
 /** Rough heap size of a value: bytes of strings and binary data plus a little per object. */
 function approxBytes(v: unknown): number {
@@ -158,6 +164,7 @@ export class SessionLogCache {
           run = undefined;
         }
         if (run && cut < 0 && run.token) {
+          this.stats.fallbacks++;
           this.drop(key);
           run = undefined;
         }
@@ -219,7 +226,7 @@ export class SessionLogCache {
         ...req,
         namespace: this.client.options.namespace,
         waitNewEvent: true,
-        maximumPageSize: 1000,
+        maximumPageSize: this.opts.pageSize,
       });
     this.stats.requests++;
     const res = req.nextPageToken ? await this.client.withDeadline(Date.now() + this.opts.pollTimeoutMs, call) : await call();

@@ -4,17 +4,20 @@
  * the one a read without the cache builds, and a token the server refuses falls back to a full read.
  */
 import type { Connection } from '@temporalio/client';
+import type { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { builtinDefinitions } from '../../src/activities/model.js';
 import { findTemporalCli, freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { TandemClient } from '../../src/client/index.js';
 import { decodeJsonPayload, readRunChain, readSessionLog } from '../../src/client/log.js';
+import { SessionLogCache } from '../../src/client/log-cache.js';
 import { buildRequest } from '../../src/harness/context.js';
 import type { CallModelInput } from '../../src/shared/types.js';
 import { reply, startMessagesServer, toolUse, type MessagesServer, type RecordedRequest } from '../fakes/messages-server.js';
 import { startWorker, testAgent, testClient, uniqueQueue, waitFor, waitIdle } from '../helpers/env.js';
 
 type Service = Connection['workflowService'];
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
 /** GetWorkflowExecutionHistory requests with `waitNewEvent` (the cache's reads), as the worker's client made them. */
 interface Seen {
@@ -142,6 +145,34 @@ describe('the log cache of a worker', () => {
     expect(fetched).toBe(stats.eventsFetched - before.eventsFetched);
     expect(Math.max(...reads.filter((r) => r.token).map((r) => r.events))).toBeLessThan(30);
     expect(reads.every((r) => !r.error)).toBe(true);
+  });
+
+  it('pages through a run from a token in the middle, and gives up a poll that would wait', async () => {
+    model.push(reply(toolUse('bash', { command: 'echo one' }, 'tu_p1')), reply(toolUse('bash', { command: 'echo two' }, 'tu_p2')), reply('done'));
+    const sessionId = await tandem.start({ agent: testAgent(), message: 'two steps' });
+    await waitIdle(tandem.temporal.workflow.getHandle(sessionId), 'end_turn', 3);
+    model.assertDone();
+    const [run] = await readRunChain(tandem.temporal, sessionId);
+    const points = run!.events.flatMap((e) => {
+      const a = e.activityTaskScheduledEventAttributes;
+      return a?.activityType?.name === 'callModel' ? [a.activityId!] : [];
+    });
+    expect(points).toHaveLength(3);
+    // Small pages: the first call stops in the middle of the history, the next ones go on from there.
+    const cache = new SessionLogCache(tandem.temporal, { pageSize: 5 });
+    for (const activityId of points) {
+      const before = (e: HistoryEvent) => e.activityTaskScheduledEventAttributes?.activityId === activityId;
+      const got = await cache.readBefore(sessionId, run!.runId, before);
+      expect(got.events).toEqual((await readSessionLog(tandem.temporal, sessionId, run!.runId, before)).events);
+    }
+    expect(cache.stats).toMatchObject({ fullReads: 1, fallbacks: 0 });
+    expect(cache.stats.eventsFetched).toBeLessThan(run!.events.length);
+    // A point that is not in the history (no call is ever like that): at the end of the run the token asks for a
+    // new event. Under the cache's 1 s deadline the server does not wait for one but answers with nothing, and the
+    // cache reads the whole run instead.
+    const all = await cache.readBefore(sessionId, run!.runId, () => false);
+    expect(all.events).toEqual((await readSessionLog(tandem.temporal, sessionId, run!.runId)).events);
+    expect(cache.stats).toMatchObject({ fullReads: 2, fallbacks: 1 });
   });
 
   it('falls back to a full read when the server refuses the cached token', async () => {

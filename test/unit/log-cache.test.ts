@@ -197,9 +197,7 @@ describe('SessionLogCache', () => {
     fake.add('run', events, first! + 1);
     const cache = new SessionLogCache(fake.client, { pollTimeoutMs: 200 });
     await cache.readBefore('sesn_nowait', 'run', scheduledAt(events, first!));
-    const t0 = Date.now();
     const got = await cache.readBefore('sesn_nowait', 'run', () => false);
-    expect(Date.now() - t0).toBeLessThan(5_000);
     expect(got.events).toEqual(fresh([events.slice(0, first! + 1)], () => false).events);
     // Two polls that would have waited, each given up after 200 ms: the cached token, then the full read's own.
     expect(fake.requests.filter((r) => r.wait)).toHaveLength(2);
