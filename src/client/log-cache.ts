@@ -229,7 +229,9 @@ export class SessionLogCache {
         maximumPageSize: this.opts.pageSize,
       });
     this.stats.requests++;
-    const res = req.nextPageToken ? await this.client.withDeadline(Date.now() + this.opts.pollTimeoutMs, call) : await call();
+    const res = req.nextPageToken
+      ? await this.client.withDeadline(Date.now() + this.opts.pollTimeoutMs, call)
+      : await call();
     const events = res.history?.events ?? [];
     this.stats.eventsFetched += events.length;
     await decodeHistoryInPlace(events, this.client.options.loadedDataConverter.payloadCodecs);
@@ -243,7 +245,8 @@ export class SessionLogCache {
   private async readOn(run: OpenRun, before: (e: HistoryEvent) => boolean): Promise<number> {
     this.stats.incrementalReads++;
     while (run.token) {
-      const { events, token } = await this.fetch({ execution: { workflowId: run.workflowId, runId: run.runId }, nextPageToken: run.token });
+      const execution = { workflowId: run.workflowId, runId: run.runId };
+      const { events, token } = await this.fetch({ execution, nextPageToken: run.token });
       const from = run.raw.length;
       for (const e of events) run.raw.push(e);
       run.bytes += events.reduce((n, e) => n + 2 * approxBytes(e), 0);
@@ -290,7 +293,19 @@ export class SessionLogCache {
       offset += closed.length;
     }
     const bytes = raw.reduce((n, e) => n + 2 * approxBytes(e), 0) + approxBytes(events);
-    const run: OpenRun = { workflowId, runId, offset, raw, token, decoder, decodedTo: 0, events, base: events.length, ends: [], bytes };
+    const run: OpenRun = {
+      workflowId,
+      runId,
+      offset,
+      raw,
+      token,
+      decoder,
+      decodedTo: 0,
+      events,
+      base: events.length,
+      ends: [],
+      bytes,
+    };
     this.runs.set(`${workflowId}/${runId}`, run);
     this.bytes += bytes;
     return run;

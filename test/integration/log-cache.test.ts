@@ -13,7 +13,13 @@ import { decodeJsonPayload, readRunChain, readSessionLog } from '../../src/clien
 import { SessionLogCache } from '../../src/client/log-cache.js';
 import { buildRequest } from '../../src/harness/context.js';
 import type { CallModelInput } from '../../src/shared/types.js';
-import { reply, startMessagesServer, toolUse, type MessagesServer, type RecordedRequest } from '../fakes/messages-server.js';
+import {
+  reply,
+  startMessagesServer,
+  toolUse,
+  type MessagesServer,
+  type RecordedRequest,
+} from '../fakes/messages-server.js';
 import { startWorker, testAgent, testClient, uniqueQueue, waitFor, waitIdle } from '../helpers/env.js';
 
 type Service = Connection['workflowService'];
@@ -119,7 +125,8 @@ describe('the log cache of a worker', () => {
     const from = model.requests.length;
     const before = { ...worker.logCache.stats };
     const seenFrom = seen.length;
-    const sessionId = await tandem.start({ agent: testAgent({ limits: { max_turns: 100 } }), message: 'run the steps' });
+    const agent = testAgent({ limits: { max_turns: 100 } });
+    const sessionId = await tandem.start({ agent, message: 'run the steps' });
     // A message while step 8 runs: read after that step's result, and the block the breakpoint lands on then.
     await waitFor(() => Promise.resolve(model.requests.length - from), (n) => n >= 8, 120_000, 'step 8');
     await tandem.sendMessage(sessionId, 'steering during step 8');
@@ -136,7 +143,8 @@ describe('the log cache of a worker', () => {
     const stats = worker.logCache.stats;
     expect(stats.fullReads - before.fullReads).toBe(runs);
     expect(stats.fallbacks - before.fallbacks).toBe(0);
-    expect(stats.incrementalReads - before.incrementalReads + stats.hits - before.hits).toBeGreaterThanOrEqual(STEPS + 1 - runs);
+    const readOn = stats.incrementalReads - before.incrementalReads + stats.hits - before.hits;
+    expect(readOn).toBeGreaterThanOrEqual(STEPS + 1 - runs);
     // Each history event was fetched at most once; reads with a token brought one step's events, not the run.
     const reads = seen.slice(seenFrom);
     const total = (await readRunChain(tandem.temporal, sessionId)).reduce((n, r) => n + r.events.length, 0);
@@ -148,7 +156,11 @@ describe('the log cache of a worker', () => {
   });
 
   it('pages through a run from a token in the middle, and gives up a poll that would wait', async () => {
-    model.push(reply(toolUse('bash', { command: 'echo one' }, 'tu_p1')), reply(toolUse('bash', { command: 'echo two' }, 'tu_p2')), reply('done'));
+    model.push(
+      reply(toolUse('bash', { command: 'echo one' }, 'tu_p1')),
+      reply(toolUse('bash', { command: 'echo two' }, 'tu_p2')),
+      reply('done'),
+    );
     const sessionId = await tandem.start({ agent: testAgent(), message: 'two steps' });
     await waitIdle(tandem.temporal.workflow.getHandle(sessionId), 'end_turn', 3);
     model.assertDone();

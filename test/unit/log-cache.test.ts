@@ -190,7 +190,7 @@ describe('SessionLogCache', () => {
     expect(cache.stats).toMatchObject({ fullReads: 2, incrementalReads: 1, fallbacks: 1 });
   });
 
-  it('never waits on a long poll: a cut that is not there gives up after the poll deadline and reads in full', async () => {
+  it('never waits on a long poll: a cut that is not there gives up at the poll deadline, reads in full', async () => {
     const events = load('tools-01.json');
     const [first] = modelCalls(events);
     const fake = new FakeHistory();
@@ -237,7 +237,7 @@ describe('SessionLogCache', () => {
     expect(fake.requests.reduce((s, r) => s + r.returned, 0)).toBe(b! + 1);
   });
 
-  it('follows a continue-as-new chain: the closed run is finished from its token, the new run read from its start', async () => {
+  it('follows a continue-as-new chain: the closed run is finished from its token, the new one read in full', async () => {
     const run1 = load('model-07.json');
     const run2 = load('tools-01.json', (json) => {
       json.events[0]!.workflowExecutionStartedEventAttributes.continuedExecutionRunId = 'run1';
