@@ -1,8 +1,9 @@
 /** Starts one Temporal dev server (in memory) for the whole test run, and removes the run's sandboxes after it. */
+import { connect } from 'node:net';
 import Docker from 'dockerode';
 import type { TestProject } from 'vitest/node';
 import { findTemporalCli, freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
-import { LABEL_SCOPE } from '../../src/activities/sandbox/docker.js';
+import { LABEL_MANAGED, LABEL_SCOPE } from '../../src/activities/sandbox/docker.js';
 
 export { freePort };
 
@@ -11,28 +12,46 @@ let server: DevServer | undefined;
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const cli = findTemporalCli();
   if (!cli) throw new Error('no temporal CLI found: run scripts/setup first (npm test does)');
+  const since = Date.now();
   server = await startDevServer({ cli, port: await freePort(), headless: true });
   project.provide('temporalAddress', server.address);
   project.provide('temporalCli', cli);
-  // Workers of this run label their sandboxes with this scope (the default: namespace@address).
+  // Workers label their sandboxes with the scope namespace@address of their Temporal server.
   const scope = `default@${server.address}`;
   return async () => {
     await server?.stop();
-    await removeSandboxes(scope);
+    await removeSandboxes(async (labelled, created) => labelled === scope || (created >= since && (await goneLocalServer(labelled))));
   };
 }
 
+/** Whether a scope names a Temporal server on this host that no longer answers (a test's own server, stopped). */
+async function goneLocalServer(scope: string): Promise<boolean> {
+  const m = /@127\.0\.0\.1:(\d+)$/.exec(scope);
+  if (!m) return false;
+  return new Promise((resolve) => {
+    const socket = connect(Number(m[1]), '127.0.0.1');
+    socket.once('connect', () => (socket.destroy(), resolve(false)));
+    socket.once('error', () => resolve(true));
+  });
+}
+
 /**
- * Removes the containers and workspace volumes of one scope: sessions a test left running (or whose worker stopped
- * before their cleanup) would otherwise keep their containers after the run.
+ * Removes the containers and workspace volumes the run left behind: those of its own server's scope, and those
+ * made during the run for a test's own server that has stopped since (`remove(scope, createdMs)` decides). A
+ * session a test left running, or whose worker stopped before its cleanup, would otherwise keep them.
  */
-async function removeSandboxes(scope: string): Promise<void> {
+async function removeSandboxes(remove: (scope: string, created: number) => Promise<boolean>): Promise<void> {
   const docker = new Docker();
-  const filters = { label: [`${LABEL_SCOPE}=${scope}`] };
+  const filters = { label: [`${LABEL_MANAGED}=true`] };
   const containers = await docker.listContainers({ all: true, filters }).catch(() => []);
-  await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  for (const c of containers)
+    if (await remove(c.Labels[LABEL_SCOPE] ?? '', c.Created * 1000))
+      await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
   const { Volumes } = await docker.listVolumes({ filters }).catch(() => ({ Volumes: [] }));
-  await Promise.all((Volumes ?? []).map((v) => docker.getVolume(v.Name).remove().catch(() => undefined)));
+  for (const v of Volumes ?? []) {
+    const created = Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '') || 0;
+    if (await remove(v.Labels?.[LABEL_SCOPE] ?? '', created)) await docker.getVolume(v.Name).remove().catch(() => undefined);
+  }
 }
 
 declare module 'vitest' {
