@@ -28,7 +28,15 @@ export interface GitServer {
   close(): Promise<void>;
 }
 
-const GIT_ENV = { GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.com' };
+/** The environment of the tests' own git commands: a fixed author, none of the user's git configuration. */
+export const GIT_ENV: NodeJS.ProcessEnv = {
+  ...process.env,
+  GIT_CONFIG_GLOBAL: '/dev/null',
+  GIT_AUTHOR_NAME: 't',
+  GIT_AUTHOR_EMAIL: 't@example.com',
+  GIT_COMMITTER_NAME: 't',
+  GIT_COMMITTER_EMAIL: 't@example.com',
+};
 
 /** Starts the server; requests without the token get 401. */
 export async function startGitServer(token: string): Promise<GitServer> {
@@ -70,7 +78,7 @@ export async function startGitServer(token: string): Promise<GitServer> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const git = (name: string, ...args: string[]) =>
-    execFileSync('git', ['-C', join(root, `${name}.git`), ...args], { env: { ...process.env, ...GIT_ENV } }).toString();
+    execFileSync('git', ['-C', join(root, `${name}.git`), ...args], { env: GIT_ENV }).toString();
   return {
     url,
     root,
@@ -81,7 +89,7 @@ export async function startGitServer(token: string): Promise<GitServer> {
       execFileSync('git', ['init', '--quiet', '--bare', '--initial-branch=main', bare]);
       execFileSync('git', ['-C', bare, 'config', 'http.receivepack', 'true']);
       const work = mkdtempSync(join(tmpdir(), 'tandem-git-work-'));
-      const env = { ...process.env, ...GIT_ENV };
+      const env = GIT_ENV;
       execFileSync('git', ['init', '--quiet', '--initial-branch=main', work], { env });
       writeFileSync(join(work, 'README.md'), `# ${name}\n`);
       execFileSync('git', ['-C', work, 'add', 'README.md'], { env });

@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Gateway, MAX_REF_UPDATE_BYTES } from '../../src/activities/sandbox/gateway.js';
 import type { SandboxRef } from '../../src/shared/types.js';
 import { Vault } from '../../src/vault/index.js';
-import { startGitServer, type GitServer } from '../fakes/git-server.js';
+import { GIT_ENV, startGitServer, type GitServer } from '../fakes/git-server.js';
 
 const exec = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -35,14 +35,6 @@ const PUSH_BYTES = 160 * MiB;
  */
 const MAX_IN_FLIGHT = 64 * MiB;
 const ZERO = '0'.repeat(40);
-const GIT_ENV = {
-  ...process.env,
-  GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_AUTHOR_NAME: 't',
-  GIT_AUTHOR_EMAIL: 't@example.com',
-  GIT_COMMITTER_NAME: 't',
-  GIT_COMMITTER_EMAIL: 't@example.com',
-};
 // A full collection before each big push, so that the memory reported is what the push itself holds.
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;

@@ -20,19 +20,12 @@ import { Gateway } from '../../src/activities/sandbox/gateway.js';
 import { sandboxNames } from '../../src/activities/sandbox/docker.js';
 import { loadAgentFile } from '../../src/config/agent.js';
 import type { RepositoryResource, SandboxRef } from '../../src/shared/types.js';
+import { GIT_ENV } from '../fakes/git-server.js';
 import { reply, toolUse } from '../fakes/messages-server.js';
 import { sessionEvents, startSession, toolResults, useHarness, waitIdle } from '../helpers/env.js';
 
 const exec = promisify(execFile);
 const docker = new Docker();
-const GIT_ENV = {
-  ...process.env,
-  GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_AUTHOR_NAME: 't',
-  GIT_AUTHOR_EMAIL: 't@example.com',
-  GIT_COMMITTER_NAME: 't',
-  GIT_COMMITTER_EMAIL: 't@example.com',
-};
 const h = useHarness('localrepo', {
   assertDone: true,
   worker: () => ({ env: { TANDEM_GATEWAY_DIR: mkdtempSync(join(tmpdir(), 'tandem-gw-')) } }),
