@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { afterAll, afterEach, beforeAll, inject } from 'vitest';
+import { freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { TandemClient } from '../../src/client/index.js';
 import {
   startMessagesServer,
@@ -227,6 +228,11 @@ export function useHarness(
     record?: string;
     /** Worker environment on top of the test defaults, and the worker's vault (read when the worker starts). */
     worker?: () => { env?: Record<string, string>; vault?: Vault };
+    /**
+     * Run against a dev server of the file's own that suggests continue-as-new after this many history events
+     * (instead of thousands), so that a short session spans several runs.
+     */
+    continueAsNewAfter?: number;
   } = {},
 ) {
   const queue = uniqueQueue(prefix);
@@ -235,20 +241,30 @@ export function useHarness(
     client: undefined as unknown as Client,
     tandem: undefined as unknown as TandemClient,
     model: undefined as unknown as MessagesServer,
+    worker: undefined as unknown as Awaited<ReturnType<typeof startWorker>>,
   };
-  let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
+  let server: DevServer | undefined;
   beforeAll(async () => {
-    h.client = await testClient();
+    if (opts.continueAsNewAfter !== undefined) {
+      server = await startDevServer({
+        cli: inject('temporalCli'),
+        port: await freePort(),
+        headless: true,
+        dynamicConfig: [`limit.historyCount.suggestContinueAsNew=${opts.continueAsNewAfter}`],
+      });
+    }
+    h.client = await testClient(server?.address);
     h.tandem = new TandemClient(h.client, queue);
     h.model = await startMessagesServer(opts.responder ? { responder: opts.responder } : {});
-    worker = await startWorker(queue, h.model.url, undefined, opts.worker?.());
+    h.worker = await startWorker(queue, h.model.url, server?.address, opts.worker?.());
   });
   if (opts.assertDone) afterEach(() => h.model.assertDone());
   afterAll(async () => {
     if (opts.record) await saveHistories(opts.record);
-    await worker?.shutdown();
-    await worker?.done;
+    await h.worker?.shutdown();
+    await h.worker?.done;
     await h.model?.close();
+    await server?.stop();
   });
   return h;
 }

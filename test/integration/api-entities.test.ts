@@ -6,44 +6,24 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { findTemporalCli, freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
-import { TandemClient } from '../../src/client/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRunChain } from '../../src/client/log.js';
 import { startApiServer, type ApiServer } from '../../src/server/index.js';
 import { Vault } from '../../src/vault/index.js';
-import { startMessagesServer, type MessagesServer } from '../fakes/messages-server.js';
-import { startWorker, testClient, uniqueQueue } from '../helpers/env.js';
+import { useHarness } from '../helpers/env.js';
 
 const UPDATES = 60;
-let server: DevServer;
-let model: MessagesServer;
-let worker: Awaited<ReturnType<typeof startWorker>>;
+// A dev server that suggests continue-as-new after 60 events instead of thousands.
+const h = useHarness('entities', { continueAsNewAfter: 60 });
 let api: ApiServer;
-let tandem: TandemClient;
-const queue = uniqueQueue('entities');
 
 beforeAll(async () => {
-  server = await startDevServer({
-    cli: findTemporalCli() ?? inject('temporalCli'),
-    port: await freePort(),
-    headless: true,
-    dynamicConfig: ['limit.historyCount.suggestContinueAsNew=60'],
-  });
-  const client = await testClient(server.address);
-  tandem = new TandemClient(client, queue);
-  model = await startMessagesServer();
-  worker = await startWorker(queue, model.url, server.address);
   const vault = new Vault(join(mkdtempSync(join(tmpdir(), 'tandem-entities-')), 'vault.json'), {});
-  api = await startApiServer({ tandem, keys: ['k'], vault, port: 0 });
-}, 120_000);
+  api = await startApiServer({ tandem: h.tandem, keys: ['k'], vault, port: 0 });
+});
 
 afterAll(async () => {
   await api?.close();
-  await worker?.shutdown();
-  await worker?.done;
-  await model?.close();
-  await server?.stop();
 });
 
 describe('entity workflows', () => {
@@ -63,7 +43,7 @@ describe('entity workflows', () => {
     expect(latest.version).toBe(UPDATES + 1);
     expect(Object.keys(latest.metadata)).toHaveLength(UPDATES / 2);
     expect((await client.beta.agents.retrieve(agent.id, { version: 1 })).system).toBe('v1');
-    const runs = await readRunChain(tandem.temporal, agent.id);
+    const runs = await readRunChain(h.tandem.temporal, agent.id);
     expect(runs.length).toBeGreaterThan(1);
   });
 });

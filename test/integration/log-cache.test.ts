@@ -5,22 +5,14 @@
  */
 import type { Connection } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { builtinDefinitions } from '../../src/activities/model.js';
-import { findTemporalCli, freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
-import { TandemClient } from '../../src/client/index.js';
 import { decodeJsonPayload, readRunChain, readSessionLog } from '../../src/client/log.js';
 import { SessionLogCache } from '../../src/client/log-cache.js';
 import { buildRequest } from '../../src/harness/context.js';
 import type { CallModelInput } from '../../src/shared/types.js';
-import {
-  reply,
-  startMessagesServer,
-  toolUse,
-  type MessagesServer,
-  type RecordedRequest,
-} from '../fakes/messages-server.js';
-import { startWorker, testAgent, testClient, uniqueQueue, waitFor, waitIdle } from '../helpers/env.js';
+import { reply, toolUse, type RecordedRequest } from '../fakes/messages-server.js';
+import { testAgent, useHarness, waitFor, waitIdle } from '../helpers/env.js';
 
 type Service = Connection['workflowService'];
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
@@ -32,27 +24,14 @@ interface Seen {
   error?: string;
 }
 
-let server: DevServer;
-let tandem: TandemClient;
-let model: MessagesServer;
-let worker: Awaited<ReturnType<typeof startWorker>>;
 const seen: Seen[] = [];
 let corruptTokens = false;
-const queue = uniqueQueue('logcache');
+// A dev server that suggests continue-as-new after 150 events instead of thousands.
+const h = useHarness('logcache', { continueAsNewAfter: 150 });
 
-beforeAll(async () => {
-  // A dev server that suggests continue-as-new after 150 events instead of thousands.
-  server = await startDevServer({
-    cli: findTemporalCli() ?? inject('temporalCli'),
-    port: await freePort(),
-    headless: true,
-    dynamicConfig: ['limit.historyCount.suggestContinueAsNew=150'],
-  });
-  tandem = new TandemClient(await testClient(server.address), queue);
-  model = await startMessagesServer();
-  worker = await startWorker(queue, model.url, server.address);
+beforeAll(() => {
   // Watch (and, when asked, spoil) the history reads of the worker's own client, which its log cache uses.
-  const connection = worker.client.connection;
+  const connection = h.worker.client.connection;
   const service = connection.workflowService;
   const watched = new Proxy(service, {
     get(target, prop, receiver) {
@@ -75,13 +54,6 @@ beforeAll(async () => {
     },
   });
   Object.defineProperty(connection, 'workflowService', { value: watched });
-}, 120_000);
-
-afterAll(async () => {
-  await worker?.shutdown();
-  await worker?.done;
-  await model?.close();
-  await server?.stop();
 });
 
 /**
@@ -89,7 +61,7 @@ afterAll(async () => {
  * the same call: the log of the call's run up to its scheduling event, read afresh, and the same request builder.
  */
 async function expectFreshRequests(sessionId: string, requests: RecordedRequest[]): Promise<number> {
-  const runs = await readRunChain(tandem.temporal, sessionId);
+  const runs = await readRunChain(h.tandem.temporal, sessionId);
   const calls = runs.flatMap((run) =>
     run.events.flatMap((e) => {
       const a = e.activityTaskScheduledEventAttributes;
@@ -100,7 +72,7 @@ async function expectFreshRequests(sessionId: string, requests: RecordedRequest[
   );
   expect(calls).toHaveLength(requests.length);
   for (const [i, call] of calls.entries()) {
-    const log = await readSessionLog(tandem.temporal, sessionId, call.runId, (e) =>
+    const log = await readSessionLog(h.tandem.temporal, sessionId, call.runId, (e) =>
       e.activityTaskScheduledEventAttributes?.activityId === call.activityId &&
       e.activityTaskScheduledEventAttributes.activityType?.name === 'callModel' &&
       Number(e.eventId) > call.cursor,
@@ -119,35 +91,35 @@ describe('the log cache of a worker', () => {
     const STEPS = 30;
     for (let i = 1; i <= STEPS; i++) {
       const command = i === 8 ? 'sleep 1; echo step-8' : `echo step-${i}`;
-      model.push(reply(toolUse('bash', { command }, `tu_${i}`)));
+      h.model.push(reply(toolUse('bash', { command }, `tu_${i}`)));
     }
-    model.push(reply('all steps done'));
-    const from = model.requests.length;
-    const before = { ...worker.logCache.stats };
+    h.model.push(reply('all steps done'));
+    const from = h.model.requests.length;
+    const before = { ...h.worker.logCache.stats };
     const seenFrom = seen.length;
     const agent = testAgent({ limits: { max_turns: 100 } });
-    const sessionId = await tandem.start({ agent, message: 'run the steps' });
+    const sessionId = await h.tandem.start({ agent, message: 'run the steps' });
     // A message while step 8 runs: read after that step's result, and the block the breakpoint lands on then.
-    await waitFor(() => Promise.resolve(model.requests.length - from), (n) => n >= 8, 120_000, 'step 8');
-    await tandem.sendMessage(sessionId, 'steering during step 8');
-    await waitIdle(tandem.temporal.workflow.getHandle(sessionId), 'end_turn', STEPS + 1, 180_000);
-    model.assertDone();
+    await waitFor(() => Promise.resolve(h.model.requests.length - from), (n) => n >= 8, 120_000, 'step 8');
+    await h.tandem.sendMessage(sessionId, 'steering during step 8');
+    await waitIdle(h.tandem.temporal.workflow.getHandle(sessionId), 'end_turn', STEPS + 1, 180_000);
+    h.model.assertDone();
 
-    const requests = model.requests.slice(from);
+    const requests = h.model.requests.slice(from);
     const runs = await expectFreshRequests(sessionId, requests);
     expect(runs).toBeGreaterThanOrEqual(3);
     const last = JSON.stringify(requests.at(-1)!.body.messages);
     expect(last.split('steering during step 8').length - 1).toBe(1);
 
     // One full read per run (its first call); every other call read on from a token, or found its point cached.
-    const stats = worker.logCache.stats;
+    const stats = h.worker.logCache.stats;
     expect(stats.fullReads - before.fullReads).toBe(runs);
     expect(stats.fallbacks - before.fallbacks).toBe(0);
     const readOn = stats.incrementalReads - before.incrementalReads + stats.hits - before.hits;
     expect(readOn).toBeGreaterThanOrEqual(STEPS + 1 - runs);
     // Each history event was fetched at most once; reads with a token brought one step's events, not the run.
     const reads = seen.slice(seenFrom);
-    const total = (await readRunChain(tandem.temporal, sessionId)).reduce((n, r) => n + r.events.length, 0);
+    const total = (await readRunChain(h.tandem.temporal, sessionId)).reduce((n, r) => n + r.events.length, 0);
     const fetched = reads.reduce((n, r) => n + r.events, 0);
     expect(fetched).toBeLessThanOrEqual(total);
     expect(fetched).toBe(stats.eventsFetched - before.eventsFetched);
@@ -156,26 +128,26 @@ describe('the log cache of a worker', () => {
   });
 
   it('pages through a run from a token in the middle, and gives up a poll that would wait', async () => {
-    model.push(
+    h.model.push(
       reply(toolUse('bash', { command: 'echo one' }, 'tu_p1')),
       reply(toolUse('bash', { command: 'echo two' }, 'tu_p2')),
       reply('done'),
     );
-    const sessionId = await tandem.start({ agent: testAgent(), message: 'two steps' });
-    await waitIdle(tandem.temporal.workflow.getHandle(sessionId), 'end_turn', 3);
-    model.assertDone();
-    const [run] = await readRunChain(tandem.temporal, sessionId);
+    const sessionId = await h.tandem.start({ agent: testAgent(), message: 'two steps' });
+    await waitIdle(h.tandem.temporal.workflow.getHandle(sessionId), 'end_turn', 3);
+    h.model.assertDone();
+    const [run] = await readRunChain(h.tandem.temporal, sessionId);
     const points = run!.events.flatMap((e) => {
       const a = e.activityTaskScheduledEventAttributes;
       return a?.activityType?.name === 'callModel' ? [a.activityId!] : [];
     });
     expect(points).toHaveLength(3);
     // Small pages: the first call stops in the middle of the history, the next ones go on from there.
-    const cache = new SessionLogCache(tandem.temporal, { pageSize: 5 });
+    const cache = new SessionLogCache(h.tandem.temporal, { pageSize: 5 });
     for (const activityId of points) {
       const before = (e: HistoryEvent) => e.activityTaskScheduledEventAttributes?.activityId === activityId;
       const got = await cache.readBefore(sessionId, run!.runId, before);
-      expect(got.events).toEqual((await readSessionLog(tandem.temporal, sessionId, run!.runId, before)).events);
+      expect(got.events).toEqual((await readSessionLog(h.tandem.temporal, sessionId, run!.runId, before)).events);
     }
     expect(cache.stats).toMatchObject({ fullReads: 1, fallbacks: 0 });
     expect(cache.stats.eventsFetched).toBeLessThan(run!.events.length);
@@ -183,37 +155,37 @@ describe('the log cache of a worker', () => {
     // new event. Under the cache's 1 s deadline the server does not wait for one but answers with nothing, and the
     // cache reads the whole run instead.
     const all = await cache.readBefore(sessionId, run!.runId, () => false);
-    expect(all.events).toEqual((await readSessionLog(tandem.temporal, sessionId, run!.runId)).events);
+    expect(all.events).toEqual((await readSessionLog(h.tandem.temporal, sessionId, run!.runId)).events);
     expect(cache.stats).toMatchObject({ fullReads: 2, fallbacks: 1 });
   });
 
   it('falls back to a full read when the server refuses the cached token', async () => {
-    model.push(reply('first answer'), reply('second answer'), reply('third answer'));
-    const from = model.requests.length;
-    const before = { ...worker.logCache.stats };
+    h.model.push(reply('first answer'), reply('second answer'), reply('third answer'));
+    const from = h.model.requests.length;
+    const before = { ...h.worker.logCache.stats };
     const seenFrom = seen.length;
-    const sessionId = await tandem.start({ agent: testAgent(), message: 'one' });
-    const handle = tandem.temporal.workflow.getHandle(sessionId);
+    const sessionId = await h.tandem.start({ agent: testAgent(), message: 'one' });
+    const handle = h.tandem.temporal.workflow.getHandle(sessionId);
     await waitIdle(handle, 'end_turn', 1);
     corruptTokens = true;
     try {
-      await tandem.sendMessage(sessionId, 'two');
+      await h.tandem.sendMessage(sessionId, 'two');
       await waitIdle(handle, 'end_turn', 2);
     } finally {
       corruptTokens = false;
     }
-    await tandem.sendMessage(sessionId, 'three');
+    await h.tandem.sendMessage(sessionId, 'three');
     await waitIdle(handle, 'end_turn', 3);
-    model.assertDone();
+    h.model.assertDone();
 
     // The server said no to the spoilt token; the call read the run again and went on from the new token.
     const refused = seen.slice(seenFrom).filter((r) => r.error);
     expect(refused).toHaveLength(1);
     expect(refused[0]!.error).toMatch(/token/i);
-    const stats = worker.logCache.stats;
+    const stats = h.worker.logCache.stats;
     expect(stats.fallbacks - before.fallbacks).toBe(1);
     expect(stats.fullReads - before.fullReads).toBe(2);
     expect(stats.incrementalReads - before.incrementalReads).toBe(2);
-    await expectFreshRequests(sessionId, model.requests.slice(from));
+    await expectFreshRequests(sessionId, h.model.requests.slice(from));
   });
 });
