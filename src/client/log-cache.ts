@@ -128,7 +128,6 @@ export class SessionLogCache {
   private readonly runs = new Map<string, OpenRun>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly opts: Required<SessionLogCacheOptions>;
-  private bytes = 0;
 
   constructor(
     private readonly client: Client,
@@ -139,7 +138,14 @@ export class SessionLogCache {
 
   /** Open runs held now, and their approximate size. */
   get size(): { runs: number; bytes: number } {
-    return { runs: this.runs.size, bytes: this.bytes };
+    return { runs: this.runs.size, bytes: this.bytes() };
+  }
+
+  /** Approximate bytes held over all runs. */
+  private bytes(): number {
+    let n = 0;
+    for (const r of this.runs.values()) n += r.bytes;
+    return n;
   }
 
   /**
@@ -160,12 +166,12 @@ export class SessionLogCache {
           cut = await this.readOn(run, before);
         } catch {
           this.stats.fallbacks++;
-          this.drop(key);
+          this.runs.delete(key);
           run = undefined;
         }
         if (run && cut < 0 && run.token) {
           this.stats.fallbacks++;
-          this.drop(key);
+          this.runs.delete(key);
           run = undefined;
         }
       }
@@ -177,13 +183,13 @@ export class SessionLogCache {
       try {
         result = this.slice(run, cut < 0 ? run.raw.length : cut);
       } catch (err) {
-        this.drop(key); // the decoder may have stopped half-way through an event: start afresh next time
+        this.runs.delete(key); // the decoder may have stopped half-way through an event: start afresh next time
         throw err;
       }
       if (!run.token && isClosing(run.raw.at(-1))) {
         // The run has closed: its history is complete and goes to the closed runs, this entry goes.
         rememberClosedRun(workflowId, runId, run.raw);
-        this.drop(key);
+        this.runs.delete(key);
       } else this.account(run);
       return result;
     });
@@ -210,13 +216,6 @@ export class SessionLogCache {
       this.runs.set(key, run);
     }
     return run;
-  }
-
-  private drop(key: string): void {
-    const run = this.runs.get(key);
-    if (!run) return;
-    this.runs.delete(key);
-    this.bytes -= run.bytes;
   }
 
   /** One history request; with a token, under the poll deadline so that it can never wait for long. */
@@ -307,7 +306,6 @@ export class SessionLogCache {
       bytes,
     };
     this.runs.set(`${workflowId}/${runId}`, run);
-    this.bytes += bytes;
     return run;
   }
 
@@ -321,7 +319,7 @@ export class SessionLogCache {
       const done = await this.locked(key, async () => {
         const run = this.runs.get(key);
         if (!run) return undefined;
-        this.drop(key);
+        this.runs.delete(key);
         try {
           await this.readOn(run, () => false);
         } catch {
@@ -352,12 +350,12 @@ export class SessionLogCache {
 
   /** Brings the cache back within its limits after `run` has grown, dropping least recently used runs first. */
   private account(run: OpenRun): void {
-    this.bytes = 0;
-    for (const r of this.runs.values()) this.bytes += r.bytes;
+    let bytes = this.bytes();
     for (const [key, r] of this.runs) {
-      if (this.runs.size <= this.opts.maxRuns && this.bytes <= this.opts.maxBytes) break;
+      if (this.runs.size <= this.opts.maxRuns && bytes <= this.opts.maxBytes) break;
       if (r === run && this.runs.size === 1) break;
-      this.drop(key);
+      this.runs.delete(key);
+      bytes -= r.bytes;
       this.stats.evictions++;
     }
   }
