@@ -455,6 +455,11 @@ export interface EgressDenial {
   /** `CONNECT` for HTTPS tunnels, else the HTTP method of a plain request. */
   method: string;
   at: string;
+  /**
+   * On the last denial of a tool call only: how many more requests were refused after it and not recorded (a tool
+   * call reports at most 100 denials, host names cut to 253 characters).
+   */
+  dropped?: number;
 }
 
 /** Result of `provision`. */
