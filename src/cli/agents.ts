@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { loadAgentFile } from '../config/agent.js';
 import { resolveTools } from '../shared/tools.js';
+import { forTerminal } from './terminal.js';
 
 /** Adds the `agents` verb group to the program. */
 export function addAgentCommands(program: Command, fail: (err: unknown) => never): void {
@@ -17,7 +18,7 @@ export function addAgentCommands(program: Command, fail: (err: unknown) => never
         if (o.json) return console.log(JSON.stringify(agent));
         const model = typeof agent.model === 'string' ? agent.model : agent.model.id;
         const tools = [...resolveTools(agent).keys()];
-        console.log(`OK ${file}: agent ${agent.name}, model ${model}, tools ${tools.length ? tools.join(' ') : 'none'}`);
+        console.log(forTerminal(`OK ${file}: agent ${agent.name}, model ${model}, tools ${tools.length ? tools.join(' ') : 'none'}`));
       } catch (err) {
         fail(err);
       }

@@ -2,6 +2,7 @@
 import type { TandemClient } from '../client/index.js';
 import type { SessionEvent } from '../shared/events.js';
 import { formatEvent } from './format.js';
+import { forTerminal, jsonLine } from './terminal.js';
 
 /** Prints events as they are written until the session goes idle; returns the idle event. */
 export async function printUntilIdle(
@@ -11,7 +12,7 @@ export async function printUntilIdle(
 ): Promise<SessionEvent | undefined> {
   const color = !opts.json && process.stdout.isTTY === true && !process.env.NO_COLOR;
   for await (const e of client.followEvents(sessionId, { after: opts.after })) {
-    console.log(opts.json ? JSON.stringify(e) : formatEvent(e, color));
+    console.log(opts.json ? jsonLine(e) : formatEvent(e, color));
     if (e.type === 'session.status_idle' || e.type === 'session.status_terminated') return e;
   }
   return undefined;
@@ -21,7 +22,7 @@ export async function printUntilIdle(
 export function explainIdle(sessionId: string, idle: SessionEvent | undefined): number {
   const reason = (idle?.stop_reason as { type?: string; event_ids?: string[] } | undefined)?.type;
   if (reason === 'requires_action') {
-    const ids = (idle?.stop_reason as { event_ids: string[] }).event_ids;
+    const ids = (idle?.stop_reason as { event_ids: string[] }).event_ids.map((id) => forTerminal(String(id)));
     console.error(
       `session ${sessionId} waits for you on ${ids.join(', ')}: tandem confirm ${sessionId} <id> allow|deny ` +
         `(a tool to confirm) or tandem answer ${sessionId} <id> "<result>" (a custom tool)`,
@@ -50,7 +51,7 @@ export async function printTree(
   const indent = '    '.repeat(depth);
   for await (const e of await client.getEvents(sessionId)) {
     if (!opts.types || opts.types.includes(e.type)) {
-      console.log(opts.json ? JSON.stringify({ session_id: sessionId, depth, ...e }) : indent + formatEvent(e, opts.color));
+      console.log(opts.json ? jsonLine({ session_id: sessionId, depth, ...e }) : indent + formatEvent(e, opts.color));
     }
     if (e.type === 'session.thread_created') await printTree(client, e.session_thread_id as string, opts, depth + 1);
   }

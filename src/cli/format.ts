@@ -1,5 +1,9 @@
-/** One readable line per session event, for `tandem run` and `tandem events`. */
+/**
+ * One readable line per session event, for `tandem run` and `tandem events`. Event text comes from the model, the
+ * sandbox and API clients, so every line is made safe for a terminal ({@link forTerminal}) before the colours.
+ */
 import type { SessionEvent } from '../shared/events.js';
+import { forTerminal } from './terminal.js';
 
 const COLORS: Record<string, string> = {
   user: '\x1b[36m', // cyan
@@ -11,9 +15,9 @@ const COLORS: Record<string, string> = {
 const RED = '\x1b[31m';
 const RESET = '\x1b[0m';
 
-/** Collapses whitespace and cuts `s` to `max` characters. */
+/** Collapses whitespace, makes control characters visible ({@link forTerminal}) and cuts `s` to `max` characters. */
 export function shorten(s: string, max = 120): string {
-  const flat = s.replace(/\s+/g, ' ').trim();
+  const flat = forTerminal(s.replace(/\s+/g, ' ').trim());
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
@@ -28,8 +32,12 @@ function thread(e: SessionEvent): string {
   return typeof e.session_thread_id === 'string' ? ` (waits in ${e.session_thread_id})` : '';
 }
 
-/** The detail part of an event's line. */
+/** The detail part of an event's line, safe to print on a terminal. */
 export function eventDetail(e: SessionEvent): string {
+  return forTerminal(rawDetail(e));
+}
+
+function rawDetail(e: SessionEvent): string {
   switch (e.type) {
     case 'user.message':
     case 'agent.message':
@@ -86,7 +94,7 @@ export function formatEvent(e: SessionEvent, color = false): string {
   const isError =
     e.type === 'session.error' || ((e.type === 'agent.tool_result' || e.type === 'agent.mcp_tool_result') && e.is_error === true);
   const paint = color ? (isError ? RED : COLORS[family] ?? '') : '';
-  const type = e.type.padEnd(26);
+  const type = forTerminal(e.type).padEnd(26);
   const detail = eventDetail(e);
-  return `${e.id.padStart(7)}  ${paint}${type}${color ? RESET : ''}${detail ? ` ${detail}` : ''}`.trimEnd();
+  return `${forTerminal(String(e.id)).padStart(7)}  ${paint}${type}${color ? RESET : ''}${detail ? ` ${detail}` : ''}`.trimEnd();
 }

@@ -9,6 +9,7 @@ import { AgentFileError, loadAgentFile } from '../config/agent.js';
 import { TandemClient } from '../client/index.js';
 import { EVENT_TYPES, type SessionEventType } from '../shared/events.js';
 import { formatEvent } from './format.js';
+import { forTerminal, jsonLine } from './terminal.js';
 import { explainIdle, printTree, printUntilIdle } from './follow.js';
 import { addVaultCommands } from './vault.js';
 import { Vault } from '../vault/index.js';
@@ -20,7 +21,8 @@ import { startCodecServer } from './codec-server.js';
 
 function fail(err: unknown): never {
   const message = err instanceof AgentFileError ? err.message : ((err as Error)?.message ?? String(err));
-  console.error(`tandem: ${message}`);
+  // Messages can quote what a server, a session or a file said: shown, never acted on by the terminal.
+  console.error(`tandem: ${forTerminal(message, { newlines: true, tabs: true })}`);
   process.exit(err instanceof AgentFileError ? 2 : 1);
 }
 
@@ -112,7 +114,7 @@ export function buildProgram(): Command {
         const vault = o.secretCheck ? new Vault() : undefined;
         const client = await TandemClient.connect();
         const sessionId = await client.start({ agent, message, sessionId: o.id, title: o.title, vault });
-        if (!o.json) console.error(`session ${sessionId} started (agent ${agent.name})`);
+        if (!o.json) console.error(`session ${sessionId} started (agent ${forTerminal(agent.name)})`);
         const idle = await printUntilIdle(client, sessionId, { json: o.json });
         process.exit(explainIdle(sessionId, idle));
       } catch (err) {
@@ -218,7 +220,7 @@ export function buildProgram(): Command {
           for await (const e of events) {
             if (types && !types.includes(e.type)) continue;
             if (limit !== undefined && printed >= limit) break;
-            console.log(o.json ? JSON.stringify(e) : formatEvent(e, color));
+            console.log(o.json ? jsonLine(e) : formatEvent(e, color));
             printed++;
           }
         } catch (err) {
@@ -267,7 +269,13 @@ export function buildProgram(): Command {
         if (!o.wait) return;
         const idle = await printUntilIdle(client, sessionId, { after: before });
         const outcome = (await client.getSession(sessionId)).outcome;
-        if (outcome) console.error(`outcome ${outcome.outcome_id}: ${outcome.result}${outcome.explanation ? ` (${outcome.explanation})` : ''}`);
+        if (outcome)
+          console.error(
+            forTerminal(`outcome ${outcome.outcome_id}: ${outcome.result}${outcome.explanation ? ` (${outcome.explanation})` : ''}`, {
+              newlines: true,
+              tabs: true,
+            }),
+          );
         process.exit(outcome?.result === 'satisfied' ? explainIdle(sessionId, idle) : 1);
       } catch (err) {
         fail(err);

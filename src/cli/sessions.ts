@@ -4,6 +4,7 @@ import { loadAgentFile } from '../config/agent.js';
 import { TandemClient, type SessionDescription } from '../client/index.js';
 import { estimateCost, priceOf } from './pricing.js';
 import { shorten } from './format.js';
+import { forTerminal, jsonLine } from './terminal.js';
 import { withSpinner } from './spinner.js';
 
 /** The Temporal UI's page of a session (`TANDEM_UI_ADDRESS`, default the dev server's UI). */
@@ -39,13 +40,15 @@ export function showView(d: SessionDescription, namespace: string) {
 }
 
 function printShow(v: ReturnType<typeof showView>): void {
+  // Titles, names, inputs and messages come from sessions and API clients: each is made one safe line.
+  const t = (s: string | null | undefined, fallback = '?') => (s === null || s === undefined ? fallback : forTerminal(String(s)));
   const rows: Array<[string, string]> = [
-    ['session', v.id],
-    ['title', v.title ?? '-'],
-    ['agent', `${v.agent ?? '?'} (model ${v.model ?? '?'})`],
+    ['session', t(v.id)],
+    ['title', t(v.title, '-')],
+    ['agent', `${t(v.agent)} (model ${t(v.model)})`],
     [
       'status',
-      `${v.status ?? 'unknown'}${v.stop_reason ? ` (${v.stop_reason.type})` : ''}` +
+      `${t(v.status, 'unknown')}${v.stop_reason ? ` (${t(v.stop_reason.type)})` : ''}` +
         (v.workflow_status === 'RUNNING' ? '' : `; workflow ${v.workflow_status.toLowerCase()}`),
     ],
   ];
@@ -57,19 +60,19 @@ function printShow(v: ReturnType<typeof showView>): void {
       `${u.input_tokens} in / ${u.output_tokens} out tokens; cache ${u.cache_creation_input_tokens} written / ${u.cache_read_input_tokens} read`,
     ]);
     rows.push(['cost', v.cost_usd === null ? `no price known for model ${v.model ?? '?'}` : `~$${v.cost_usd.toFixed(4)} (${v.price_basis} list prices)`]);
-    rows.push(['sandboxes', v.sandboxes!.length ? v.sandboxes!.map((s) => `${s.name} ${s.state}`).join(', ') : 'none']);
+    rows.push(['sandboxes', v.sandboxes!.length ? v.sandboxes!.map((s) => `${t(s.name)} ${t(s.state)}`).join(', ') : 'none']);
     rows.push([
       'pending',
       v.pending!.length
-        ? v.pending!.map((p) => `${p.tool_use_id} ${p.name} (${p.kind}) ${shorten(JSON.stringify(p.input), 80)}`).join('\n            ')
+        ? v.pending!.map((p) => `${t(p.tool_use_id)} ${t(p.name)} (${t(p.kind)}) ${shorten(JSON.stringify(p.input), 80)}`).join('\n            ')
         : 'none',
     ]);
-    rows.push(['last error', v.last_error ? `${v.last_error.type}: ${shorten(v.last_error.message, 160)}` : 'none']);
+    rows.push(['last error', v.last_error ? `${t(v.last_error.type)}: ${shorten(v.last_error.message, 160)}` : 'none']);
     const outcome = v.state.outcome;
     if (outcome)
       rows.push([
         'outcome',
-        `${outcome.outcome_id} ${outcome.result} (evaluation ${outcome.iteration + 1} of ${outcome.max_iterations})` +
+        `${t(outcome.outcome_id)} ${t(outcome.result)} (evaluation ${outcome.iteration + 1} of ${outcome.max_iterations})` +
           (outcome.explanation ? `: ${shorten(outcome.explanation, 160)}` : ''),
       ]);
   } else {
@@ -79,7 +82,7 @@ function printShow(v: ReturnType<typeof showView>): void {
   if (v.closed_at) rows.push(['closed', v.closed_at]);
   rows.push(['history', `${v.history_length} events in the current run (${v.run_id})`]);
   rows.push(['ui', v.ui_url]);
-  for (const [k, val] of rows) console.log(`${k.padEnd(12)}${val}`);
+  for (const [k, val] of rows) console.log(forTerminal(`${k.padEnd(12)}${val}`, { newlines: true }));
 }
 
 /** Adds `start`, `ls` and `show` to the program. */
@@ -118,7 +121,7 @@ export function addSessionCommands(program: Command, fail: (err: unknown) => nev
         const sessions = await withSpinner('listing sessions', () =>
           client.listSessions({ status: o.status, agent: o.agent, limit }),
         );
-        if (o.json) return console.log(JSON.stringify(sessions));
+        if (o.json) return console.log(jsonLine(sessions));
         if (sessions.length === 0) {
           const filter = [o.status && `status ${o.status}`, o.agent && `agent ${o.agent}`].filter(Boolean).join(', ');
           console.error(`no sessions${filter ? ` with ${filter}` : ''} on ${client.address}`);
@@ -128,7 +131,7 @@ export function addSessionCommands(program: Command, fail: (err: unknown) => nev
         const agentWidth = Math.max(...sessions.map((s) => s.agent.length), 5);
         console.log(`${'SESSION'.padEnd(idWidth)}  ${'STATUS'.padEnd(12)}  ${'AGENT'.padEnd(agentWidth)}  STARTED`);
         for (const s of sessions)
-          console.log(`${s.id.padEnd(idWidth)}  ${s.status.padEnd(12)}  ${s.agent.padEnd(agentWidth)}  ${s.started_at}`);
+          console.log(forTerminal(`${s.id.padEnd(idWidth)}  ${s.status.padEnd(12)}  ${s.agent.padEnd(agentWidth)}  ${s.started_at}`));
       } catch (err) {
         fail(err);
       }
@@ -144,7 +147,7 @@ export function addSessionCommands(program: Command, fail: (err: unknown) => nev
         const client = await TandemClient.connect();
         const d = await withSpinner(`reading session ${sessionId}`, () => client.describeSession(sessionId));
         const view = showView(d, client.temporal.options.namespace);
-        if (o.json) console.log(JSON.stringify(view));
+        if (o.json) console.log(jsonLine(view));
         else printShow(view);
       } catch (err) {
         fail(err);
