@@ -17,7 +17,7 @@ import { loadRuntimeConfig } from '../config/env.js';
 import { addSessionCommands } from './sessions.js';
 import { addAgentCommands } from './agents.js';
 import { codecFromEnv } from '../codec/index.js';
-import { startCodecServer } from './codec-server.js';
+import { CODEC_MAX_BODY_BYTES, newCodecToken, startCodecServer } from './codec-server.js';
 
 function fail(err: unknown): never {
   const message = err instanceof AgentFileError ? err.message : ((err as Error)?.message ?? String(err));
@@ -78,17 +78,33 @@ export function buildProgram(): Command {
 
   program
     .command('codec-server')
-    .description('serve /encode and /decode with the TANDEM_PAYLOAD_KEY codec, for the Temporal UI (--ui-codec-endpoint)')
+    .description(
+      'serve /encode and /decode with the TANDEM_PAYLOAD_KEY codec, for the Temporal UI (--ui-codec-endpoint) and CLI; ' +
+        'callers need the token (TANDEM_CODEC_TOKEN, else one made at start and printed once)',
+    )
     .option('--port <port>', 'port on 127.0.0.1', '8888')
     .option('--origin <url...>', 'web origins of the Temporal UI allowed to call it (default TANDEM_UI_ADDRESS, else http://127.0.0.1:8233 and http://localhost:8233)')
     .action(async (o: { port: string; origin?: string[] }) => {
       try {
         const codec = codecFromEnv();
         if (!codec) throw new Error('TANDEM_PAYLOAD_KEY is not set, so there is nothing to decode; set it to the key the workers use');
+        const configured = loadRuntimeConfig().TANDEM_CODEC_TOKEN;
+        const token = configured ?? newCodecToken();
         const ui = process.env.TANDEM_UI_ADDRESS;
         const origins = o.origin ?? (ui ? [ui] : ['http://127.0.0.1:8233', 'http://localhost:8233']);
-        await startCodecServer(codec, Number(o.port), origins);
-        console.log(`tandem codec-server: http://127.0.0.1:${o.port} (POST /encode, /decode)`);
+        await startCodecServer(codec, Number(o.port), { origins, token });
+        const base = `http://127.0.0.1:${o.port}`;
+        const shown = configured ? '$TANDEM_CODEC_TOKEN' : token;
+        console.log(
+          [
+            `tandem codec-server: ${base} (POST /encode, /decode; ${CODEC_MAX_BODY_BYTES / 1024 / 1024} MiB at most a request)`,
+            configured
+              ? 'token: the one in TANDEM_CODEC_TOKEN'
+              : `token (shown this once; set TANDEM_CODEC_TOKEN to choose your own): ${token}`,
+            `  Temporal UI codec endpoint: ${base}/${shown}   (e.g. temporal server start-dev --ui-codec-endpoint ${base}/${shown})`,
+            `  temporal CLI: --codec-endpoint ${base} --codec-auth "Bearer ${shown}"`,
+          ].join('\n'),
+        );
       } catch (err) {
         fail(err);
       }

@@ -29,6 +29,11 @@ const schema = z.object({
     .regex(/^([^=,\s]+=[^=,\s]+)(,[^=,\s]+=[^=,\s]+)*$/, { message: 'expected name=address[,name=address...]' })
     .optional(),
   TANDEM_PAYLOAD_KEY: z.string().optional(),
+  // The token callers of `tandem codec-server` show; URL-safe, as the Temporal UI sends it as a path segment.
+  TANDEM_CODEC_TOKEN: z
+    .string()
+    .regex(/^[A-Za-z0-9._~-]{16,}$/, { error: 'expected at least 16 characters of A-Z a-z 0-9 . _ ~ - (e.g. openssl rand -hex 24)' })
+    .optional(),
 });
 
 /** Validated runtime configuration. */

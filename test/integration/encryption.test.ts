@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -103,8 +103,9 @@ describe('encrypted history', () => {
 
     // `tandem codec-server` (a process) decodes what the UI shows, for the UI's origin and nobody else's.
     const port = await freePort();
+    const codecToken = randomBytes(24).toString('hex');
     const codecServer = spawn(process.execPath, [join(repoRoot, 'bin', 'tandem'), 'codec-server', '--port', String(port), '--origin', 'http://localhost:8233'], {
-      env: { ...process.env, TANDEM_PAYLOAD_KEY: key },
+      env: { ...process.env, TANDEM_PAYLOAD_KEY: key, TANDEM_CODEC_TOKEN: codecToken },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     codecProcess = codecServer;
@@ -117,16 +118,29 @@ describe('encrypted history', () => {
         data: Buffer.from(p.data!).toString('base64'),
       })),
     });
+    // The UI's codec endpoint carries the server's token as its first path segment.
     const decode = (origin: string) =>
-      fetch(`http://127.0.0.1:${port}/decode`, { method: 'POST', headers: { 'content-type': 'application/json', origin }, body });
+      fetch(`http://127.0.0.1:${port}/${codecToken}/decode`, { method: 'POST', headers: { 'content-type': 'application/json', origin }, body });
     const res = await decode('http://localhost:8233');
     expect(res.status).toBe(200);
     expect(res.headers.get('access-control-allow-origin')).toBe('http://localhost:8233');
     const decoded = (await res.json()) as { payloads: Array<{ data: string }> };
     expect(decoded.payloads.map((p) => Buffer.from(p.data, 'base64').toString()).join('\n')).toContain(word);
-    const preflight = await fetch(`http://127.0.0.1:${port}/decode`, { method: 'OPTIONS', headers: { origin: 'http://localhost:8233' } });
+    const preflight = await fetch(`http://127.0.0.1:${port}/${codecToken}/decode`, { method: 'OPTIONS', headers: { origin: 'http://localhost:8233' } });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-headers')).toContain('x-namespace');
+    // The temporal CLI sends the token as its Authorization header (--codec-auth); without it, nothing is decoded.
+    const cliShow = (...auth: string[]) =>
+      new Promise<string>((resolve) =>
+        execFile(
+          inject('temporalCli'),
+          ['workflow', 'show', '--workflow-id', id, '--address', server.address, '--output', 'json', '--codec-endpoint', `http://127.0.0.1:${port}`, ...auth],
+          (_err, stdout, stderr) => resolve(stdout + stderr),
+        ),
+      );
+    const payloadText = (out: string) => [...out.matchAll(/"data": "([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString()).join('\n');
+    expect(payloadText(await cliShow('--codec-auth', `Bearer ${codecToken}`))).toContain(word);
+    expect(payloadText(await cliShow())).not.toContain(word);
     // Any other web page the user has open gets nothing.
     const foreign = await decode('http://evil.example');
     expect(foreign.status).toBe(403);
