@@ -25,6 +25,7 @@ import type {
   SecretValue,
 } from '../shared/types.js';
 import { unknownSecretsMessage } from '../vault/index.js';
+import { internalAddressError, publicOnlyFetch } from './mcp-address.js';
 
 /** Where secret values come from (the worker's `Vault`). */
 export interface SecretSource {
@@ -215,6 +216,16 @@ export class McpHub {
   private translate(server: ResolvedServer, err: unknown, conn?: Connection): ApplicationFailure {
     if (err instanceof ApplicationFailure) return err;
     const name = server.config.name;
+    const refused = internalAddressError(err);
+    if (refused) {
+      return ApplicationFailure.create({
+        type: Failure.McpAddressRefused,
+        message:
+          `MCP server "${name}" was not contacted: ${refused.message}; such a server may only be on a public address ` +
+          '(the API server\'s TANDEM_MCP_PRIVATE_HOSTS lets API clients name an internal host)',
+        nonRetryable: true,
+      });
+    }
     const raw = err instanceof Error ? err.message : String(err);
     const stderr = conn?.stderr().trim();
     const detail = scrub(stderr ? `${raw} (server output: ${stderr.slice(-500)})` : raw, server.secrets);
@@ -235,7 +246,11 @@ export class McpHub {
   private transport(server: ResolvedServer): { transport: Transport; stderr: () => string } {
     const c = server.config;
     if (c.type === 'url') {
-      const transport = new StreamableHTTPClientTransport(new URL(c.url), { requestInit: { headers: server.values } });
+      const transport = new StreamableHTTPClientTransport(new URL(c.url), {
+        requestInit: { headers: server.values },
+        // A server an API client named: every connection is checked to go to a public address.
+        ...(c.public_only ? { fetch: publicOnlyFetch } : {}),
+      });
       return { transport, stderr: () => '' };
     }
     const transport = new StdioClientTransport({

@@ -18,7 +18,14 @@ export async function startServe(config: RuntimeConfig, listen?: string): Promis
   });
   const vault = new Vault();
   const { keys, created } = resolveApiKeys({ TANDEM_API_KEYS: config.TANDEM_API_KEYS }, vault);
-  const server = await startApiServer({ tandem, keys, vault, host: match[1], port: Number(match[2]) });
+  const server = await startApiServer({
+    tandem,
+    keys,
+    vault,
+    host: match[1],
+    port: Number(match[2]),
+    mcpPrivateHosts: config.TANDEM_MCP_PRIVATE_HOSTS,
+  });
   log(`Managed Agents API on ${server.url} (new Anthropic({ baseURL: '${server.url}', apiKey }))`);
   if (created) log(`created an API key, shown this once (kept in the vault as "tandem.api_key"): ${created}`);
   else if (!config.TANDEM_API_KEYS) log('API key: the one in the vault ("tandem.api_key"); set TANDEM_API_KEYS to choose your own');

@@ -1,4 +1,5 @@
 /** Runtime configuration from the environment, parsed and validated once at start. */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_TASK_QUEUE } from '../shared/names.js';
 import { temporalSettings } from './temporal.js';
@@ -18,6 +19,15 @@ const schema = z.object({
   TANDEM_MCP_LIST_TTL_S: z.coerce.number().min(0).default(300),
   TANDEM_MCP_IDLE_S: z.coerce.number().min(1).default(300),
   TANDEM_MCP_CALL_TIMEOUT_S: z.coerce.number().min(1).default(300),
+  // Hosts of MCP servers that API clients may name although they are loopback, private or link-local (the API server
+  // refuses any other such URL): host names or IP addresses, comma-separated, matched against the URL's host.
+  TANDEM_MCP_PRIVATE_HOSTS: z
+    .string()
+    .optional()
+    .transform((v) => (v ?? '').split(',').map((h) => h.trim()).filter(Boolean))
+    .refine((hosts) => hosts.every((h) => isIP(h.replace(/^\[(.*)\]$/, '$1')) !== 0 || /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$/.test(h)), {
+      error: 'expected host names or IP addresses, comma-separated, without scheme, port or path (e.g. 127.0.0.1,mcp.internal)',
+    }),
   TANDEM_API_ADDRESS: z
     .string()
     .regex(/^[^:]+:\d+$/, { error: 'expected host:port, e.g. 127.0.0.1:8787' })

@@ -25,6 +25,11 @@ export interface ApiServerOptions {
   host?: string;
   /** 0 picks a free port. */
   port?: number;
+  /**
+   * Hosts of MCP servers that API clients may name although they are loopback, private or link-local addresses
+   * (`TANDEM_MCP_PRIVATE_HOSTS`); any other such URL is refused with a 400.
+   */
+  mcpPrivateHosts?: readonly string[];
 }
 
 /** A running API server. */
@@ -61,6 +66,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     environments: new ResourceStore(temporal, queue, 'environment'),
     vaults: new ResourceStore(temporal, queue, 'vault'),
     vault: opts.vault ?? new Vault(),
+    mcpPrivateHosts: opts.mcpPrivateHosts ?? [],
   };
   const router = new Router();
   addResourceRoutes(router, stores);

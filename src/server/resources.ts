@@ -4,6 +4,7 @@
  * worker-side vault under names derived from the vault and credential ids, and nowhere else.
  */
 import { agentDefinitionSchema } from '../config/agent.js';
+import { mcpUrlRefusal, privateHostAllowed } from '../activities/mcp-address.js';
 import type { ResourceRecord } from '../shared/resources.js';
 import type { AgentDefinition, Multiagent, RosterEntry, SandboxConfig } from '../shared/types.js';
 import type { Vault } from '../vault/index.js';
@@ -27,6 +28,8 @@ export interface Stores {
   environments: ResourceStore;
   vaults: ResourceStore;
   vault: Vault;
+  /** Hosts of MCP servers API clients may name although they are internal (`TANDEM_MCP_PRIVATE_HOSTS`). */
+  mcpPrivateHosts?: readonly string[];
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -112,6 +115,36 @@ function agentFields(body: Record<string, unknown>, update: boolean): Record<str
   }
   checkAgentFields(out);
   return out;
+}
+
+/**
+ * Refuses (400 naming the field, `<prefix>mcp_servers[i].url`) an MCP server URL at a loopback, private or link-local
+ * address, or at a name that resolves to one: the worker would request it from its own network (a cloud metadata
+ * endpoint, the worker host's own services). Hosts in `allowed` pass.
+ */
+export async function checkMcpUrls(fields: Record<string, unknown>, allowed: readonly string[] = [], prefix = ''): Promise<void> {
+  const servers = (fields.mcp_servers ?? []) as Array<{ url?: unknown }>;
+  for (const [i, server] of servers.entries()) {
+    if (typeof server?.url !== 'string') continue;
+    const why = await mcpUrlRefusal(server.url, { allowed });
+    if (why) throw invalid(`${prefix}mcp_servers[${i}].url`, why);
+  }
+}
+
+/**
+ * Marks each URL MCP server of the agent (and of the agents it may delegate to) whose host is not in `allowed` as
+ * `public_only`: the worker then connects to it only on public addresses, checked on every connection it opens.
+ */
+export function markPublicOnly(def: AgentDefinition, allowed: readonly string[] = []): AgentDefinition {
+  const servers = def.mcp_servers?.map((s) => (s.type === 'url' && !privateHostAllowed(s.url, allowed) ? { ...s, public_only: true } : s));
+  const roster = def.multiagent?.agents.map((e) =>
+    typeof e === 'object' && e.type === 'agent' ? { ...e, definition: markPublicOnly(e.definition, allowed) } : e,
+  );
+  return {
+    ...def,
+    ...(servers ? { mcp_servers: servers } : {}),
+    ...(def.multiagent && roster ? { multiagent: { ...def.multiagent, agents: roster } } : {}),
+  };
 }
 
 /** Checks and normalises the agent fields present in `body` (an update or a session's overrides). */
@@ -252,6 +285,7 @@ function addAgentRoutes(router: Router, s: Stores): void {
     const body = objectBody(req.body);
     if (body.version !== undefined) throw invalid('version', 'is set by the server on create');
     const fields = agentFields(body, false);
+    await checkMcpUrls(fields, s.mcpPrivateHosts);
     return s.agents.create({ type: 'agent', ...fields, metadata: metadataField(body.metadata) });
   });
   router.add('GET', '/v1/agents', async (req) =>
@@ -264,6 +298,7 @@ function addAgentRoutes(router: Router, s: Stores): void {
     if (version !== undefined && (!Number.isInteger(version) || (version as number) < 1))
       throw invalid('version', 'must be an integer of at least 1');
     const set = agentFields(rest, true);
+    await checkMcpUrls(set, s.mcpPrivateHosts);
     return s.agents.apply(req.params.id!, {
       op: 'update',
       set,

@@ -46,6 +46,8 @@ import {
 } from './http.js';
 import {
   agentUpdateFields,
+  checkMcpUrls,
+  markPublicOnly,
   mcpCredentials,
   resolveAgentDefinition,
   sandboxOf,
@@ -100,7 +102,11 @@ function agentSnapshot(def: AgentDefinition, memo: Partial<SessionMemo>): Record
     system: def.system ?? null,
     model: typeof def.model === 'string' ? { id: def.model } : def.model,
     tools: def.tools ?? [],
-    mcp_servers: def.mcp_servers ?? [],
+    mcp_servers: (def.mcp_servers ?? []).map((s) => {
+      if (s.type !== 'url' || s.public_only === undefined) return s;
+      const { public_only: _marked, ...server } = s; // Tandem's own mark, not a field of the API
+      return server;
+    }),
     skills: [],
     multiagent: def.multiagent ?? null,
     execution_identity: { type: 'service_account' },
@@ -235,7 +241,9 @@ export class SessionApi {
     if (!pinned) throw invalid('agent.version', `agent "${agentId}" has no version ${version}`);
     for (const k of Object.keys(overrides))
       if (!['model', 'system', 'tools', 'mcp_servers', 'skills'].includes(k)) throw invalid(`agent.${k}`, 'cannot be overridden');
-    const agent: ResourceRecord = { ...pinned, ...agentUpdateFields(overrides) };
+    const overridden = agentUpdateFields(overrides);
+    await checkMcpUrls(overridden, this.stores.mcpPrivateHosts, 'agent.');
+    const agent: ResourceRecord = { ...pinned, ...overridden };
 
     if (typeof body.environment_id !== 'string' || !body.environment_id) throw invalid('environment_id', 'must be an environment id');
     const env = await this.stores.environments.get(body.environment_id).catch((err: unknown) => {
@@ -273,9 +281,14 @@ export class SessionApi {
     const title = (body.title as string | null | undefined) ?? null;
     const metadata = metadataField(body.metadata) as Record<string, string>;
 
-    const def = withMcpCredentials(
-      await resolveAgentDefinition(agent, this.stores.agents),
-      await mcpCredentials(this.stores.vaults, vaultIds as string[]),
+    // URL MCP servers named through the API: the worker connects to them only on public addresses (checked on each
+    // connection, whatever DNS answers by then), unless the operator allowed their host.
+    const def = markPublicOnly(
+      withMcpCredentials(
+        await resolveAgentDefinition(agent, this.stores.agents),
+        await mcpCredentials(this.stores.vaults, vaultIds as string[]),
+      ),
+      this.stores.mcpPrivateHosts,
     );
     const sessionId = newSessionId();
     const memo: SessionMemo = {

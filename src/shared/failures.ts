@@ -43,6 +43,8 @@ export const Failure = {
   McpConnectionFailed: 'Mcp.ConnectionFailed',
   /** An MCP server refused the credentials (HTTP 401/403); not retryable. */
   McpAuthenticationFailed: 'Mcp.AuthenticationFailed',
+  /** A server an API client named resolves to a loopback, private or link-local address; not retryable. */
+  McpAddressRefused: 'Mcp.AddressRefused',
   /** An MCP request got no answer in time; retryable. */
   McpTimeout: 'Mcp.Timeout',
 } as const;
@@ -58,4 +60,5 @@ export const NON_RETRYABLE_FAILURES: string[] = [
   Failure.LogInvalid,
   Failure.VaultSecretMissing,
   Failure.McpAuthenticationFailed,
+  Failure.McpAddressRefused,
 ];

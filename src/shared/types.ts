@@ -68,6 +68,11 @@ export interface McpUrlServer {
   name: string;
   url: string;
   headers?: Record<string, SecretValue>;
+  /**
+   * Set by the API server on the servers an API client named: the worker connects only to public addresses, checked
+   * on each connection it opens (a name that resolves to a loopback, private or link-local address is refused).
+   */
+  public_only?: boolean;
 }
 
 /**

@@ -16,8 +16,14 @@ export { waitFor } from './env.js';
 /** The API key the test server accepts. */
 export const TEST_API_KEY = 'sk-tandem-test-key';
 
-/** Harness plus a running API server (`url`) whose vault file is `vaultFile`. */
-export function useApiHarness(prefix: string, opts: Parameters<typeof useHarness>[1] = {}) {
+/**
+ * Harness plus a running API server (`url`) whose vault file is `vaultFile`; `mcpPrivateHosts` are the internal
+ * hosts its API clients may name as MCP servers (`TANDEM_MCP_PRIVATE_HOSTS`).
+ */
+export function useApiHarness(
+  prefix: string,
+  { mcpPrivateHosts, ...opts }: NonNullable<Parameters<typeof useHarness>[1]> & { mcpPrivateHosts?: string[] } = {},
+) {
   const h = useHarness(prefix, opts);
   const dir = mkdtempSync(join(tmpdir(), 'tandem-api-'));
   // The worker of the harness (createWorker's default vault) reads the same vault file as the API server, as a
@@ -45,6 +51,7 @@ export function useApiHarness(prefix: string, opts: Parameters<typeof useHarness
       keys: [TEST_API_KEY],
       vault: new Vault(api.vaultFile, {}),
       port: 0,
+      ...(mcpPrivateHosts ? { mcpPrivateHosts } : {}),
     });
     api.url = api.server.url;
   });

@@ -16,7 +16,8 @@ import { runCli, testAgent, workflowBundle, workerEnv } from '../helpers/env.js'
 import { freePort } from '../helpers/global-setup.js';
 import { startTestMcpServer } from '../fakes/mcp-http-server.js';
 
-const h = useApiHarness('api-interop', { assertDone: true });
+// The test MCP server listens on loopback, which API clients may name only when the operator allows it.
+const h = useApiHarness('api-interop', { assertDone: true, mcpPrivateHosts: ['127.0.0.1'] });
 const root = join(import.meta.dirname, '..', '..');
 
 describe('the API and Tandem share sessions', () => {
