@@ -89,11 +89,15 @@ describe('gateway', () => {
     expect(error(['00zz'])).toBe('400 malformed pkt-line'); // parseInt would have read 0, a flush
     expect(error(['0003'])).toBe('400 malformed pkt-line');
     expect(error(['00', '0a', 'ab'])).toBe('400 truncated pkt-line');
-    expect(error([pkt('x y refs/heads/a\n')])).toBe('400 no flush packet after the ref updates');
-    expect(error([pkt('x y refs/heads/a\n'), '00', '00'])).toBe('flushed');
-    const line = pkt(`x y refs/heads/${'b'.repeat(100)}\n`);
+    const z = '0'.repeat(40);
+    const a = 'a'.repeat(40);
+    expect(error([pkt(`${z} ${a} refs/heads/a\n`)])).toBe('400 no flush packet after the ref updates');
+    expect(error([pkt(`${z} ${a} refs/heads/a\n`), '00', '00'])).toBe('flushed');
+    const line = pkt(`${z} ${a} refs/heads/${'b'.repeat(100)}\n`);
     expect(error(Array(10).fill(line), 1000)).toBe('413 the ref updates of a push may take at most 1000 bytes');
     expect(error([line.slice(0, 50), line.slice(50), '0000'], 1000)).toBe('flushed');
+    // Longer than git reads a pkt-line (65520 bytes): refused as soon as its header has come.
+    expect(error(['fff1'], Infinity)).toBe('400 malformed pkt-line');
     // A pkt-line whose header promises more than the cap is refused before it has all come.
     expect(error(['fff0', 'x'.repeat(2000)], 1000)).toBe('413 the ref updates of a push may take at most 1000 bytes');
   });
