@@ -14,8 +14,10 @@ import {
 import { testAgent, toolResults, useHarness } from '../helpers/env.js';
 import { expectSessionIntact, idle } from './check.js';
 
-process.env.TANDEM_MODEL_STALL_S = '2'; // a silent stream is given up after 2 s here (90 s by default)
 const h = useHarness('fault-model');
+// For the stream that never ends only: a worker of its own that gives a silent stream up after 5 s (90 s by default).
+// Every other case keeps the default, so a slow machine streaming a large reply is never taken for a stall.
+const stall = useHarness('fault-model-stall', { worker: () => ({ env: { TANDEM_MODEL_STALL_S: '5' } }) });
 const results = toolResults;
 
 async function end(id: string): Promise<void> {
@@ -62,11 +64,11 @@ describe('model faults', () => {
   });
 
   it('a response that never ends is given up and retried', async () => {
-    h.model.push(hang(), reply('answered the second time'));
-    const id = await h.tandem.start({ agent: testAgent(), message: 'hang' });
-    await idle(h.tandem, id, 1, 60_000);
+    stall.model.push(hang(), reply('answered the second time'));
+    const id = await stall.tandem.start({ agent: testAgent(), message: 'hang' });
+    await idle(stall.tandem, id, 1, 60_000);
     expect(await modelAttempts(id)).toEqual([2]);
-    await expectSessionIntact(h.tandem, h.model, id, ['hang']);
+    await expectSessionIntact(stall.tandem, stall.model, id, ['hang']);
     await end(id);
   });
 
