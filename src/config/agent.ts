@@ -259,6 +259,8 @@ const multiagentSchema = strict({
   agents: z.array(z.union([z.string().min(1), strict({ type: z.literal('self') })])).min(1).max(20),
   max_depth: intIn(1, 5).optional(),
   concurrent_sandbox: z.boolean().optional(),
+  max_concurrent: intIn(1, 32).optional(),
+  max_delegations_per_turn: intIn(1, 64).optional(),
 });
 
 /** Schema of an agent definition file: the Managed Agents agent fields plus Tandem's `sandbox` and `limits`. */

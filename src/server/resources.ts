@@ -175,7 +175,17 @@ function multiagentField(v: unknown): Record<string, unknown> | null {
     throw invalid(`multiagent.agents[${i}]`, 'must be an agent id, {type: "agent", id, version} or {type: "self"}');
   });
   const out: Record<string, unknown> = { type: 'coordinator', agents };
-  for (const k of ['max_depth', 'concurrent_sandbox'] as const) if (m[k] !== undefined) out[k] = m[k];
+  if (m.concurrent_sandbox !== undefined) {
+    if (typeof m.concurrent_sandbox !== 'boolean') throw invalid('multiagent.concurrent_sandbox', 'must be a boolean');
+    out.concurrent_sandbox = m.concurrent_sandbox;
+  }
+  for (const [k, max] of [['max_depth', 5], ['max_concurrent', 32], ['max_delegations_per_turn', 64]] as const) {
+    const n = m[k];
+    if (n === undefined) continue;
+    if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > max)
+      throw invalid(`multiagent.${k}`, `must be an integer from 1 to ${max}`);
+    out[k] = n;
+  }
   return out;
 }
 

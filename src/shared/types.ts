@@ -190,6 +190,10 @@ export interface Multiagent {
   max_depth?: number;
   /** Whether sessions sharing one sandbox may run tools in it at the same time. Default false: one at a time. */
   concurrent_sandbox?: boolean;
+  /** Child sessions of one session that run at once; the others wait for a lane. Default 4. */
+  max_concurrent?: number;
+  /** Delegations one model turn may ask for; the calls past it get a tool error. Default 16. */
+  max_delegations_per_turn?: number;
 }
 
 /** Set in the input of a child session started by a delegation. */

@@ -79,6 +79,12 @@ const INTERRUPT_GATES_STEPS = 'interrupt-gates-steps';
 const CANCEL_ENDS_SESSION = 'cancel-ends-session';
 /** Patch: a delegated session passes its own sub-agents' waiting calls on to its parent. */
 const RELAY_CHILD_PENDING = 'relay-child-pending';
+/** Patch: delegations are capped per turn and run a bounded number at a time. */
+const BOUNDED_DELEGATIONS = 'bounded-delegations';
+/** Default of `multiagent.max_concurrent`: child sessions of one session running at once. */
+const DEFAULT_MAX_CONCURRENT = 4;
+/** Default of `multiagent.max_delegations_per_turn`: delegations one model turn may ask for. */
+const DEFAULT_MAX_DELEGATIONS = 16;
 
 /**
  * Runs one session until it is cancelled. A session started by a delegation ends when its turn does, and returns
@@ -417,6 +423,15 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
    */
   async function runDelegations(uses: ToolUse[]): Promise<void> {
     if (uses.length === 0) return;
+    // A turn may ask for a bounded number of delegations, and they run a bounded number at a time: a coordinator
+    // talked into asking for hundreds of sandboxes gets tool errors, not hundreds of containers (nor N² below it).
+    const bounded = patched(BOUNDED_DELEGATIONS);
+    const maxPerTurn = input.agent.multiagent?.max_delegations_per_turn ?? DEFAULT_MAX_DELEGATIONS;
+    if (bounded && uses.length > maxPerTurn) {
+      for (const u of uses.slice(maxPerTurn))
+        toolError(u, `Delegation refused: one turn may delegate at most ${maxPerTurn} tasks. Wait for these results, then delegate the rest.`);
+      uses = uses.slice(0, maxPerTurn);
+    }
     const shared = uses.filter((u) => u.input.sandbox === 'share');
     const fresh = uses.filter((u) => !shared.includes(u));
     if (shared.length > 0) {
@@ -430,11 +445,16 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       }
     }
     const together = input.agent.multiagent?.concurrent_sandbox === true;
+    const maxConcurrent = bounded ? (input.agent.multiagent?.max_concurrent ?? DEFAULT_MAX_CONCURRENT) : Infinity;
     await interruptible(async () => {
       const inTurn = async () => {
         for (const u of shared) await delegate(u);
       };
-      await Promise.all([...fresh.map(delegate), ...(together ? shared.map(delegate) : [inTurn()])]);
+      const parallel = together ? [...fresh, ...shared] : fresh;
+      const lanes = Array.from({ length: Math.min(maxConcurrent, parallel.length) }, async () => {
+        for (let u = parallel.shift(); u; u = parallel.shift()) await delegate(u);
+      });
+      await Promise.all([...lanes, ...(together ? [] : [inTurn()])]);
     }).catch((err: unknown) => {
       if (!(interrupted && isCancellation(err))) throw err;
     });
