@@ -11,7 +11,6 @@
  * bench sends a message right after the kill; the next event is `session.status_running`), and a tool call is
  * running on the killed worker (the next event is that tool's result, from the other worker).
  */
-import { sandboxNames } from '../src/activities/sandbox/docker.js';
 import type { TandemClient } from '../src/client/index.js';
 import type { SessionEvent } from '../src/shared/events.js';
 import type { ExecuteResult } from '../src/shared/types.js';
@@ -70,7 +69,7 @@ export async function benchRecovery(env: BenchEnv, mainQueue: string): Promise<S
     const id = env.newSessionId('dkill');
     env.route(id, (req) => ((req.body.messages?.length ?? 1) === 1 ? reply(toolUse('bash', { command: KILL_ME })) : reply('Recovered.')));
     await main.start({ agent: env.agent(id), message: 'Run the command.', sessionId: id });
-    const container = sandboxNames(id).container;
+    const container = env.containerName(id);
     await until(async () => (await env.exec(container, ['test', '-e', MARKER])).exitCode === 0, `the tool call in ${id}`);
     await sleep(200);
     const before = (await main.getEvents(id)).at(-1)?.id;

@@ -34,9 +34,10 @@ export async function benchSandbox(env: BenchEnv): Promise<Section> {
 
     const b = env.newSessionId('sbx');
     const ref = env.sandboxRef(b);
-    await env.docker.createVolume({ Name: sandboxNames(b).volume, Labels: { [LABEL_MANAGED]: 'true', [LABEL_SESSION]: b } });
+    const slot = env.hands.slots.prepare(b);
+    await env.docker.createVolume({ Name: slot.workspace, Labels: { [LABEL_MANAGED]: 'true', [LABEL_SESSION]: b } });
     const t1 = Date.now();
-    const c = await env.docker.createContainer(containerSpec(ref, env.sandboxSettings));
+    const c = await env.docker.createContainer(containerSpec(ref, env.sandboxSettings, slot));
     const t2 = Date.now();
     await c.start();
     const t3 = Date.now();
@@ -52,7 +53,7 @@ export async function benchSandbox(env: BenchEnv): Promise<Section> {
   const id = env.newSessionId('sbx');
   const ref = env.sandboxRef(id);
   await env.sandbox.provision(ref);
-  const name = sandboxNames(id).container;
+  const name = sandboxNames(id, env.sandboxSettings.scope).container;
   const execute: number[] = [];
   const cli: number[] = [];
   const api: number[] = [];

@@ -118,7 +118,7 @@ export async function benchTtft(env: BenchEnv, queue: string): Promise<Section> 
       const t1 = Date.now();
       provision_ms = t1 - t0;
       const script = 'cat > /tmp/repo.bundle && HOME=/tmp git clone -q /tmp/repo.bundle /workspace/repo && rm /tmp/repo.bundle';
-      const r = await env.exec(sandboxNames(id).container, ['sh', '-c', script], bundle);
+      const r = await env.exec(sandboxNames(id, env.sandboxSettings.scope).container, ['sh', '-c', script], bundle);
       if (r.exitCode !== 0) throw new Error(`clone into ${id} failed (${r.exitCode}): ${r.stderr}`);
       clone_ms = Date.now() - t1;
     }

@@ -1,43 +1,62 @@
 #!/usr/bin/env node
-// Tandem sandbox toolbox: runs INSIDE the sandbox container (Node 22+). The container has no network and a
-// read-only root, so the worker talks to it only through `docker exec`:
+// Tandem sandbox toolbox: runs INSIDE the sandbox container (Node 22+), as its main process. It holds the SDK's
+// agent toolset (one persistent bash shell) and answers the hands host over the toolbox channel:
 //
-//   node /opt/tandem/toolbox.mjs serve        daemon (the container's main process); listens on a unix socket and
-//                                             holds the SDK's agent toolset (one persistent bash shell)
-//   node /opt/tandem/toolbox.mjs call         stdin: {"id","name","input"}  stdout: one JSON line
-//                                             {"content","is_error","truncated","output_path"?}; exit 0
-//   node /opt/tandem/toolbox.mjs cancel <id>  aborts the in-flight call <id>; prints `cancelled` or `not-found`
-//   node /opt/tandem/toolbox.mjs ping         prints `ok` once the daemon answers
-//   node /opt/tandem/toolbox.mjs check        imports the toolset and prints versions (image smoke test)
+//   node /opt/tandem/toolbox.mjs serve   the daemon. It listens on nothing: it dials every channel socket
+//                                        (ch-*.sock) the host puts in TANDEM_HOST_DIR, a read-only bind mount of a
+//                                        host directory, so no socket the sandbox user could replace carries tool
+//                                        calls. Each hands process on the host has its own socket there; the
+//                                        daemon notices new ones (inotify, and a rescan every 2 s) and dials them.
+//   node /opt/tandem/toolbox.mjs check   imports the toolset and prints versions (image smoke test)
 //
-// Exit codes of the clients: 0 answered, 2 malformed request (not the model's fault), 3 daemon not reachable.
+// Channel: frames of sandbox/frames.mjs. The daemon first sends {op: 'hello', v, host}, host being the container's
+// hostname (its short id); then the host sends requests {rid, op, ...} and the daemon answers {rid, ...}:
+//   ping                       {ok: true}
+//   call {call: {id, name, input}}
+//                              {result: {content, is_error, truncated, output_path?}}; a repeated call id joins
+//                              the running call or replays its result, so a retried activity never runs a tool twice
+//   cancel {id}                {status: 'cancelled' | 'not-found'}
+//   run {argv, stdin?, timeout_ms?}
+//                              runs a program as the sandbox user with the shell's environment (clones at
+//                              provision): {exit, stdout, stderr}, each output keeping its last 64 KiB
+//   forward {ports: {port: socket name}}
+//                              relays 127.0.0.1:<port> to <host dir>/<socket name> (the gateway's proxies), in this
+//                              process, so a shell that kills every process it can does not end it
+// An unknown op or a malformed request is answered {error}. Nothing here is trusted by the host: whatever the
+// daemon answers is bounded and checked there, and a wrong answer gets the sandbox replaced.
 //
 // Environment of the daemon:
 //   TANDEM_OUTPUT_CAP          max characters of a result's content (default 30000); longer output keeps head and
 //                              tail and the full text goes to <run dir>/outputs/<id>.txt
 //   TANDEM_SHELL_ENV_<NAME>    extra variable NAME for the bash shell (e.g. TANDEM_SHELL_ENV_HTTPS_PROXY)
-//   TANDEM_RUN_DIR             socket and outputs directory (default /tmp/tandem)
+//   TANDEM_RUN_DIR             outputs directory's parent (default /tmp/tandem)
+//   TANDEM_HOST_DIR            where the host's channel sockets appear (default /run/tandem-host)
 //   TANDEM_WORKDIR             working directory of the tools (default /workspace)
 // Nothing else of the daemon's environment reaches the shell or the tools.
 
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { encodeFrame, FrameDecoder } from './frames.mjs';
 import { truncateFile, truncateOutput } from './truncate.mjs';
 
 const RUN_DIR = process.env.TANDEM_RUN_DIR || '/tmp/tandem';
-const SOCKET_PATH = path.join(RUN_DIR, 'toolbox.sock');
+const HOST_DIR = process.env.TANDEM_HOST_DIR || '/run/tandem-host';
 const OUTPUT_DIR = path.join(RUN_DIR, 'outputs');
 const WORKDIR = process.env.TANDEM_WORKDIR || '/workspace';
 const DEFAULT_OUTPUT_CAP = 30000;
 const BASH_DEFAULT_TIMEOUT_MS = 120000;
 const BASH_MAX_TIMEOUT_MS = 600000;
-const CONNECT_WAIT_MS = 5000; // clients wait this long for the daemon's socket (container start-up race)
 const MAX_OUTPUT_FILES = 100; // oldest full-output files beyond this are deleted (tmpfs is small)
 const RESULT_CACHE_SIZE = 200; // finished results kept by id, so a retried call does not run twice
-
-const EXIT_BAD_REQUEST = 2;
-const EXIT_UNREACHABLE = 3;
+const PROTOCOL_VERSION = 1;
+const CHANNEL_SOCKET = /^ch-[A-Za-z0-9_-]{1,64}\.sock$/;
+const RESCAN_MS = 2000; // inotify on the host directory is the fast path; the rescan catches what it missed
+const MAX_REQUEST_BYTES = 64 * 1024 * 1024; // a request frame from the host (tool inputs are far smaller)
+const RUN_OUTPUT_KEEP = 64 * 1024; // bytes of stdout and of stderr a `run` answer keeps (the last ones)
+const RUN_DEFAULT_TIMEOUT_MS = 600000;
 
 // ---------------------------------------------------------------------------------------------------------------
 // daemon
@@ -53,9 +72,6 @@ async function serve() {
   fs.mkdirSync(RUN_DIR, { recursive: true, mode: 0o700 });
   fs.chmodSync(RUN_DIR, 0o700);
   fs.mkdirSync(OUTPUT_DIR, { recursive: true, mode: 0o700 });
-  try {
-    fs.unlinkSync(SOCKET_PATH);
-  } catch {}
 
   const { betaAgentToolset20260401 } = await import('@anthropic-ai/sdk/tools/agent-toolset/node');
   const toolset = betaAgentToolset20260401({ workdir: WORKDIR, allowedRoots: [...new Set(['/tmp', RUN_DIR])], env: shellEnv });
@@ -140,6 +156,7 @@ async function serve() {
     }
   }
 
+  /** Answers one request of the host. */
   async function handle(req) {
     switch (req?.op) {
       case 'ping':
@@ -152,51 +169,29 @@ async function serve() {
         return { status: 'cancelled' };
       }
       case 'call': {
-        if (typeof req.id !== 'string' || !req.id) return { bad_request: 'id must be a non-empty string' };
+        const call = req.call;
+        if (call === null || typeof call !== 'object') return { error: '"call" must be an object' };
+        if (typeof call.id !== 'string' || !call.id) return { error: 'call.id must be a non-empty string' };
+        if (typeof call.name !== 'string') return { error: 'call.name must be a string' };
         // The same id again (a retried activity): join the running call or replay its result instead of
         // running the tool a second time.
-        const running = inflight.get(req.id);
-        if (running) return running.promise;
-        const done = finished.get(req.id);
-        if (done) return done;
-        return runCall(req);
+        const running = inflight.get(call.id);
+        if (running) return { result: await running.promise };
+        const done = finished.get(call.id);
+        if (done) return { result: done };
+        return { result: await runCall(call) };
       }
+      case 'run':
+        return runProgram(req, shellEnv);
+      case 'forward':
+        return forward(req.ports);
       default:
-        return { bad_request: `unknown op ${JSON.stringify(req?.op)}` };
+        return { error: `unknown op ${JSON.stringify(req?.op)}` };
     }
   }
 
-  const server = net.createServer((socket) => {
-    let buf = '';
-    socket.setEncoding('utf8');
-    socket.on('error', () => {});
-    socket.on('data', (chunk) => {
-      buf += chunk;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      const line = buf.slice(0, nl);
-      buf = '';
-      socket.pause();
-      let req;
-      try {
-        req = JSON.parse(line);
-      } catch (e) {
-        socket.end(JSON.stringify({ bad_request: `request is not JSON: ${e.message}` }) + '\n');
-        return;
-      }
-      handle(req).then(
-        (res) => socket.end(JSON.stringify(res) + '\n'),
-        (e) => socket.end(JSON.stringify({ bad_request: `daemon error: ${e?.message ?? e}` }) + '\n'),
-      );
-    });
-  });
-  server.on('error', (e) => {
-    log(`socket error: ${e.message}`);
-    process.exit(1);
-  });
   const stop = () => {
     for (const t of toolset) t.close?.();
-    server.close();
     process.exit(0);
   };
   process.on('SIGTERM', stop);
@@ -204,11 +199,8 @@ async function serve() {
   process.on('uncaughtException', (e) => log(`uncaught: ${e?.stack ?? e}`));
   process.on('unhandledRejection', (e) => log(`unhandled rejection: ${e?.stack ?? e}`));
 
-  const oldMask = process.umask(0o077);
-  server.listen(SOCKET_PATH, () => {
-    process.umask(oldMask);
-    log(`ready on ${SOCKET_PATH} (node ${process.version}, workdir ${WORKDIR}, output cap ${cap})`);
-  });
+  dialHosts(handle);
+  log(`ready (node ${process.version}, workdir ${WORKDIR}, output cap ${cap}); dialling the host in ${HOST_DIR}`);
 
   function boundResult(id, result, cap) {
     const { text, truncated } = truncateOutput(result.content, cap);
@@ -431,96 +423,116 @@ function log(msg) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// clients
+// the channel to the host
 
-function request(req) {
-  const deadline = Date.now() + CONNECT_WAIT_MS;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      let answered = false;
-      let connected = false;
-      let buf = '';
-      const socket = net.createConnection(SOCKET_PATH);
-      socket.setEncoding('utf8');
-      socket.on('connect', () => {
-        connected = true;
-        socket.write(JSON.stringify(req) + '\n');
-      });
-      socket.on('data', (d) => (buf += d));
-      socket.on('end', () => {
-        const line = buf.trim();
-        if (!line) return reject(new Unreachable('the daemon closed the connection without answering'));
-        answered = true;
-        try {
-          resolve(JSON.parse(line));
-        } catch (e) {
-          reject(new Unreachable(`unreadable answer from the daemon: ${e.message}`));
-        }
-      });
-      socket.on('error', (e) => {
-        if (answered) return;
-        if (!connected && (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') && Date.now() < deadline) {
-          setTimeout(attempt, 100);
-          return;
-        }
-        reject(new Unreachable(`${e.code ?? e.message}`));
-      });
+/**
+ * Dials each channel socket in HOST_DIR once it appears, and again whenever a connection ends while its socket is
+ * still there (a host process that restarted listens on a socket of a new name; a stale one refuses at once).
+ */
+function dialHosts(handle) {
+  const links = new Map(); // socket path -> net.Socket
+  const dial = (file) => {
+    const socketPath = path.join(HOST_DIR, file);
+    if (links.has(socketPath)) return;
+    const socket = net.createConnection(socketPath);
+    links.set(socketPath, socket);
+    const decoder = new FrameDecoder(MAX_REQUEST_BYTES);
+    const send = (message) => {
+      if (!socket.destroyed) socket.write(encodeFrame(message));
     };
-    attempt();
+    socket.on('connect', () => send({ op: 'hello', v: PROTOCOL_VERSION, host: os.hostname() }));
+    socket.on('data', (chunk) => {
+      let requests;
+      try {
+        requests = decoder.push(chunk);
+      } catch (e) {
+        log(`channel ${file}: ${e.message}; closing it`);
+        return void socket.destroy();
+      }
+      for (const req of requests) {
+        const rid = req?.rid;
+        handle(req).then(
+          (answer) => send({ rid, ...answer }),
+          (e) => send({ rid, error: `daemon error: ${e?.message ?? e}` }),
+        );
+      }
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => links.delete(socketPath));
+  };
+  const scan = () => {
+    let files = [];
+    try {
+      files = fs.readdirSync(HOST_DIR);
+    } catch {
+      return;
+    }
+    for (const f of files) if (CHANNEL_SOCKET.test(f)) dial(f);
+  };
+  try {
+    fs.watch(HOST_DIR, () => scan()).on('error', () => {});
+  } catch (e) {
+    log(`cannot watch ${HOST_DIR}: ${e.message}; rescanning every ${RESCAN_MS} ms`);
+  }
+  scan();
+  setInterval(scan, RESCAN_MS); // also what keeps the daemon alive between connections
+}
+
+/** `run`: a program with the shell's environment, in the workspace; outputs keep their last RUN_OUTPUT_KEEP bytes. */
+function runProgram(req, env) {
+  const { argv, stdin, timeout_ms: timeoutMs } = req;
+  if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string'))
+    return { error: '"argv" must be a non-empty array of strings' };
+  return new Promise((resolve) => {
+    const child = spawn(argv[0], argv.slice(1), { cwd: WORKDIR, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const keep = (name) => {
+      let buf = Buffer.alloc(0);
+      child[name].on('data', (c) => {
+        buf = Buffer.concat([buf, c]);
+        if (buf.length > RUN_OUTPUT_KEEP) buf = buf.subarray(buf.length - RUN_OUTPUT_KEEP);
+      });
+      return () => buf.toString('utf8');
+    };
+    const stdout = keep('stdout');
+    const stderr = keep('stderr');
+    const timer = setTimeout(() => child.kill('SIGKILL'), Number(timeoutMs) > 0 ? Number(timeoutMs) : RUN_DEFAULT_TIMEOUT_MS);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      resolve({ exit: 127, stdout: '', stderr: e.message });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ exit: code ?? 128, stdout: stdout(), stderr: stderr() + (signal ? `\nkilled by ${signal}` : '') });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(typeof stdin === 'string' ? stdin : undefined);
   });
 }
 
-class Unreachable extends Error {}
+/** Ports this daemon relays to the host's sockets: port -> socket name. */
+const forwarded = new Map();
 
-async function readStdin() {
-  const chunks = [];
-  for await (const chunk of process.stdin) chunks.push(chunk);
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-function badRequest(msg) {
-  process.stderr.write(`toolbox: bad request: ${msg}\n`);
-  process.exit(EXIT_BAD_REQUEST);
-}
-
-async function client(cmd, args) {
-  try {
-    if (cmd === 'ping') {
-      const res = await request({ op: 'ping' });
-      if (!res.ok) throw new Unreachable('unexpected answer');
-      process.stdout.write('ok\n');
-      return;
-    }
-    if (cmd === 'cancel') {
-      if (!args[0]) badRequest('usage: toolbox.mjs cancel <id>');
-      const res = await request({ op: 'cancel', id: args[0] });
-      if (res.bad_request) badRequest(res.bad_request);
-      process.stdout.write(`${res.status}\n`);
-      return;
-    }
-    // call
-    const raw = await readStdin();
-    let req;
-    try {
-      req = JSON.parse(raw);
-    } catch (e) {
-      badRequest(`stdin is not one JSON object: ${e.message}`);
-    }
-    if (req === null || typeof req !== 'object' || Array.isArray(req)) badRequest('stdin must be a JSON object');
-    if (typeof req.id !== 'string' || !req.id) badRequest('"id" must be a non-empty string');
-    if (typeof req.name !== 'string') badRequest('"name" must be a string');
-    const res = await request({ op: 'call', id: req.id, name: req.name, input: req.input });
-    if (res.bad_request) badRequest(res.bad_request);
-    const out = { content: res.content, is_error: res.is_error, truncated: res.truncated };
-    if (res.output_path) out.output_path = res.output_path;
-    process.stdout.write(JSON.stringify(out) + '\n');
-  } catch (e) {
-    if (e instanceof Unreachable) {
-      process.stderr.write(`toolbox: daemon not reachable at ${SOCKET_PATH}: ${e.message}\n`);
-      process.exit(EXIT_UNREACHABLE);
-    }
-    throw e;
+/** `forward`: listens on 127.0.0.1:<port> for each entry and relays each connection to the host's socket. */
+async function forward(ports) {
+  if (ports === null || typeof ports !== 'object') return { error: '"ports" must be an object' };
+  for (const [port, name] of Object.entries(ports)) {
+    if (!/^\d+$/.test(port) || typeof name !== 'string' || !/^[a-z]+\.sock$/.test(name))
+      return { error: `bad forward ${port} -> ${name}` };
+    if (forwarded.get(port) === name) continue;
+    const server = net.createServer((client) => {
+      const upstream = net.createConnection(path.join(HOST_DIR, name));
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+      client.pipe(upstream).pipe(client);
+    });
+    const problem = await new Promise((resolve) => {
+      server.once('error', (e) => resolve(e.message));
+      server.listen(Number(port), '127.0.0.1', () => resolve(undefined));
+    });
+    if (problem) return { error: `cannot listen on 127.0.0.1:${port}: ${problem}` };
+    forwarded.set(port, name);
   }
+  return { ok: true };
 }
 
 async function check() {
@@ -532,20 +544,15 @@ async function check() {
   process.stdout.write(`node ${process.version}, @anthropic-ai/sdk ${sdk.version}, tools: ${names.join(' ')}\n`);
 }
 
-const [cmd, ...args] = process.argv.slice(2);
+const [cmd] = process.argv.slice(2);
 switch (cmd) {
   case 'serve':
     await serve();
-    break;
-  case 'call':
-  case 'cancel':
-  case 'ping':
-    await client(cmd, args);
     break;
   case 'check':
     await check();
     break;
   default:
-    process.stderr.write('usage: toolbox.mjs serve | call | cancel <id> | ping | check\n');
-    process.exit(EXIT_BAD_REQUEST);
+    process.stderr.write('usage: toolbox.mjs serve | check\n');
+    process.exit(2);
 }

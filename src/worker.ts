@@ -10,12 +10,13 @@ import Docker from 'dockerode';
 import { createActivities } from './activities/index.js';
 import { SessionLogCache } from './client/log-cache.js';
 import { McpHub } from './activities/mcp.js';
-import { LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION } from './activities/sandbox/docker.js';
+import { createHands, defaultHandsDir, LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION } from './activities/sandbox/docker.js';
+import { quotaSupported, type Slots } from './activities/sandbox/slot.js';
 import { loadRuntimeConfig, sandboxScope, type RuntimeConfig } from './config/env.js';
 import { Vault } from './vault/index.js';
 import { temporalSettings } from './config/temporal.js';
 import { installRuntime, logLine } from './telemetry.js';
-import { defaultGatewayRoot, Gateway } from './activities/sandbox/gateway.js';
+import { Gateway } from './activities/sandbox/gateway.js';
 import { codecFromEnv, tandemDataConverter } from './codec/index.js';
 
 /** Where the workflow code lives (bundled by the worker). */
@@ -43,6 +44,8 @@ export interface TandemWorker {
   docker: Docker;
   /** What the worker's model activities have read of open runs (one cache per worker process). */
   logCache: SessionLogCache;
+  /** The hands of this worker's host: sandbox activities and the slots (workspaces) they keep. */
+  hands: ReturnType<typeof createHands>;
   /** Runs until `shutdown()`; resolves when the worker has stopped. */
   run(): Promise<void>;
   shutdown(): Promise<void>;
@@ -79,22 +82,30 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
       .filter(Boolean)
       .map((pair) => pair.split('=') as [string, string]),
   );
+  const handsDir = config.TANDEM_HANDS_DIR ?? defaultHandsDir();
+  const scope = sandboxScope(config);
   // Git credentials and egress: proxies on this host; sandboxes hold only a phantom token (DESIGN rule 9).
-  const gateway = new Gateway({ root: config.TANDEM_GATEWAY_DIR ?? defaultGatewayRoot(), hostMap }, vault);
+  const gateway = new Gateway({ root: handsDir, scope, hostMap }, vault);
   const logCache = new SessionLogCache(client);
+  const sandbox = {
+    image: config.TANDEM_SANDBOX_IMAGE,
+    runtime: config.TANDEM_SANDBOX_RUNTIME,
+    outputCap: config.TANDEM_OUTPUT_CAP,
+    scope,
+    handsDir,
+    workspaceMode: workspaceMode(config.TANDEM_WORKSPACE_QUOTA),
+    diskMb: config.TANDEM_WORKSPACE_MB,
+  };
+  const hands = createHands({ docker, settings: sandbox, gateway });
   const activities = createActivities({
     vault,
     gateway,
+    hands,
     anthropic,
     temporal: client,
     logCache,
     docker,
-    sandbox: {
-      image: config.TANDEM_SANDBOX_IMAGE,
-      runtime: config.TANDEM_SANDBOX_RUNTIME,
-      outputCap: config.TANDEM_OUTPUT_CAP,
-      scope: sandboxScope(config),
-    },
+    sandbox,
     modelStallMs: config.TANDEM_MODEL_STALL_S * 1000,
     mcp,
   });
@@ -116,7 +127,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
   let reaper: NodeJS.Timeout | undefined;
   const reap = async () => {
     try {
-      await reapClosedSessions(docker, client, activities.removeSandbox, sandboxScope(config));
+      await reapClosedSessions(docker, client, activities.removeSandbox, scope, hands.slots);
     } catch (err) {
       console.error(`tandem worker: sandbox reaper: ${(err as Error).message}`);
     }
@@ -126,6 +137,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     client,
     docker,
     logCache,
+    hands,
     async run() {
       if (config.TANDEM_REAP_INTERVAL_S > 0) {
         void reap();
@@ -137,6 +149,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
         if (reaper) clearInterval(reaper);
         await mcp.close();
         gateway.shutdown();
+        await hands.shutdown();
         await connection.close();
         await nativeConnection.close();
       }
@@ -147,24 +160,35 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
   };
 }
 
+/** How this host makes workspaces: with a size limit when it can (`auto`), or as told. */
+export function workspaceMode(setting: 'auto' | 'on' | 'off'): 'quota' | 'volume' {
+  if (setting === 'off') return 'volume';
+  if (quotaSupported()) return 'quota';
+  if (setting === 'on')
+    throw new Error('TANDEM_WORKSPACE_QUOTA=on, but this host cannot limit workspaces: it needs root, /dev/loop-control and mkfs.ext4');
+  return 'volume';
+}
+
 /**
  * Removes the sandboxes of this deployment (`scope`) whose session workflow has closed (terminated, timed out, or
- * gone). Sandboxes of other deployments on the same Docker host are not this worker's to judge.
+ * gone): their containers, and the slots (workspaces) left without one. Sandboxes of other deployments on the
+ * same Docker host are not this worker's to judge.
  */
 export async function reapClosedSessions(
   docker: Docker,
   client: Client,
   remove: (ref: { session_id: string; config: object }) => Promise<void>,
   scope: string,
+  slots?: Slots,
 ): Promise<string[]> {
   const containers = await docker.listContainers({
     all: true,
     filters: { label: [`${LABEL_MANAGED}=true`, `${LABEL_SCOPE}=${scope}`] },
   });
+  const sessions = new Set(containers.map((c) => c.Labels[LABEL_SESSION]).filter((id): id is string => Boolean(id)));
+  for (const s of slots?.list() ?? []) if (s.scope === scope) sessions.add(s.session_id);
   const removed: string[] = [];
-  for (const c of containers) {
-    const sessionId = c.Labels[LABEL_SESSION];
-    if (!sessionId) continue;
+  for (const sessionId of sessions) {
     const open = await client.workflow
       .getHandle(sessionId)
       .describe()

@@ -9,13 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import Docker from 'dockerode';
-import {
-  createSandboxActivities,
-  execInContainer,
-  LABEL_MANAGED,
-  LABEL_SESSION,
-  type ExecOutcome,
-} from '../../src/activities/sandbox/docker.js';
+import { PassThrough } from 'node:stream';
+import { createHands, LABEL_MANAGED, LABEL_SESSION, sandboxNames } from '../../src/activities/sandbox/docker.js';
 import { findTemporalCli, freePort, projectRoot, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { TandemClient } from '../../src/client/index.js';
 import { decodeJsonPayload, readRunChain } from '../../src/client/log.js';
@@ -87,10 +82,11 @@ export class BenchEnv {
   })();
 
   /** Sandbox provider settings, the same as a worker's defaults. */
-  readonly sandboxSettings = { image: process.env.TANDEM_SANDBOX_IMAGE ?? 'tandem-sandbox:latest', outputCap: 30_000 };
+  readonly sandboxSettings = { image: process.env.TANDEM_SANDBOX_IMAGE ?? 'tandem-sandbox:latest', outputCap: 30_000, scope: 'bench' };
   readonly docker = new Docker();
-  /** Tandem's own sandbox activities, called directly (outside any workflow). */
-  readonly sandbox = createSandboxActivities({ docker: this.docker, settings: this.sandboxSettings });
+  /** Tandem's own hands (sandbox activities and slots), called directly (outside any workflow). */
+  readonly hands = createHands({ docker: this.docker, settings: this.sandboxSettings });
+  readonly sandbox = this.hands.activities;
 
   private constructor(
     readonly opts: BenchOptions,
@@ -277,9 +273,33 @@ export class BenchEnv {
     return this.activityResults<CallModelResult>(sessionId, 'callModel');
   }
 
-  /** Runs a command in a container over the Docker API (stdin optional); resolves with exit code and output. */
-  exec(container: string, cmd: string[], stdin?: Buffer): Promise<ExecOutcome> {
-    return execInContainer(this.docker, this.docker.getContainer(container), cmd, stdin);
+  /** The container name of a session that the bench's workers (processes) run. */
+  containerName(sessionId: string): string {
+    return sandboxNames(sessionId, `default@${this.server.address}`).container;
+  }
+
+  /** Runs a command in a container over the Docker API (a bare exec, the floor of exec-based designs). */
+  async exec(container: string, cmd: string[], stdin?: Buffer): Promise<{ stdout: string; stderr: string; exitCode: number | null }> {
+    const exec = await this.docker
+      .getContainer(container)
+      .exec({ Cmd: cmd, User: '1000:1000', AttachStdin: stdin !== undefined, AttachStdout: true, AttachStderr: true });
+    const stream = await exec.start({ hijack: true, stdin: stdin !== undefined });
+    const out = new PassThrough();
+    const err = new PassThrough();
+    const chunks: Buffer[] = [];
+    const errChunks: Buffer[] = [];
+    out.on('data', (c: Buffer) => chunks.push(c));
+    err.on('data', (c: Buffer) => errChunks.push(c));
+    this.docker.modem.demuxStream(stream, out, err);
+    const done = new Promise((resolve) => (stream.on('end', resolve), stream.on('close', resolve), stream.on('error', resolve)));
+    if (stdin !== undefined) stream.end(stdin);
+    await done;
+    const inspected = await exec.inspect().catch(() => undefined);
+    return {
+      stdout: Buffer.concat(chunks).toString('utf8'),
+      stderr: Buffer.concat(errChunks).toString('utf8'),
+      exitCode: inspected?.ExitCode ?? null,
+    };
   }
 
   /** Removes every container and volume of a bench session. */

@@ -7,8 +7,8 @@ import { createMcpActivities, McpHub } from './mcp.js';
 import { withMetrics } from './metrics.js';
 import { createModelActivities } from './model.js';
 import type { Vault } from '../vault/index.js';
-import { createSandboxActivities, type SandboxSettings } from './sandbox/docker.js';
-import { defaultGatewayRoot, Gateway } from './sandbox/gateway.js';
+import { createHands, defaultHandsDir, type SandboxSettings } from './sandbox/docker.js';
+import { Gateway } from './sandbox/gateway.js';
 
 /** Clients and settings the activities need. */
 export interface ActivityDeps {
@@ -24,14 +24,17 @@ export interface ActivityDeps {
   mcp?: McpHub;
   /** The worker's vault: secrets that sessions name (repository credentials). */
   vault?: Vault;
-  /** The credential and egress proxies; default: one on `$TMPDIR/tandem-gateway` over `vault`. */
+  /** The credential and egress proxies; default: one in the hands directory over `vault`. */
   gateway?: Gateway;
+  /** The hands of this host, when the caller keeps them (the worker shuts them down and reaps their slots). */
+  hands?: ReturnType<typeof createHands>;
 }
 
 /** Creates all activities of Tandem. */
 export function createActivities(deps: ActivityDeps) {
-  const gateway = deps.gateway ?? new Gateway({ root: defaultGatewayRoot() }, deps.vault);
-  const sandbox = createSandboxActivities({ docker: deps.docker, settings: deps.sandbox, gateway });
+  const gateway =
+    deps.gateway ?? new Gateway({ root: deps.sandbox.handsDir ?? defaultHandsDir(), scope: deps.sandbox.scope }, deps.vault);
+  const sandbox = (deps.hands ?? createHands({ docker: deps.docker, settings: deps.sandbox, gateway })).activities;
   const mcp = deps.mcp ?? new McpHub({ get: () => undefined });
   return withMetrics({
     ...createModelActivities({

@@ -175,6 +175,7 @@ const sandboxSchema = strict({
   image: z.string().min(1).optional(),
   cpu: numberIn(0.1, 64).optional(),
   memory_mb: intIn(64, 65536).optional(),
+  disk_mb: intIn(16, 1_048_576).optional(),
   pids_limit: intIn(16, 32768).optional(),
   network: strict({
     policy: z.enum(['none', 'limited']),

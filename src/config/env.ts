@@ -33,7 +33,9 @@ const schema = z.object({
     .regex(/^[^:]+:\d+$/, { error: 'expected host:port, e.g. 127.0.0.1:8787' })
     .default('127.0.0.1:8787'),
   TANDEM_API_KEYS: z.string().optional(),
-  TANDEM_GATEWAY_DIR: z.string().optional(),
+  TANDEM_HANDS_DIR: z.string().optional(),
+  TANDEM_WORKSPACE_QUOTA: z.enum(['auto', 'on', 'off']).default('auto'),
+  TANDEM_WORKSPACE_MB: z.coerce.number().int().min(16).default(4096),
   TANDEM_EGRESS_HOST_MAP: z
     .string()
     .regex(/^([^=,\s]+=[^=,\s]+)(,[^=,\s]+=[^=,\s]+)*$/, { message: 'expected name=address[,name=address...]' })

@@ -106,7 +106,12 @@ export interface SandboxConfig {
   pids_limit?: number;
   /** `none` (default): no network at all. */
   network?: { policy: 'none' | 'limited'; allowed_hosts?: string[] };
-  /** `persistent` (default) keeps the workspace volume when a container is replaced; `ephemeral` does not. */
+  /**
+   * Size limit of the workspace in MiB (writes past it fail with "No space left on device"). Default: the hands
+   * host's `TANDEM_WORKSPACE_MB` (4096). A host that cannot limit workspaces refuses a sandbox that sets it.
+   */
+  disk_mb?: number;
+  /** `persistent` (default) keeps the workspace when a container is replaced; `ephemeral` does not. */
   workspace?: 'persistent' | 'ephemeral';
   /** Stop an idle session's container after this many seconds; it comes back on the next tool call. Default 600. */
   idle_timeout_s?: number;

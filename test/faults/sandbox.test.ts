@@ -4,9 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
-import { sandboxNames } from '../../src/activities/sandbox/docker.js';
 import { reply, toolUse } from '../fakes/messages-server.js';
-import { testAgent, toolResults, useHarness, waitFor } from '../helpers/env.js';
+import { testAgent, toolResults, useHarness, waitFor, sandboxName } from '../helpers/env.js';
 import { expectSessionIntact, idle } from './check.js';
 
 const h = useHarness('fault-sandbox');
@@ -19,16 +18,15 @@ async function end(id: string): Promise<void> {
 }
 
 /** Starts a session whose one tool call sleeps, and applies `fault` to its container mid-call. */
-async function midCall(fault: (c: Docker.Container, names: { container: string; volume: string }) => Promise<void>, agent = testAgent()) {
+async function midCall(fault: (c: Docker.Container, sessionId: string) => Promise<void>, agent = testAgent()) {
   h.model.push(
     reply(toolUse('bash', { command: 'echo before > /workspace/mark; sleep 3; echo after-$(cat /workspace/mark 2>/dev/null || echo none)' }, 'tu_mid')),
     reply('finished'),
   );
   const id = await h.tandem.start({ agent, message: 'do the long thing' });
-  const names = sandboxNames(id);
   await waitFor(() => h.tandem.getEvents(id), (ev) => ev.some((e) => e.type === 'sandbox.provisioned'), 60_000, 'provisioned');
   await new Promise((r) => setTimeout(r, 1200));
-  await fault(docker.getContainer(names.container), names);
+  await fault(docker.getContainer(sandboxName(id)), id);
   await idle(h.tandem, id, 2);
   return { id, result: results(h.model.requests.at(-1)!).get('tu_mid')! };
 }
@@ -51,10 +49,12 @@ describe('container faults in the middle of a tool call', () => {
     await end(id);
   });
 
-  it('volume removed with the container: the call runs again in a fresh, empty workspace', async () => {
-    const { id, result } = await midCall(async (c, names) => {
+  it('workspace removed with the container: the call runs again in a fresh, empty workspace', async () => {
+    const { id, result } = await midCall(async (c, sessionId) => {
       await c.remove({ force: true });
-      await docker.getVolume(names.volume).remove().catch(() => undefined);
+      const { slots } = h.worker.hands;
+      if (slots.mode === 'quota') await slots.unmountWorkspace(slots.paths(sessionId), true);
+      else await docker.getVolume(slots.paths(sessionId).workspace).remove();
     });
     expect(result.content).toContain('after-before');
     await expectSessionIntact(h.tandem, h.model, id, ['do the long thing']);
@@ -102,7 +102,7 @@ describe('hostile tool inputs', () => {
     // The bomb runs into the process limit, and the model reads what the shell said about it.
     expect(r.get('tu_bomb')!.content).toMatch(/fork: .*Resource temporarily unavailable/);
     expect(r.get('tu_after')!.content).toBe('after-bomb');
-    const info = await docker.getContainer(sandboxNames(id).container).inspect();
+    const info = await docker.getContainer(sandboxName(id)).inspect();
     expect(info.HostConfig.PidsLimit).toBe(256);
     await expectSessionIntact(h.tandem, h.model, id, ['misbehave']);
     await end(id);

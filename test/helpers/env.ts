@@ -23,6 +23,7 @@ import { readSessionLog } from '../../src/client/log.js';
 import type { SessionEvent } from '../../src/shared/events.js';
 import { runTandem, type CliRun } from './cli.js';
 import type { Vault } from '../../src/vault/index.js';
+import { sandboxNames } from '../../src/activities/sandbox/docker.js';
 
 Runtime.install({ logger: new DefaultLogger('WARN') });
 
@@ -70,6 +71,11 @@ export async function startWorker(
   });
   const done = w.run();
   return { ...w, done };
+}
+
+/** The name of a session's sandbox container, for sessions of the run's Temporal server (or the one at `address`). */
+export function sandboxName(sessionId: string, address = inject('temporalAddress')): string {
+  return sandboxNames(sessionId, `default@${address}`).container;
 }
 
 /** A unique task queue for one test. */

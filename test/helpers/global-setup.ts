@@ -3,7 +3,8 @@ import { connect } from 'node:net';
 import Docker from 'dockerode';
 import type { TestProject } from 'vitest/node';
 import { findTemporalCli, freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
-import { LABEL_MANAGED, LABEL_SCOPE } from '../../src/activities/sandbox/docker.js';
+import { defaultHandsDir, LABEL_MANAGED, LABEL_SCOPE } from '../../src/activities/sandbox/docker.js';
+import { listSlots, removeSlotDir } from '../../src/activities/sandbox/slot.js';
 
 export { freePort };
 
@@ -36,7 +37,7 @@ async function goneLocalServer(scope: string): Promise<boolean> {
 }
 
 /**
- * Removes the containers and workspace volumes the run left behind: those of its own server's scope, and those
+ * Removes the containers, workspace volumes and slots the run left behind: those of its own server's scope, and those
  * made during the run for a test's own server that has stopped since (`remove(scope, createdMs)` decides). A
  * session a test left running, or whose worker stopped before its cleanup, would otherwise keep them.
  */
@@ -52,6 +53,9 @@ async function removeSandboxes(remove: (scope: string, created: number) => Promi
     const created = Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '') || 0;
     if (await remove(v.Labels?.[LABEL_SCOPE] ?? '', created)) await docker.getVolume(v.Name).remove().catch(() => undefined);
   }
+  // Slots (workspaces, mounted in quota mode) of the tests' workers, in the default hands directory.
+  for (const slot of listSlots(process.env.TANDEM_HANDS_DIR ?? defaultHandsDir()))
+    if (await remove(slot.scope, Date.parse(slot.created_at) || 0)) await removeSlotDir(slot.dir).catch(() => undefined);
 }
 
 declare module 'vitest' {

@@ -10,7 +10,7 @@ import type { Client } from '@temporalio/client';
 import { inject } from 'vitest';
 import { apiError, reply, startMessagesServer, toolUse, type MessagesServer } from '../fakes/messages-server.js';
 import { freePort } from '../helpers/global-setup.js';
-import { startWorker, testClient, uniqueQueue, waitFor, workerEnv } from '../helpers/env.js';
+import { sandboxName, startWorker, testClient, uniqueQueue, waitFor, workerEnv } from '../helpers/env.js';
 import { runTandem, VERBS } from '../helpers/cli.js';
 
 let client: Client;
@@ -103,7 +103,7 @@ describe('start, ls, show', () => {
     expect(shown.usage.input_tokens).toBeGreaterThan(0);
     expect(shown.cost_usd).toBeCloseTo((shown.usage.input_tokens * 2 + shown.usage.output_tokens * 10) / 1e6, 9);
     expect(shown.sandboxes).toHaveLength(1);
-    expect(shown.sandboxes[0].name).toBe(`tandem-${started.id}`);
+    expect(shown.sandboxes[0].name).toBe(sandboxName(started.id));
 
     const human = await tandem(['show', started.id]);
     expect(human.code).toBe(0);

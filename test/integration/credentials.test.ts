@@ -10,12 +10,11 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readHistory } from '../../src/client/log.js';
-import { sandboxNames } from '../../src/activities/sandbox/docker.js';
 import { Vault, VaultError } from '../../src/vault/index.js';
 import type { RepositoryResource } from '../../src/shared/types.js';
 import { startGitServer, type GitServer } from '../fakes/git-server.js';
 import { reply, toolUse } from '../fakes/messages-server.js';
-import { historyText, runCli, sessionEvents, startSession, testAgent, toolResults, useHarness, waitFor, waitIdle } from '../helpers/env.js';
+import { historyText, runCli, sessionEvents, startSession, testAgent, toolResults, useHarness, waitFor, waitIdle, sandboxName } from '../helpers/env.js';
 
 const docker = new Docker();
 // A regular expression that matches the canary without containing it, so a command that searches for it does
@@ -50,7 +49,7 @@ describe('git resources through the credential proxy', () => {
       reply(toolUse('bash', { command: 'env' }, 'tu_env')),
       reply(toolUse('bash', { command: "for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do tr '\\0' '\\n' < $f; done 2>/dev/null; echo procs-read" }, 'tu_proc')),
       reply(toolUse('bash', { command: `cd ${repo} && git config --list --show-origin && cat .git/config` }, 'tu_gitconfig')),
-      reply(toolUse('bash', { command: 'cat ~/.git-credentials; ls -la ~ /run/tandem-gateway; cat ~/.gitconfig; true' }, 'tu_creds')),
+      reply(toolUse('bash', { command: 'cat ~/.git-credentials; ls -la ~ /run/tandem-host; cat ~/.gitconfig; true' }, 'tu_creds')),
       reply(
         toolUse(
           'bash',
@@ -99,11 +98,11 @@ describe('git resources through the credential proxy', () => {
     expect(git.requests.every((r) => r.authorized)).toBe(true);
 
     // The container's spec holds no trace: environment, mounts, command.
-    const info = await docker.getContainer(sandboxNames(handle.workflowId).container).inspect();
+    const info = await docker.getContainer(sandboxName(handle.workflowId)).inspect();
     expect(JSON.stringify(info)).not.toContain(canary);
     expect(info.Config.Env.join('\n')).not.toMatch(/token|secret/i);
     expect(info.HostConfig.NetworkMode).toBe('none');
-    expect(info.Mounts.find((m) => m.Destination === '/run/tandem-gateway')?.RW).toBe(false);
+    expect(info.Mounts.find((m) => m.Destination === '/run/tandem-host')?.RW).toBe(false);
 
     // Neither does the history: every payload of every event, as text.
     const history = await readHistory(h.client, handle.workflowId);

@@ -8,7 +8,6 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { apiError, reply, text, toolUse, type PlainStep, type RecordedRequest } from '../fakes/messages-server.js';
 import { readHistory } from '../../src/client/log.js';
-import { sandboxNames } from '../../src/activities/sandbox/docker.js';
 import type { SessionEvent } from '../../src/shared/events.js';
 import type { AgentDefinition } from '../../src/shared/types.js';
 import {
@@ -21,6 +20,7 @@ import {
   runCli,
   recordSession,
   waitIdle,
+  sandboxName,
 } from '../helpers/env.js';
 
 const docker = new Docker();
@@ -134,7 +134,7 @@ describe('delegation to sub-agents', () => {
     // Fresh sandboxes are removed with the child that used them.
     for (const id of childIds) {
       await waitFor(
-        () => docker.getContainer(sandboxNames(id).container).inspect().then(() => 'exists', () => 'gone'),
+        () => docker.getContainer(sandboxName(id)).inspect().then(() => 'exists', () => 'gone'),
         (s) => s === 'gone',
         30_000,
         'child container removal',
@@ -173,9 +173,9 @@ describe('delegation to sub-agents', () => {
     const parentRuns = (await h.tandem.getEvents(handle.workflowId)).filter((e) => e.type === 'agent.tool_result' && e.container_id);
     const childRuns = (await h.tandem.getEvents(childId)).filter((e) => e.type === 'agent.tool_result' && e.container_id);
     expect(new Set([...parentRuns, ...childRuns].map((e) => e.container_id)).size).toBe(1);
-    const info = await docker.getContainer(sandboxNames(handle.workflowId).container).inspect();
+    const info = await docker.getContainer(sandboxName(handle.workflowId)).inspect();
     expect(info.State.Running).toBe(true);
-    await expect(docker.getContainer(sandboxNames(childId).container).inspect()).rejects.toThrow();
+    await expect(docker.getContainer(sandboxName(childId)).inspect()).rejects.toThrow();
     // The parent's own tool call ran only after the child had ended.
     const [childSpan] = await executeSpans(childId);
     const parentSpans = await executeSpans(handle.workflowId);
@@ -210,7 +210,7 @@ describe('delegation to sub-agents', () => {
     const handle = await startSession(h.client, h.queue, { agent: lead([worker('sleeper')]) }, 'start a long job');
     const childId = await firstChild(handle);
     await waitFor(
-      () => docker.getContainer(sandboxNames(childId!).container).top().then((t) => JSON.stringify(t.Processes), () => ''),
+      () => docker.getContainer(sandboxName(childId!)).top().then((t) => JSON.stringify(t.Processes), () => ''),
       (ps) => ps.includes('sleep 120'),
       60_000,
       "the child's tool call",
@@ -322,7 +322,7 @@ describe('delegation to sub-agents', () => {
     scripts.set('build-task', [reply(toolUse('bash', { command: 'sleep 4; echo build-ok' }, 'tu_make')), reply('build-ok reported')]);
     const handle = await startSession(h.client, h.queue, { agent: lead([worker('builder')]) }, 'build');
     const childId = await firstChild(handle);
-    const container = docker.getContainer(sandboxNames(childId!).container);
+    const container = docker.getContainer(sandboxName(childId!));
     // Kill it while the tool call runs in it.
     await waitFor(
       () => container.top().then((t) => JSON.stringify(t.Processes), () => ''),

@@ -17,12 +17,11 @@ import Docker from 'dockerode';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Gateway } from '../../src/activities/sandbox/gateway.js';
-import { sandboxNames } from '../../src/activities/sandbox/docker.js';
 import { loadAgentFile } from '../../src/config/agent.js';
 import type { RepositoryResource, SandboxRef } from '../../src/shared/types.js';
 import { GIT_ENV } from '../fakes/git-server.js';
 import { reply, toolUse } from '../fakes/messages-server.js';
-import { sessionEvents, startSession, toolResults, useHarness, waitIdle } from '../helpers/env.js';
+import { sessionEvents, startSession, toolResults, useHarness, waitIdle, sandboxName } from '../helpers/env.js';
 
 const exec = promisify(execFile);
 const docker = new Docker();
@@ -227,7 +226,7 @@ describe('a session with a local repository in its agent file', () => {
             command:
               `base=$(git -C ${repo} remote get-url origin | sed 's#/0/app.git$##'); ` +
               `for p in 1/private.git 0/private.git 0/..%2Fprivate.git; do git ls-remote "$base/$p" 2>&1; done; ` +
-              `cat ${unnamed}/SECRET.md 2>&1; ls ${hostDir} 2>&1; ls /run/tandem-gateway; echo probes-done`,
+              `cat ${unnamed}/SECRET.md 2>&1; ls ${hostDir} 2>&1; ls /run/tandem-host; echo probes-done`,
           },
           'tu_probe',
         ),
@@ -265,10 +264,10 @@ describe('a session with a local repository in its agent file', () => {
     const events = await sessionEvents(h.client, handle);
     expect(JSON.stringify(events)).not.toContain(marker);
 
-    const info = await docker.getContainer(sandboxNames(handle.workflowId).container).inspect();
+    const info = await docker.getContainer(sandboxName(handle.workflowId)).inspect();
     expect(info.HostConfig.NetworkMode).toBe('none');
-    expect(info.Mounts.map((m) => m.Destination).sort()).toEqual(['/run/tandem-gateway', '/workspace']);
-    expect(info.Mounts.find((m) => m.Destination === '/run/tandem-gateway')?.RW).toBe(false);
+    expect(info.Mounts.map((m) => m.Destination).sort()).toEqual(['/run/tandem-host', '/workspace']);
+    expect(info.Mounts.find((m) => m.Destination === '/run/tandem-host')?.RW).toBe(false);
     expect(JSON.stringify(info)).not.toContain(hostDir);
     await handle.cancel();
   });

@@ -14,7 +14,6 @@ import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readHistory } from '../../src/client/log.js';
 import { McpHub } from '../../src/activities/mcp.js';
-import { sandboxNames } from '../../src/activities/sandbox/docker.js';
 import { Signals } from '../../src/shared/names.js';
 import type { AgentDefinition, McpServerConfig } from '../../src/shared/types.js';
 import { Vault } from '../../src/vault/index.js';
@@ -31,6 +30,7 @@ import {
   waitFor,
   waitIdle,
   historyText,
+  sandboxName,
 } from '../helpers/env.js';
 
 // The worker of this file reads this vault (createWorker's default `new Vault()` follows TANDEM_VAULT_FILE).
@@ -216,7 +216,7 @@ describe('MCP tools through the harness', () => {
     expect(lines[0]).toBe('0'); // no environment variable holds it
     expect(lines.at(-1)).toMatch(/^grep-status=[12]$/); // 1: no match; 2: some file was unreadable, still no match
     expect(lines.filter((l) => l.startsWith('/'))).toEqual([]);
-    const info = await docker.getContainer(sandboxNames(handle.workflowId).container).inspect();
+    const info = await docker.getContainer(sandboxName(handle.workflowId)).inspect();
     expect(JSON.stringify(info.Config.Env)).not.toContain(CANARY);
     expect(JSON.stringify(info)).not.toContain(CANARY);
 

@@ -1,11 +1,11 @@
 /**
  * The hands: tool calls in real, hardened Docker containers driven by the real session workflow.
  */
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { reply, toolUse, text } from '../fakes/messages-server.js';
 import { readHistory } from '../../src/client/log.js';
-import { createSandboxActivities, sandboxNames } from '../../src/activities/sandbox/docker.js';
 import { reapClosedSessions } from '../../src/worker.js';
 import { loadRuntimeConfig, sandboxScope } from '../../src/config/env.js';
 import { Signals } from '../../src/shared/names.js';
@@ -20,15 +20,14 @@ import {
   useHarness,
   waitIdle,
   workerEnv,
+  sandboxName,
 } from '../helpers/env.js';
 
 const docker = new Docker();
 const h = useHarness('tools', { assertDone: true, record: 'tools' });
 
 async function cleanup(sessionId: string): Promise<void> {
-  const names = sandboxNames(sessionId);
-  await docker.getContainer(names.container).remove({ force: true }).catch(() => undefined);
-  await docker.getVolume(names.volume).remove().catch(() => undefined);
+  await h.worker.hands.activities.removeSandbox({ session_id: sessionId, config: {} });
 }
 
 describe('tools in a real container', () => {
@@ -56,7 +55,7 @@ describe('tools in a real container', () => {
     expect(results.get('tu_glob')?.content).toContain('a.txt');
     expect(results.get('tu_grep')?.content).toContain('a.txt');
     // The file is really in the session's workspace volume.
-    const container = docker.getContainer(sandboxNames(handle.workflowId).container);
+    const container = docker.getContainer(sandboxName(handle.workflowId));
     const exec = await container.exec({ Cmd: ['cat', '/workspace/notes/a.txt'], AttachStdout: true, AttachStderr: true });
     const stream = await exec.start({});
     const chunks: Buffer[] = [];
@@ -73,10 +72,10 @@ describe('tools in a real container', () => {
   });
 
   it('provisions a container with every hardening setting', async () => {
-    h.model.push(reply(toolUse('bash', { command: 'id -u' }, 'tu_id')), reply('ok'));
+    h.model.push(reply(toolUse('bash', { command: 'id -u; ulimit -n' }, 'tu_id')), reply('ok'));
     const handle = await startSession(h.client, h.queue, {}, 'who am i');
     await waitIdle(handle, 'end_turn', 2);
-    const info = await docker.getContainer(sandboxNames(handle.workflowId).container).inspect();
+    const info = await docker.getContainer(sandboxName(handle.workflowId)).inspect();
     const hc = info.HostConfig;
     expect(hc.CapDrop).toEqual(['ALL']);
     expect(hc.SecurityOpt).toContain('no-new-privileges:true');
@@ -89,9 +88,14 @@ describe('tools in a real container', () => {
     expect(hc.MemorySwap).toBe(hc.Memory);
     expect(hc.NanoCpus).toBe(1e9);
     expect(info.Config.User).toBe('1000:1000');
-    expect(info.Mounts.some((m) => m.Destination === '/workspace' && m.Type === 'volume')).toBe(true);
+    const workspace = info.Mounts.find((m) => m.Destination === '/workspace');
+    expect(workspace?.Type).toBe(h.worker.hands.slots.mode === 'quota' ? 'bind' : 'volume');
+    // The host's control directory (toolbox channel, gateway sockets) is read-only for the sandbox.
+    expect(info.Mounts.find((m) => m.Destination === '/run/tandem-host')).toMatchObject({ Type: 'bind', RW: false });
     expect(info.Mounts.some((m) => m.Source.includes('docker.sock'))).toBe(false);
-    expect(toolResults(h.model.requests.at(-1)!).get('tu_id')?.content.trim()).toBe('1000');
+    expect(hc.Ulimits).toEqual([{ Name: 'nofile', Soft: 4096, Hard: 4096 }]);
+    expect(hc.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '2' } });
+    expect(toolResults(h.model.requests.at(-1)!).get('tu_id')?.content.trim()).toBe('1000\n4096');
     await handle.cancel();
   });
 
@@ -102,14 +106,14 @@ describe('tools in a real container', () => {
       reply('finished'),
     );
     const handle = await startSession(h.client, h.queue, {}, 'long job');
-    const names = sandboxNames(handle.workflowId);
+    const name = sandboxName(handle.workflowId);
     // Wait until the long call is running, then kill the container under it.
     await h.model.waitForRequests(h.model.requests.length + 2, 30_000);
-    const first = await waitFor(() => docker.getContainer(names.container).inspect(), (i) => i.State.Running, 30_000);
+    const first = await waitFor(() => docker.getContainer(name).inspect(), (i) => i.State.Running, 30_000);
     await new Promise((r) => setTimeout(r, 1500));
-    await docker.getContainer(names.container).kill();
+    await docker.getContainer(name).kill();
     const state = await waitIdle(handle, 'end_turn', 3, 120_000);
-    const second = await docker.getContainer(names.container).inspect();
+    const second = await docker.getContainer(name).inspect();
     expect(second.Id).not.toBe(first.Id);
     expect(state.sandboxes[0]?.container_id).toBe(second.Id);
     const result = toolResults(h.model.requests.at(-1)!).get('tu_long');
@@ -227,18 +231,22 @@ describe('tools in a real container', () => {
     h.model.push(reply(toolUse('bash', { command: 'true' }, 'tu_true')), reply('ok'));
     const handle = await startSession(h.client, h.queue, {}, 'then terminate');
     await waitIdle(handle, 'end_turn', 2);
-    const names = sandboxNames(handle.workflowId);
-    expect((await docker.getContainer(names.container).inspect()).State.Running).toBe(true);
+    const name = sandboxName(handle.workflowId);
+    expect((await docker.getContainer(name).inspect()).State.Running).toBe(true);
     await handle.terminate('test');
-    const { removeSandbox } = createSandboxActivities({ docker, settings: { image: 'tandem-sandbox:latest', outputCap: 30_000 } });
-    // Another deployment on the same Docker host leaves it alone; this one removes it.
-    expect(await reapClosedSessions(docker, h.client, removeSandbox, 'other-namespace@elsewhere:7233')).toEqual([]);
     const scope = sandboxScope(loadRuntimeConfig(workerEnv(h.queue, h.model.url)));
-    expect((await docker.getContainer(names.container).inspect()).Config.Labels['tandem.scope']).toBe(scope);
-    const removed = await reapClosedSessions(docker, h.client, removeSandbox, scope);
+    const { slots } = h.worker.hands;
+    const slot = slots.paths(handle.workflowId);
+    expect(existsSync(slot.dir)).toBe(true);
+    const { removeSandbox } = h.worker.hands.activities;
+    // Another deployment on the same Docker host leaves it alone; this one removes it.
+    expect(await reapClosedSessions(docker, h.client, removeSandbox, 'other-namespace@elsewhere:7233', slots)).toEqual([]);
+    expect((await docker.getContainer(name).inspect()).Config.Labels['tandem.scope']).toBe(scope);
+    const removed = await reapClosedSessions(docker, h.client, removeSandbox, scope, slots);
     expect(removed).toContain(handle.workflowId);
-    await expect(docker.getContainer(names.container).inspect()).rejects.toMatchObject({ statusCode: 404 });
-    await expect(docker.getVolume(names.volume).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    await expect(docker.getContainer(name).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    expect(existsSync(slot.dir)).toBe(false);
+    if (slots.mode === 'volume') await expect(docker.getVolume(slot.workspace).inspect()).rejects.toMatchObject({ statusCode: 404 });
   });
 
   it('bounds a huge output with head and tail and names the file that holds all of it', async () => {
@@ -282,8 +290,7 @@ describe('tools in a real container', () => {
     h.model.push(reply(toolUse('write', { file_path: '/workspace/x.txt', content: 'kept' }, 'tu_w')), reply('written'));
     const handle = await startSession(h.client, h.queue, { agent }, 'write');
     await waitIdle(handle, 'end_turn', 2);
-    const names = sandboxNames(handle.workflowId);
-    await waitFor(() => docker.getContainer(names.container).inspect(), (i) => !i.State.Running, 30_000, 'idle stop');
+    await waitFor(() => docker.getContainer(sandboxName(handle.workflowId)).inspect(), (i) => !i.State.Running, 30_000, 'idle stop');
     // The session records the stop when its stop activity completes, a moment after the engine reports it.
     await waitFor(() => sessionState(handle), (st) => st.sandboxes[0]?.state === 'stopped', 30_000, 'the session to record the stop');
     h.model.push(reply(toolUse('read', { file_path: '/workspace/x.txt' }, 'tu_r')), reply('read it'));

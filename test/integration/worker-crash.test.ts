@@ -6,7 +6,6 @@ import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import { startMessagesServer, reply, toolUse, type MessagesServer } from '../fakes/messages-server.js';
-import { sandboxNames } from '../../src/activities/sandbox/docker.js';
 import Docker from 'dockerode';
 import {
   sendMessage,
@@ -18,6 +17,7 @@ import {
   waitFor,
   spawnWorkerProcess,
   waitIdle,
+  sandboxName,
 } from '../helpers/env.js';
 
 let client: Client;
@@ -67,7 +67,7 @@ describe('worker crash', () => {
     expect(events.filter((e) => e.type === 'agent.tool_result')).toHaveLength(1);
     await handle.cancel();
     await waitFor(
-      () => new Docker().getContainer(sandboxNames(handle.workflowId).container).inspect().then(() => 'exists', () => 'gone'),
+      () => new Docker().getContainer(sandboxName(handle.workflowId)).inspect().then(() => 'exists', () => 'gone'),
       (s) => s === 'gone',
       30_000,
       'sandbox removal',

@@ -1,11 +1,12 @@
 /**
  * The hands: disposable, hardened Docker containers behind `provision` and `execute`. Containers are cattle: their
- * names and labels derive from the session ID, so any attempt on any worker can find, reuse or replace them. Tools
- * run inside the container through `docker exec` of the toolbox (sandbox/toolbox.mjs), which holds the persistent
- * shell; there is no network path into the sandbox.
+ * names and labels derive from the session ID (and the deployment's scope), so any attempt on any worker of the host
+ * can find, reuse or replace them. Each sandbox has a slot on the host (slot.ts): its workspace and a read-only
+ * control directory where this process listens for the toolbox (channel.ts), so a tool call is one message on a
+ * line that is already open, never a `docker exec`. Whatever comes back on that line is bounded and checked, and a
+ * sandbox that answers wrongly is replaced like a lost one.
  */
 import { createHash } from 'node:crypto';
-import { PassThrough } from 'node:stream';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type Docker from 'dockerode';
@@ -19,7 +20,9 @@ import type {
   SandboxInfo,
   SandboxRef,
 } from '../../shared/types.js';
-import { GATEWAY_MOUNT, needsGateway, remoteUrl, type Gateway, type GatewayMount } from './gateway.js';
+import { ChannelClosed, ToolboxChannels, type ToolboxLine } from './channel.js';
+import { needsGateway, remoteUrl, type Gateway, type GatewayMount } from './gateway.js';
+import { DEFAULT_DISK_MB, HOST_MOUNT, sandboxOwner, slotKey, Slots, type SandboxOwner, type Slot, type WorkspaceMode } from './slot.js';
 
 /** Label on every container and volume Tandem creates. */
 export const LABEL_MANAGED = 'tandem.managed';
@@ -29,9 +32,21 @@ export const LABEL_SESSION = 'tandem.session';
 export const LABEL_SCOPE = 'tandem.scope';
 
 const TOOLBOX = ['node', '/opt/tandem/toolbox.mjs'];
-/** The toolbox's own tmpfs: its socket and the full output of truncated results. */
+/** The toolbox's own tmpfs: the full output of truncated results. */
 const RUN_DIR = '/run/tandem';
 const SANDBOX_USER = '1000:1000';
+/** Where the toolbox may say a truncated result's full output is. */
+const OUTPUTS_DIR = `${RUN_DIR}/outputs/`;
+/** How long a new container's toolbox has to dial this process. */
+const TOOLBOX_START_MS = 20_000;
+/** How long a running container's toolbox has to dial a process that has not heard from it yet (it rescans every 2 s). */
+const TOOLBOX_REDIAL_MS = 5_000;
+/** A toolbox that does not answer a ping for this long while a call runs is mute, and its sandbox is replaced. */
+const PING_TIMEOUT_MS = 15_000;
+/** Open files per sandbox process. */
+const NOFILE = 4096;
+/** Docker keeps at most this much of a container's own output (the toolbox's log; anything written to its stdout). */
+const LOG_LIMIT = { 'max-size': '1m', 'max-file': '2' };
 
 /** Worker-level settings of the sandbox provider. */
 export interface SandboxSettings {
@@ -41,15 +56,25 @@ export interface SandboxSettings {
   runtime?: string;
   /** Output cap in characters for one tool result. */
   outputCap: number;
-  /** The deployment the sandboxes belong to (label `tandem.scope`): the reaper touches only its own. */
+  /**
+   * The deployment the sandboxes belong to (label `tandem.scope`): the reaper touches only its own, and names and
+   * slots hash it in, so two deployments on one Docker host never share a sandbox.
+   */
   scope?: string;
+  /** Directory of the sandboxes' slots on this host (default: {@link defaultHandsDir}). */
+  handsDir?: string;
+  /** `quota`: each workspace an ext4 image of `disk_mb`; `volume`: a Docker volume without a size limit. */
+  workspaceMode?: WorkspaceMode;
+  /** Workspace size when the agent names none (quota mode). */
+  diskMb?: number;
+  /** The engine's remap user when it runs with `userns-remap` (default `dockremap`, the user of `default`). */
+  usernsRemapUser?: string;
 }
 
-/** Deterministic, Docker-safe names of a session's container and workspace volume. */
-export function sandboxNames(sessionId: string): { container: string; volume: string } {
+/** Deterministic, Docker-safe name of a session's container in a deployment (`scope`). */
+export function sandboxNames(sessionId: string, scope = ''): { container: string } {
   const clean = sessionId.replace(/[^a-zA-Z0-9_.-]/g, '-').slice(0, 80);
-  const suffix = clean === sessionId ? '' : `-${createHash('sha256').update(sessionId).digest('hex').slice(0, 8)}`;
-  return { container: `tandem-${clean}${suffix}`, volume: `tandem-ws-${clean}${suffix}` };
+  return { container: `tandem-${clean}-${slotKey(scope, sessionId).slice(2, 10)}` };
 }
 
 /** Labels of a session's container and volume. */
@@ -61,31 +86,36 @@ function labels(ref: SandboxRef, settings: SandboxSettings): Record<string, stri
 export function containerSpec(
   ref: SandboxRef,
   settings: SandboxSettings,
+  slot: Pick<Slot, 'sock' | 'workspace'>,
   gateway?: GatewayMount,
 ): Docker.ContainerCreateOptions & { name: string } {
-  const names = sandboxNames(ref.session_id);
   const c: SandboxConfig = ref.config;
   const memory = (c.memory_mb ?? 1024) * 1024 * 1024;
   return {
-    name: names.container,
+    name: sandboxNames(ref.session_id, settings.scope).container,
     Image: c.image ?? settings.image,
     Cmd: [...TOOLBOX, 'serve'],
     User: SANDBOX_USER,
     WorkingDir: '/workspace',
-    // The toolbox keeps its socket and full outputs on a tmpfs of its own, so a full /tmp cannot silence it.
     // The gateway adds only loopback proxy addresses here: no secret is ever part of a container's spec.
-    Env: [`TANDEM_OUTPUT_CAP=${settings.outputCap}`, `TANDEM_RUN_DIR=${RUN_DIR}`, ...(gateway?.env ?? [])],
+    Env: [
+      `TANDEM_OUTPUT_CAP=${settings.outputCap}`,
+      `TANDEM_RUN_DIR=${RUN_DIR}`,
+      `TANDEM_HOST_DIR=${HOST_MOUNT}`,
+      ...(gateway?.env ?? []),
+    ],
     Labels: labels(ref, settings),
     NetworkDisabled: true,
     HostConfig: {
       Init: true,
       ReadonlyRootfs: true,
       // tmpfs pages count against the memory limit: keep /tmp well below it, so filling it cannot OOM the sandbox.
+      // The toolbox keeps full outputs on a tmpfs of its own, so a full /tmp cannot silence it.
       Tmpfs: {
         '/tmp': `rw,nosuid,nodev,size=${Math.max(16, Math.min(1024, Math.floor((c.memory_mb ?? 1024) / 4)))}m`,
         [RUN_DIR]: 'rw,nosuid,nodev,size=64m,uid=1000,gid=1000,mode=0700',
       },
-      Binds: [`${names.volume}:/workspace`, ...(gateway ? [`${gateway.hostDir}:${GATEWAY_MOUNT}:ro`] : [])],
+      Binds: [`${slot.workspace}:/workspace`, `${slot.sock}:${HOST_MOUNT}:ro`],
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges:true'],
       PidsLimit: c.pids_limit ?? 256,
@@ -94,6 +124,8 @@ export function containerSpec(
       NanoCpus: Math.round((c.cpu ?? 1) * 1e9),
       NetworkMode: 'none',
       Privileged: false,
+      Ulimits: [{ Name: 'nofile', Soft: NOFILE, Hard: NOFILE }],
+      LogConfig: { Type: 'json-file', Config: LOG_LIMIT },
       ...(settings.runtime ? { Runtime: settings.runtime } : {}),
     },
   };
@@ -107,69 +139,87 @@ function lost(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: Failure.SandboxLost, message, nonRetryable: false });
 }
 
-/** What a command run in a container printed, and its exit code. */
-export interface ExecOutcome {
+/** A tool's answer as the host accepts it from the toolbox. */
+interface ToolAnswer {
+  content: string;
+  is_error: boolean;
+  truncated: boolean;
+  output_path?: string;
+}
+
+/** The toolbox's answer to a call, checked: the result, or what is wrong with it (the toolbox is then replaced). */
+export function checkToolAnswer(answer: Record<string, unknown>, cap: number): ToolAnswer | string {
+  const r = answer.result as Record<string, unknown> | undefined;
+  if (typeof r !== 'object' || r === null || Array.isArray(r))
+    return typeof answer.error === 'string' ? `it refused the call: ${answer.error.slice(0, 200)}` : 'an answer without a result';
+  if (typeof r.content !== 'string') return 'a result whose content is not a string';
+  if (r.content.length > cap) return `a result of ${r.content.length} characters (the cap is ${cap})`;
+  if (typeof r.is_error !== 'boolean' || typeof r.truncated !== 'boolean') return 'a result without is_error or truncated';
+  const path = r.output_path;
+  if (path !== undefined && (typeof path !== 'string' || path.length > 300 || !path.startsWith(OUTPUTS_DIR) || path.includes('..')))
+    return 'a result with a bad output_path';
+  return { content: r.content, is_error: r.is_error, truncated: r.truncated, ...(path ? { output_path: path as string } : {}) };
+}
+
+/** What a program run in a sandbox printed (the last 64 KiB of each stream), and its exit code. */
+export interface RunOutcome {
+  exit: number;
   stdout: string;
   stderr: string;
-  exitCode: number | null;
 }
 
-/**
- * Runs a command in a container as the sandbox user, feeding `stdin`; resolves with its output and exit code (or
- * as soon as `signal` aborts).
- */
-export async function execInContainer(
-  docker: Docker,
-  container: Docker.Container,
-  cmd: string[],
-  stdin?: string | Buffer,
-  signal?: AbortSignal,
-): Promise<ExecOutcome> {
-  const exec = await container.exec({
-    Cmd: cmd,
-    User: SANDBOX_USER,
-    AttachStdin: stdin !== undefined,
-    AttachStdout: true,
-    AttachStderr: true,
-  });
-  const stream = await exec.start({ hijack: true, stdin: stdin !== undefined });
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const chunks: Buffer[] = [];
-  const errChunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  err.on('data', (c: Buffer) => errChunks.push(c));
-  docker.modem.demuxStream(stream, out, err);
-  const done = new Promise<void>((resolve) => {
-    stream.on('end', resolve);
-    stream.on('close', resolve);
-    stream.on('error', () => resolve());
-    signal?.addEventListener('abort', () => {
-      stream.destroy();
-      resolve();
-    });
-  });
-  if (stdin !== undefined) stream.end(stdin);
-  await done;
-  const inspected = await exec.inspect().catch(() => undefined);
-  return {
-    stdout: Buffer.concat(chunks).toString('utf8'),
-    stderr: Buffer.concat(errChunks).toString('utf8'),
-    exitCode: inspected?.ExitCode ?? null,
-  };
+/** Runs a program in the sandbox as the sandbox user, over its toolbox line. */
+export async function runInSandbox(line: ToolboxLine, argv: string[], stdin?: string, timeoutMs = 600_000): Promise<RunOutcome> {
+  const a = await line.request('run', { argv, ...(stdin !== undefined ? { stdin } : {}), timeout_ms: timeoutMs });
+  if (typeof a.exit !== 'number' || typeof a.stdout !== 'string' || typeof a.stderr !== 'string') {
+    line.cut(typeof a.error === 'string' ? `run refused: ${a.error.slice(0, 200)}` : 'a run answer of the wrong shape');
+    throw lost('the sandbox answered a command with something that is not its outcome');
+  }
+  return { exit: a.exit, stdout: a.stdout, stderr: a.stderr };
 }
 
-/** Creates the sandbox activities over a Docker client. */
-export function createSandboxActivities({
-  docker,
-  settings,
-  gateway,
-}: {
+/** A sandbox that runs, and the open line to its toolbox. */
+interface Running {
+  container: Docker.Container;
+  line: ToolboxLine;
+  /** Set when this call created the container. */
+  created?: SandboxInfo;
+}
+
+/** Default hands directory: `/var/lib/tandem/hands` for root, else `$TMPDIR/tandem-hands-<uid>`. */
+export function defaultHandsDir(): string {
+  const uid = process.getuid?.();
+  return uid === 0 ? '/var/lib/tandem/hands' : `${process.env.TMPDIR ?? '/tmp'}/tandem-hands-${uid ?? 'user'}`;
+}
+
+/** What the sandbox activities are built from. */
+export interface HandsDeps {
   docker: Docker;
   settings: SandboxSettings;
   /** Credential and egress proxies; sessions with repositories or limited egress need one. */
   gateway?: Gateway;
-}) {
+}
+
+/** Creates the sandbox activities over a Docker client. */
+export function createSandboxActivities(deps: HandsDeps) {
+  return createHands(deps).activities;
+}
+
+/** The hands of this host: the sandbox activities, the slots they keep, and a shutdown that closes their lines. */
+export function createHands({ docker, settings, gateway }: HandsDeps) {
+  const slots = new Slots(settings.handsDir ?? defaultHandsDir(), settings.scope ?? '', settings.workspaceMode ?? 'volume');
+  // A result is at most outputCap characters; as JSON, at most 6 bytes each (\uXXXX), plus room for a `run` answer.
+  const channels = new ToolboxChannels(Math.max(6 * settings.outputCap, 1024 * 1024) + 64 * 1024);
+  let owner: Promise<SandboxOwner> | undefined;
+  const sandboxUser = () =>
+    (owner ??= docker
+      .info()
+      .then((i: { SecurityOptions?: string[] }) => sandboxOwner(i.SecurityOptions ?? [], settings.usernsRemapUser))
+      .catch((err: unknown) => {
+        owner = undefined; // asked again next time (the engine may be restarting)
+        throw err;
+      }));
+
   const heartbeat = (details?: unknown) => {
     try {
       Context.current().heartbeat(details);
@@ -178,14 +228,16 @@ export function createSandboxActivities({
     }
   };
 
-  async function info(ref: SandboxRef, id: string, state: SandboxInfo['state']): Promise<SandboxInfo> {
-    const names = sandboxNames(ref.session_id);
-    return { name: names.container, container_id: id, image: ref.config.image ?? settings.image, volume: names.volume, state };
+  function info(ref: SandboxRef, id: string, state: SandboxInfo['state']): SandboxInfo {
+    const slot = slots.paths(ref.session_id);
+    return {
+      name: sandboxNames(ref.session_id, settings.scope).container,
+      container_id: id,
+      image: ref.config.image ?? settings.image,
+      volume: slots.mode === 'quota' ? slot.key : slot.workspace,
+      state,
+    };
   }
-
-  const run = (container: Docker.Container, cmd: string[], stdin?: string, signal?: AbortSignal) =>
-    execInContainer(docker, container, cmd, stdin, signal);
-
 
   /**
    * Waits (heartbeating) while the Docker engine does not answer, for up to two minutes: an engine restart should
@@ -209,22 +261,38 @@ export function createSandboxActivities({
     }
   }
 
-  /** Waits until the toolbox daemon answers, or fails with `Sandbox.Lost` after `timeoutMs`. */
-  async function waitReady(container: Docker.Container, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = await run(container, [...TOOLBOX, 'ping']).catch(() => undefined);
-      if (r?.exitCode === 0 && r.stdout.trim() === 'ok') return;
-      if (Date.now() > deadline) throw lost(`sandbox toolbox did not start: ${r?.stderr.trim() || 'no answer'}`);
-      await new Promise((res) => setTimeout(res, 100));
+  /** The slot of a sandbox, made ready: directories, this process's channel socket, the workspace mounted. */
+  async function prepareSlot(ref: SandboxRef, fresh: boolean): Promise<Slot> {
+    const explicitDisk = ref.config.disk_mb;
+    if (explicitDisk !== undefined && slots.mode !== 'quota')
+      throw ApplicationFailure.create({
+        type: Failure.SandboxProvisionFailed,
+        message:
+          `the sandbox asks for disk_mb ${explicitDisk}, but this hands host cannot limit workspaces ` +
+          '(TANDEM_WORKSPACE_QUOTA=off, or not root, or no loop devices); remove disk_mb or run the host as root',
+        nonRetryable: true,
+      });
+    const slot = slots.prepare(ref.session_id);
+    await channels.listen(slot.sock);
+    if (slots.mode === 'quota') await slots.mountWorkspace(slot, explicitDisk ?? settings.diskMb ?? DEFAULT_DISK_MB, await sandboxUser(), fresh);
+    if (slots.mode === 'volume') {
+      if (fresh) await docker.getVolume(slot.workspace).remove().catch(() => undefined);
+      await docker.createVolume({ Name: slot.workspace, Labels: labels(ref, settings) }).catch(() => undefined);
     }
+    return slot;
   }
 
   /**
-   * Finds the session's container running, or replaces it: a missing, exited, killed or stopped container is
-   * removed and a fresh one is created on the same workspace volume (unless the workspace is ephemeral).
+   * Finds the session's sandbox running with its toolbox on the line, or replaces it: a missing, exited, killed,
+   * paused or mute container is removed and a fresh one is created on the same workspace (unless the workspace is
+   * ephemeral).
    */
-  async function ensureRunning(ref: SandboxRef): Promise<{ container: Docker.Container; created?: SandboxInfo }> {
+  async function ensureRunning(ref: SandboxRef): Promise<Running> {
+    const sock = slots.paths(ref.session_id).sock;
+    // The common case: the toolbox of the running container is on the line already.
+    const open = await channels.anyLine(sock);
+    if (open) return { container: docker.getContainer(open.host), line: open };
+
     let mount: GatewayMount | undefined;
     if (needsGateway(ref)) {
       if (!gateway)
@@ -235,8 +303,8 @@ export function createSandboxActivities({
         });
       mount = await gateway.ensure(ref);
     }
-    const spec = containerSpec(ref, settings, mount);
-    const existing = docker.getContainer(spec.name);
+    const name = sandboxNames(ref.session_id, settings.scope).container;
+    const existing = docker.getContainer(name);
     const inspect = () =>
       existing.inspect().catch((err: unknown) => {
         if (dockerStatus(err) === 404) return undefined;
@@ -248,24 +316,23 @@ export function createSandboxActivities({
       return inspect();
     });
     if (inspected?.State.Running && !inspected.State.Paused) {
-      const container = docker.getContainer(inspected.Id);
-      // Checked once per container by this worker, and again after a shell was killed (the toolbox may then have
-      // swept every process, the forwarder included).
-      if (mount && !forwarding.has(inspected.Id)) await startForwarder(container, mount);
-      return { container };
+      // Running, but this process has no line to it yet (another process made it, or this one restarted): its
+      // toolbox dials the new socket within seconds. One that does not is mute and gets replaced.
+      await channels.listen(sock);
+      const line = await channels.connect(sock, inspected.Config.Hostname, TOOLBOX_REDIAL_MS);
+      if (line) {
+        if (mount) await forward(line, mount);
+        return { container: docker.getContainer(inspected.Id), line };
+      }
     }
     if (inspected) {
       await existing.remove({ force: true }).catch((err: unknown) => {
         if (dockerStatus(err) !== 404) throw err;
       });
-      if (ref.config.workspace === 'ephemeral')
-        await docker.getVolume(sandboxNames(ref.session_id).volume).remove().catch(() => undefined);
     }
     gateway?.checkRepositories(ref);
-    const names = sandboxNames(ref.session_id);
-    await docker
-      .createVolume({ Name: names.volume, Labels: labels(ref, settings) })
-      .catch(() => undefined);
+    const slot = await prepareSlot(ref, Boolean(inspected) && ref.config.workspace === 'ephemeral');
+    const spec = containerSpec(ref, settings, slot, mount);
     let container: Docker.Container;
     try {
       container = await docker.createContainer(spec);
@@ -277,52 +344,39 @@ export function createSandboxActivities({
         nonRetryable: dockerStatus(err) === 404, // image missing: run scripts/setup
       });
     }
-    await container.start();
-    await waitReady(container);
-    if (mount) {
-      try {
-        await startForwarder(container, mount);
-        await cloneRepositories(container, ref);
-      } catch (err) {
-        // Start afresh next attempt: a half-prepared container must not be found and reused.
-        await container.remove({ force: true }).catch(() => undefined);
-        throw err;
+    try {
+      await container.start();
+      const started = await container.inspect();
+      const line = await channels.connect(slot.sock, started.Config.Hostname, TOOLBOX_START_MS);
+      if (!line) throw lost(`the sandbox's toolbox did not come up within ${TOOLBOX_START_MS / 1000} s`);
+      if (mount) {
+        await forward(line, mount);
+        await cloneRepositories(line, ref);
       }
+      return { container, line, created: info(ref, container.id, 'running') };
+    } catch (err) {
+      // Start afresh next attempt: a half-prepared container must not be found and reused.
+      await container.remove({ force: true }).catch(() => undefined);
+      throw err;
     }
-    return { container, created: await info(ref, container.id, 'running') };
   }
 
-  /** Containers whose gateway forwarder this worker has seen running. */
-  const forwarding = new Set<string>();
-
-  /** Starts the in-container forwarder of the gateway's ports (detached) and waits until they accept connections. */
-  async function startForwarder(container: Docker.Container, mount: GatewayMount): Promise<void> {
-    const id = container.id;
-    if (forwarding.size > 10_000) forwarding.clear(); // ids of long-gone containers: checking again is cheap
-    const ports = mount.forwarder.slice(2).map((a) => a.split('=')[0]!);
-    const check = () => run(container, ['node', `${GATEWAY_MOUNT}/forward.mjs`, '--check', ...ports]);
-    if ((await check()).exitCode === 0) return void forwarding.add(id);
-    const exec = await container.exec({ Cmd: mount.forwarder, User: SANDBOX_USER, AttachStdout: false, AttachStderr: false });
-    await exec.start({ Detach: true });
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const r = await check();
-      if (r.exitCode === 0) return void forwarding.add(id);
-      if (Date.now() > deadline) throw lost(`the sandbox's gateway forwarder did not start on ports ${ports.join(', ')}`);
-      await new Promise((res) => setTimeout(res, 100));
-    }
+  /** Has the toolbox relay the gateway's proxy ports (idempotent; the relay lives in the toolbox process). */
+  async function forward(line: ToolboxLine, mount: GatewayMount): Promise<void> {
+    const a = await line.request('forward', { ports: mount.ports });
+    if (a.ok !== true) throw lost(`the sandbox could not relay the gateway's ports: ${String(a.error ?? 'no answer').slice(0, 200)}`);
   }
 
   /**
    * Clones the session's repositories through the credential proxy, or points an existing clone (on the
    * persistent workspace) at the current phantom token.
    */
-  async function cloneRepositories(container: Docker.Container, ref: SandboxRef): Promise<void> {
+  async function cloneRepositories(line: ToolboxLine, ref: SandboxRef): Promise<void> {
     const token = await gateway!.token(ref);
     for (const [i, repo] of (ref.resources ?? []).entries()) {
       const path = repositoryPath(repo);
       const url = remoteUrl(token, i, repo);
-      const exists = (await run(container, ['test', '-d', `${path}/.git`])).exitCode === 0;
+      const exists = (await runInSandbox(line, ['test', '-d', `${path}/.git`])).exit === 0;
       const steps: string[][] = exists
         ? [['git', '-C', path, 'remote', 'set-url', 'origin', url]]
         : [
@@ -337,11 +391,12 @@ export function createSandboxActivities({
             ...(repo.checkout?.type === 'commit' ? [['git', '-C', path, 'checkout', '--quiet', '--detach', repo.checkout.sha]] : []),
           ];
       for (const cmd of steps) {
-        const r = await run(container, cmd);
-        if (r.exitCode !== 0)
+        heartbeat({ phase: 'clone', repository: repo.url });
+        const r = await runInSandbox(line, cmd);
+        if (r.exit !== 0)
           throw ApplicationFailure.create({
             type: Failure.SandboxResourceFailed,
-            message: `could not ${exists ? 'update' : 'clone'} ${repo.url} into ${path}: ${r.stderr.trim().split('\n').slice(-3).join(' ').replaceAll(token, '***') || `exit ${r.exitCode}`}`,
+            message: `could not ${exists ? 'update' : 'clone'} ${repo.url} into ${path}: ${r.stderr.trim().split('\n').slice(-3).join(' ').replaceAll(token, '***').slice(0, 1000) || `exit ${r.exit}`}`,
           });
       }
     }
@@ -362,7 +417,42 @@ export function createSandboxActivities({
   async function provision(ref: SandboxRef): Promise<ProvisionResult> {
     const started = Date.now();
     const { container, created } = await beating({ phase: 'provision' }, () => ensureRunning(ref));
-    return { sandbox: created ?? (await info(ref, container.id, 'running')), duration_ms: Date.now() - started };
+    return { sandbox: created ?? info(ref, container.id, 'running'), duration_ms: Date.now() - started };
+  }
+
+  /**
+   * Why a call got no good answer, as a `Sandbox.Lost` once the container is out of the way: it stopped, was
+   * paused or removed, or it runs but broke the protocol or stopped answering (then it is killed, and replaced by
+   * the next attempt; the workspace stays).
+   */
+  async function lostDuring(container: Docker.Container, line: ToolboxLine, tool: string, failure: unknown): Promise<ApplicationFailure> {
+    line.close();
+    const id = container.id.slice(0, 12);
+    if (failure instanceof ChannelClosed && failure.violation) {
+      await container.kill().catch(() => undefined);
+      return lost(`sandbox container ${id} ${failure.message} during ${tool}, and was replaced`);
+    }
+    // A killed container can still read as running for a moment.
+    let state: Docker.ContainerInspectInfo['State'] | undefined;
+    for (let i = 0; i < 15; i++) {
+      state = await container.inspect().then((i) => i.State, () => undefined);
+      if (!state?.Running || state.Paused) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    if (!state?.Running || state.Paused) {
+      const why = !state
+        ? 'was removed'
+        : state.Paused
+          ? 'was paused'
+          : state.OOMKilled
+            ? 'was OOM-killed'
+            : `exited (code ${state.ExitCode})`;
+      return lost(`sandbox container ${id} ${why} during ${tool}`);
+    }
+    // It runs but its toolbox cannot answer (for example every process slot is taken): the sandbox is broken, so
+    // it is replaced, like a lost one.
+    await container.kill().catch(() => undefined);
+    return lost(`sandbox container ${id} stopped answering during ${tool} and was replaced`);
   }
 
   /** Runs one tool call in the session's sandbox and returns its (bounded) string output. */
@@ -380,70 +470,47 @@ export function createSandboxActivities({
     const callId = ctx
       ? `${input.tool_use_id}.${createHash('sha256').update(`${ctx.info.workflowExecution?.runId}/${ctx.info.activityId}`).digest('hex').slice(0, 10)}`
       : input.tool_use_id;
-    const { container, created } = await beating({ phase: 'provision' }, () => ensureRunning(input.sandbox));
-    // Every 2 s: heartbeat (which carries cancellation), and check that the container still runs: a paused or
-    // dead container would otherwise hold the call until its timeout.
-    // A call that outlives its own timeout by 30 s means the sandbox no longer answers (for example a fork bomb
-    // took every process slot): it is abandoned and the container replaced.
+    const { container, line, created } = await beating({ phase: 'provision' }, () => ensureRunning(input.sandbox));
+    // Every 2 s: heartbeat (which carries cancellation), check that the container still runs (a paused container
+    // would otherwise hold the call until its timeout) and that the toolbox still answers a ping: a toolbox that
+    // does not (it hangs, or what holds the line is not a toolbox) is given up within PING_TIMEOUT_MS. A call that
+    // outlives its own timeout by 30 s is abandoned too. Either way the container is replaced.
     const gone = new AbortController();
     const timeoutMs = input.name === 'bash' ? Math.min(Number(input.input.timeout_ms) || 120_000, 600_000) : 60_000;
     const deadline = Date.now() + timeoutMs + 30_000;
+    let lastPong = Date.now();
+    let pinging = false;
     const beat = setInterval(() => {
       heartbeat({ tool: input.name });
-      if (Date.now() > deadline) gone.abort();
+      if (Date.now() > deadline || Date.now() - lastPong > PING_TIMEOUT_MS) gone.abort();
       void container.inspect().then(
         (i) => (!i.State.Running || i.State.Paused) && gone.abort(),
         () => gone.abort(),
       );
+      if (pinging) return;
+      pinging = true;
+      void line.request('ping', {}, gone.signal).then(
+        (a) => (a.ok === true ? (lastPong = Date.now()) : line.cut('a ping answered with something else')),
+        () => undefined,
+      ).finally(() => (pinging = false));
     }, 2000);
-    const onCancel = () => {
-      void run(container, [...TOOLBOX, 'cancel', callId]).catch(() => undefined);
-    };
+    const onCancel = () => void line.request('cancel', { id: callId }).catch(() => undefined);
     ctx?.cancellationSignal.addEventListener('abort', onCancel);
     try {
       heartbeat({ tool: input.name });
-      const request = JSON.stringify({ id: callId, name: input.name, input: input.input });
-      const outcome = await run(container, [...TOOLBOX, 'call'], request, gone.signal).catch((err: unknown) => {
-        if (dockerStatus(err) === 404 || dockerStatus(err) === 409) return undefined;
-        throw err;
-      });
+      const answer = await line
+        .request('call', { call: { id: callId, name: input.name, input: input.input } }, gone.signal)
+        .catch((err: unknown) => err as Error);
       if (ctx?.cancellationSignal.aborted) throw new CancelledFailure('tool call cancelled');
-      const line = outcome?.exitCode === 0 && !gone.signal.aborted ? outcome.stdout.trim().split('\n').pop() : undefined;
-      if (!line) {
-        // The exec ended without a result. A killed container can still read as running for a moment.
-        let state: Docker.ContainerInspectInfo['State'] | undefined;
-        for (let i = 0; i < 15; i++) {
-          state = await container.inspect().then((info) => info.State, () => undefined);
-          if (!state?.Running || state.Paused) break;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-        if (!state?.Running || state.Paused) {
-          const why = !state
-            ? 'was removed'
-            : state.Paused
-              ? 'was paused'
-              : state.OOMKilled
-                ? 'was OOM-killed'
-                : `exited (code ${state.ExitCode})`;
-          throw lost(`sandbox container ${container.id.slice(0, 12)} ${why} during ${input.name}`);
-        }
-        // The container runs but its toolbox cannot answer (for example every process slot is taken): the
-        // sandbox is broken, so it is replaced, like a lost one. The workspace volume stays.
-        await container.kill().catch(() => undefined);
-        throw lost(
-          `sandbox container ${container.id.slice(0, 12)} stopped answering during ${input.name} and was replaced ` +
-            `(toolbox exit ${outcome?.exitCode}: ${outcome?.stderr.trim().split('\n')[0]?.slice(0, 300) ?? ''})`,
-        );
+      if (answer instanceof Error) throw await lostDuring(container, line, input.name, answer);
+      const r = checkToolAnswer(answer, settings.outputCap);
+      if (typeof r === 'string') {
+        line.cut(r);
+        throw await lostDuring(container, line, input.name, line.closed);
       }
-      const r = JSON.parse(line) as { content: string; is_error: boolean; truncated?: boolean; output_path?: string };
-      if (r.is_error && input.name === 'bash' && /timed out|cancelled|shell exited/.test(r.content))
-        forwarding.delete(container.id);
       const denied = input.sandbox.config.network?.policy === 'limited' ? gateway?.drainDenials(input.sandbox.session_id) : undefined;
       return {
-        content: r.content,
-        is_error: r.is_error,
-        truncated: r.truncated === true,
-        ...(r.output_path ? { output_path: r.output_path } : {}),
+        ...r,
         container_id: container.id,
         ...(created ? { provisioned: created } : {}),
         duration_ms: Date.now() - started,
@@ -457,25 +524,31 @@ export function createSandboxActivities({
 
   /** Stops an idle session's container; the next tool call brings a fresh one on the same workspace. */
   async function stopSandbox(ref: SandboxRef): Promise<void> {
+    const slot = slots.paths(ref.session_id);
+    (await channels.anyLine(slot.sock))?.close();
     await docker
-      .getContainer(sandboxNames(ref.session_id).container)
+      .getContainer(sandboxNames(ref.session_id, settings.scope).container)
       .stop({ t: 2 })
       .catch((err: unknown) => {
         if (dockerStatus(err) !== 404 && dockerStatus(err) !== 304) throw err;
       });
+    await slots.unmountWorkspace(slot);
   }
 
-  /** Removes a session's container and workspace volume (the session has ended). */
+  /** Removes a session's container, workspace and slot (the session has ended). */
   async function removeSandbox(ref: SandboxRef): Promise<void> {
-    const names = sandboxNames(ref.session_id);
+    const name = sandboxNames(ref.session_id, settings.scope).container;
+    const slot = slots.paths(ref.session_id);
     // 404: already gone; 409: a removal is already in progress (the reaper, or another attempt).
     const gone = (err: unknown) => {
       if (dockerStatus(err) !== 404 && dockerStatus(err) !== 409) throw err;
     };
-    await docker.getContainer(names.container).remove({ force: true }).catch(gone);
-    await waitRemoved(names.container);
-    await docker.getVolume(names.volume).remove().catch(gone);
+    await docker.getContainer(name).remove({ force: true }).catch(gone);
+    await waitRemoved(name);
+    await channels.close(slot.sock);
     gateway?.close(ref.session_id);
+    if (slots.mode === 'volume') await docker.getVolume(slot.workspace).remove().catch(gone);
+    await slots.remove(ref.session_id);
   }
 
   async function waitRemoved(name: string): Promise<void> {
@@ -486,5 +559,5 @@ export function createSandboxActivities({
     }
   }
 
-  return { provision, execute, stopSandbox, removeSandbox };
+  return { activities: { provision, execute, stopSandbox, removeSandbox }, slots, shutdown: () => channels.closeAll() };
 }

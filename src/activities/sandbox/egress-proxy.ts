@@ -12,7 +12,7 @@ import * as net from 'node:net';
 import type { EgressDenial, SandboxRef } from '../../shared/types.js';
 import { hostAllowed, isInternalAddress } from './address-policy.js';
 import { boundDenial, type DenialLog } from './egress-denials.js';
-import { bound, Slots, type GatewayLimits } from './gateway-limits.js';
+import { bound, Allowance, type GatewayLimits } from './gateway-limits.js';
 import { rawAnswer, refuse, startAnswer } from './http-answer.js';
 
 /** What the egress proxy reads of its session at each request, and where it records refusals. */
@@ -28,14 +28,14 @@ function shown(host: string): string {
 
 /** The egress proxy of one session. */
 class EgressProxy {
-  private readonly active: Slots;
+  private readonly active: Allowance;
 
   constructor(
     private readonly s: EgressProxySession,
     private readonly hostMap: Record<string, string> | undefined,
     private readonly limits: GatewayLimits,
   ) {
-    this.active = new Slots(limits.egressRequests);
+    this.active = new Allowance(limits.egressRequests);
   }
 
   private deny(host: string, port: number, method: string): void {

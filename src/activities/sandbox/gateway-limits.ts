@@ -55,8 +55,8 @@ export const DEFAULT_GATEWAY_LIMITS: Readonly<GatewayLimits> = {
   denials: 100,
 };
 
-/** A count of things in use, up to `max`: `take()` is false when none is left; `give()` returns one. */
-export class Slots {
+/** How many of a bounded thing are in use, up to `max`: `take()` is false when none is left. */
+export class Allowance {
   private used = 0;
 
   constructor(readonly max: number) {}
@@ -78,7 +78,7 @@ export class Slots {
     };
   }
 
-  /** Slots in use. */
+  /** Allowance in use. */
   get inUse(): number {
     return this.used;
   }

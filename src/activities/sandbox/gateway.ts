@@ -1,8 +1,8 @@
 /**
  * The sandbox's only ways out, run by the worker on the host: a credential proxy for git and an egress proxy that
- * enforces an allow-list. Both listen on unix sockets in a per-session host directory that is bind-mounted
- * read-only into the session's container (which has no network); a forwarder inside the container
- * (sandbox/forward.mjs) relays loopback TCP ports to them.
+ * enforces an allow-list. Both listen on unix sockets in the session's slot (slot.ts): its `sock/` directory is
+ * bind-mounted read-only into the session's container (which has no network), and the toolbox relays loopback TCP
+ * ports to them (its `forward` request).
  *
  * This file is the gateway's lifecycle: which proxies a session gets, where their sockets and state live, and how a
  * worker starts, takes over and stops them. What each proxy does is in its own file: git-proxy.ts (the credential
@@ -11,13 +11,11 @@
  * (the bounded record of refusals), and gateway-limits.ts (what a session may hold on the host). Their exports are
  * re-exported here, so callers import the gateway from one place.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type * as http from 'node:http';
-import { chmodSync, copyFileSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ApplicationFailure } from '@temporalio/common';
 import { Failure } from '../../shared/failures.js';
 import { isLocalRepository, repositoryName, secretNames } from '../../shared/repositories.js';
@@ -28,11 +26,12 @@ import { createEgressProxy } from './egress-proxy.js';
 import { DEFAULT_GATEWAY_LIMITS, type GatewayLimits } from './gateway-limits.js';
 import { createGitProxy } from './git-proxy.js';
 import { localProblem } from './local-repository.js';
+import { HOST_MOUNT, Slots, type Slot } from './slot.js';
 
 export { classifyAddress, hostAllowed, isInternalAddress, isLoopback, ownAddresses, parseAddress } from './address-policy.js';
 export type { AddressClass } from './address-policy.js';
 export { boundDenial, DenialLog, MAX_DENIAL_HOST, MAX_DENIALS } from './egress-denials.js';
-export { DEFAULT_GATEWAY_LIMITS, Slots } from './gateway-limits.js';
+export { Allowance, DEFAULT_GATEWAY_LIMITS } from './gateway-limits.js';
 export type { GatewayLimits } from './gateway-limits.js';
 export { startAnswer, upstreamStatus } from './http-answer.js';
 export { localProblem, relayCgiOutput, serveLocal } from './local-repository.js';
@@ -52,23 +51,16 @@ export {
 export const GIT_PORT = 47011;
 /** Loopback port of the egress proxy inside the container. */
 export const EGRESS_PORT = 47012;
-/** Where the per-session gateway directory is mounted in the container (read-only). */
-export const GATEWAY_MOUNT = '/run/tandem-gateway';
-const FORWARDER = fileURLToPath(new URL('../../../sandbox/forward.mjs', import.meta.url));
-
 /** Worker-level settings of the gateway. */
 export interface GatewaySettings {
-  /** Host directory holding one subdirectory per session (sockets, phantom token, egress denials). */
+  /** The hands directory: the sessions' slots, whose `sock/` and `state/` hold the proxies' sockets and state. */
   root: string;
+  /** The deployment's scope (part of each slot's key). */
+  scope?: string;
   /** Names the egress proxy resolves to fixed addresses (`name -> address`), before DNS. */
   hostMap?: Record<string, string>;
   /** Bounds of each session's proxies, where they differ from `DEFAULT_GATEWAY_LIMITS`. */
   limits?: Partial<GatewayLimits>;
-}
-
-/** Default host directory of the gateway: `$TMPDIR/tandem-gateway`. */
-export function defaultGatewayRoot(): string {
-  return join(tmpdir(), 'tandem-gateway');
 }
 
 /** Whether a sandbox needs the gateway: it has repositories or limited egress. */
@@ -76,11 +68,13 @@ export function needsGateway(ref: SandboxRef): boolean {
   return (ref.resources?.length ?? 0) > 0 || ref.config.network?.policy === 'limited';
 }
 
-/** The container side of a session's gateway: its bind mount and the environment of the shell. */
+/** The container side of a session's gateway: where its sockets are, the shell's environment, the ports to relay. */
 export interface GatewayMount {
+  /** The slot's `sock/` directory on the host (mounted at /run/tandem-host). */
   hostDir: string;
   env: string[];
-  forwarder: string[];
+  /** Loopback port in the sandbox -> socket name in /run/tandem-host, for the toolbox to relay. */
+  ports: Record<string, string>;
 }
 
 /** URL of a repository's remote inside the sandbox: the forwarded proxy port, with the phantom token. */
@@ -88,28 +82,9 @@ export function remoteUrl(token: string, index: number, r: RepositoryResource): 
   return `http://tandem:${token}@127.0.0.1:${GIT_PORT}/${index}/${encodeURIComponent(repositoryName(r.url))}.git`;
 }
 
-/**
- * The gateway root must be this process's own directory that nobody else can write: in a shared /tmp, another
- * user could otherwise have made it first and planted sockets or phantom tokens.
- */
-function checkOwnRoot(root: string): void {
-  const st = lstatSync(root);
-  const uid = process.getuid?.();
-  if (!st.isDirectory() || st.isSymbolicLink() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o022) !== 0) {
-    throw ApplicationFailure.nonRetryable(
-      `the gateway directory ${root} is not a directory of this user that only it can write; remove it or set TANDEM_GATEWAY_DIR`,
-      Failure.SandboxProvisionFailed,
-    );
-  }
-}
-
 /** Where the egress proxy's worker hands its denials over to the others (`state/` is never mounted). */
-function denialsDir(sessionDir: string): string {
-  return join(sessionDir, 'state', 'denials');
-}
-
-function sessionKey(sessionId: string): string {
-  return `s-${createHash('sha256').update(sessionId).digest('hex').slice(0, 16)}`;
+function denialsDir(slot: Slot): string {
+  return join(slot.state, 'denials');
 }
 
 /** Listens on a unix socket, taking it over when no live process answers on it. */
@@ -135,7 +110,7 @@ async function listenOn(server: net.Server, path: string): Promise<boolean> {
 interface SessionProxies {
   ref: SandboxRef;
   token: string;
-  dir: string;
+  slot: Slot;
   servers: net.Server[];
   /** The refusals of the egress proxy this worker serves, when it serves one (limited egress only). */
   denials: DenialLog;
@@ -152,12 +127,15 @@ export class Gateway {
   private readonly starting = new Map<string, Promise<SessionProxies>>();
 
   private readonly limits: GatewayLimits;
+  /** The sessions' slots (only their directories: the workspace is the hands' business). */
+  private readonly slots: Slots;
 
   constructor(
     private readonly settings: GatewaySettings,
     private readonly vault: Vault | undefined,
   ) {
     this.limits = { ...DEFAULT_GATEWAY_LIMITS, ...settings.limits };
+    this.slots = new Slots(settings.root, settings.scope ?? '', 'volume');
   }
 
   /** Fails with `Vault.SecretMissing` (not retryable) when the vault lacks a secret the sandbox names. */
@@ -204,16 +182,16 @@ export class Gateway {
     const s = await this.start(ref);
     s.ref = ref;
     const env = ['TANDEM_SHELL_ENV_GIT_TERMINAL_PROMPT=0'];
-    const ports = [];
-    if ((ref.resources?.length ?? 0) > 0) ports.push(`${GIT_PORT}=${GATEWAY_MOUNT}/git.sock`);
-    if (ref.config.network?.policy === 'limited') {
+    const ports: Record<string, string> = {};
+    if ((ref.resources?.length ?? 0) > 0) ports[GIT_PORT] = 'git.sock';
+    if (usesEgress(ref)) {
       const proxy = `http://127.0.0.1:${EGRESS_PORT}`;
       for (const k of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'])
         env.push(`TANDEM_SHELL_ENV_${k}=${proxy}`);
       for (const k of ['NO_PROXY', 'no_proxy']) env.push(`TANDEM_SHELL_ENV_${k}=127.0.0.1,localhost`);
-      ports.push(`${EGRESS_PORT}=${GATEWAY_MOUNT}/egress.sock`);
+      ports[EGRESS_PORT] = 'egress.sock';
     }
-    return { hostDir: join(s.dir, 'sock'), env, forwarder: ['node', `${GATEWAY_MOUNT}/forward.mjs`, ...ports] };
+    return { hostDir: s.slot.sock, env, ports };
   }
 
   /** The session's phantom token (random, worker-side; forgotten when the session's sandbox is removed). */
@@ -236,13 +214,8 @@ export class Gateway {
   }
 
   private async open(ref: SandboxRef): Promise<SessionProxies> {
-    const dir = join(this.settings.root, sessionKey(ref.session_id));
-    mkdirSync(this.settings.root, { recursive: true, mode: 0o711 });
-    checkOwnRoot(this.settings.root);
-    mkdirSync(join(dir, 'state'), { recursive: true, mode: 0o700 });
-    mkdirSync(join(dir, 'sock'), { recursive: true, mode: 0o755 });
-    chmodSync(dir, 0o711);
-    const tokenFile = join(dir, 'state', 'token');
+    const slot = this.slots.prepare(ref.session_id);
+    const tokenFile = join(slot.state, 'token');
     let token: string;
     try {
       token = readFileSync(tokenFile, 'utf8').trim();
@@ -250,18 +223,16 @@ export class Gateway {
       token = randomBytes(24).toString('hex');
       writeFileSync(tokenFile, token, { mode: 0o600 });
     }
-    copyFileSync(FORWARDER, join(dir, 'sock', 'forward.mjs'));
-    chmodSync(join(dir, 'sock', 'forward.mjs'), 0o644);
     const old = this.sessions.get(ref.session_id);
     for (const srv of old?.servers ?? []) srv.close();
     // The record of refusals outlives a re-opening: what it holds is reported with the next tool call.
-    const denials = old?.denials ?? new DenialLog(denialsDir(dir), this.limits.denials);
-    const s: SessionProxies = { ref, token, dir, servers: [], denials };
+    const denials = old?.denials ?? new DenialLog(denialsDir(slot), this.limits.denials);
+    const s: SessionProxies = { ref, token, slot, servers: [], denials };
     const proxies: Array<[http.Server, string]> = [[createGitProxy(s, this.vault, this.limits), 'git.sock']];
     // Only a session whose network policy uses it gets an egress proxy: no other has a socket to flood.
     if (usesEgress(ref)) proxies.push([createEgressProxy(s, this.settings.hostMap, this.limits), 'egress.sock']);
     for (const [server, name] of proxies) {
-      if (await listenOn(server, join(dir, 'sock', name))) s.servers.push(server);
+      if (await listenOn(server, join(slot.sock, name))) s.servers.push(server);
     }
     this.sessions.set(ref.session_id, s);
     return s;
@@ -274,17 +245,19 @@ export class Gateway {
    */
   drainDenials(sessionId: string): EgressDenial[] {
     const mine = this.sessions.get(sessionId)?.denials;
-    const batches = mine ? mine.drain() : takeHandoff(denialsDir(join(this.settings.root, sessionKey(sessionId))));
+    const batches = mine ? mine.drain() : takeHandoff(denialsDir(this.slots.paths(sessionId)));
     return joinBatches(batches, this.limits.denials);
   }
 
-  /** Stops the session's proxies and forgets its phantom token. */
+  /** Stops the session's proxies and forgets its phantom token (the slot itself is removed with the sandbox). */
   close(sessionId: string): void {
     const s = this.sessions.get(sessionId);
     this.sessions.delete(sessionId);
     s?.denials.close();
     for (const srv of s?.servers ?? []) srv.close();
-    rmSync(join(this.settings.root, sessionKey(sessionId)), { recursive: true, force: true });
+    const slot = this.slots.paths(sessionId);
+    for (const name of ['git.sock', 'egress.sock']) rmSync(join(slot.sock, name), { force: true });
+    rmSync(slot.state, { recursive: true, force: true });
   }
 
   /** Stops every proxy of this worker (its sessions' directories stay for another worker to take over). */

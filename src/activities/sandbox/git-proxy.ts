@@ -15,7 +15,7 @@ import { isLocalRepository, repositoryName } from '../../shared/repositories.js'
 import type { SandboxRef } from '../../shared/types.js';
 import type { Vault } from '../../vault/index.js';
 import { isLoopback } from './address-policy.js';
-import { bound, Slots, type GatewayLimits } from './gateway-limits.js';
+import { bound, Allowance, type GatewayLimits } from './gateway-limits.js';
 import { refuse, startAnswer } from './http-answer.js';
 import { serveLocal } from './local-repository.js';
 import { BodyError, MAX_REF_UPDATE_BYTES, pushAllowed, RefUpdateReader, rejectPush, SignedPushError } from './pkt-line.js';
@@ -134,8 +134,8 @@ function answerReport(req: http.IncomingMessage, res: http.ServerResponse, repor
  * local-repository CGIs at once, idle and request timeouts.
  */
 export function createGitProxy(session: GitProxySession, vault: Vault | undefined, limits: GatewayLimits): http.Server {
-  const requests = new Slots(limits.gitRequests);
-  const cgis = new Slots(limits.cgiProcesses);
+  const requests = new Allowance(limits.gitRequests);
+  const cgis = new Allowance(limits.cgiProcesses);
   const server = http.createServer((req, res) => {
     res.on('error', () => res.destroy());
     if (!requests.take()) {
@@ -156,7 +156,7 @@ export function createGitProxy(session: GitProxySession, vault: Vault | undefine
 async function handle(
   s: GitProxySession,
   vault: Vault | undefined,
-  serving: { limits: GatewayLimits; cgis: Slots },
+  serving: { limits: GatewayLimits; cgis: Allowance },
   req: http.IncomingMessage,
   res: http.ServerResponse,
 ): Promise<void> {

@@ -12,7 +12,7 @@ import { existsSync, statSync } from 'node:fs';
 import type * as http from 'node:http';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { GatewayLimits, Slots } from './gateway-limits.js';
+import type { GatewayLimits, Allowance } from './gateway-limits.js';
 import { refuse, upstreamStatus } from './http-answer.js';
 
 /** Most bytes of CGI header lines read before the blank line that ends them. */
@@ -91,7 +91,7 @@ export function relayCgiOutput(stdout: NodeJS.ReadableStream, res: http.ServerRe
 /** What `serveLocal` needs of its session: the bounds and the session's count of running CGIs. */
 export interface LocalServing {
   limits: GatewayLimits;
-  cgis: Slots;
+  cgis: Allowance;
 }
 
 /**
