@@ -61,14 +61,14 @@ export class Allowance {
 
   constructor(readonly max: number) {}
 
-  /** Takes a slot, or returns false when all are in use. */
+  /** Takes one, or returns false when all are in use. */
   take(): boolean {
     if (this.used >= this.max) return false;
     this.used++;
     return true;
   }
 
-  /** A release function for a slot just taken, safe to call more than once. */
+  /** A release function for the one just taken, safe to call more than once. */
   releaser(): () => void {
     let done = false;
     return () => {
@@ -78,7 +78,7 @@ export class Allowance {
     };
   }
 
-  /** Allowance in use. */
+  /** How many are in use. */
   get inUse(): number {
     return this.used;
   }
