@@ -53,7 +53,10 @@ const MAX_OUTPUT_FILES = 100; // oldest full-output files beyond this are delete
 const RESULT_CACHE_SIZE = 200; // finished results kept by id, so a retried call does not run twice
 const PROTOCOL_VERSION = 1;
 const CHANNEL_SOCKET = /^ch-[A-Za-z0-9_-]{1,64}\.sock$/;
-const RESCAN_MS = 2000; // inotify on the host directory is the fast path; the rescan catches what it missed
+// inotify on the host directory is the fast path; the rescan catches what it missed (and is all there is where
+// the runtime does not pass host-side changes to inotify, as gVisor's does not): quick while no host has the line.
+const RESCAN_MS = 2000;
+const RESCAN_UNLINKED_MS = 100;
 const MAX_REQUEST_BYTES = 64 * 1024 * 1024; // a request frame from the host (tool inputs are far smaller)
 const RUN_OUTPUT_KEEP = 64 * 1024; // bytes of stdout and of stderr a `run` answer keeps (the last ones)
 const RUN_DEFAULT_TIMEOUT_MS = 600000;
@@ -431,6 +434,7 @@ function log(msg) {
  */
 function dialHosts(handle) {
   const links = new Map(); // socket path -> net.Socket
+  let connected = 0;
   const dial = (file) => {
     const socketPath = path.join(HOST_DIR, file);
     if (links.has(socketPath)) return;
@@ -440,7 +444,12 @@ function dialHosts(handle) {
     const send = (message) => {
       if (!socket.destroyed) socket.write(encodeFrame(message));
     };
-    socket.on('connect', () => send({ op: 'hello', v: PROTOCOL_VERSION, host: os.hostname() }));
+    let up = false;
+    socket.on('connect', () => {
+      up = true;
+      connected++;
+      send({ op: 'hello', v: PROTOCOL_VERSION, host: os.hostname() });
+    });
     socket.on('data', (chunk) => {
       let requests;
       try {
@@ -458,7 +467,10 @@ function dialHosts(handle) {
       }
     });
     socket.on('error', () => {});
-    socket.on('close', () => links.delete(socketPath));
+    socket.on('close', () => {
+      links.delete(socketPath);
+      if (up) connected--;
+    });
   };
   const scan = () => {
     let files = [];
@@ -472,10 +484,14 @@ function dialHosts(handle) {
   try {
     fs.watch(HOST_DIR, () => scan()).on('error', () => {});
   } catch (e) {
-    log(`cannot watch ${HOST_DIR}: ${e.message}; rescanning every ${RESCAN_MS} ms`);
+    log(`cannot watch ${HOST_DIR}: ${e.message}; rescanning instead`);
   }
-  scan();
-  setInterval(scan, RESCAN_MS); // also what keeps the daemon alive between connections
+  // The timer is also what keeps the daemon alive between connections.
+  const rescan = () => {
+    scan();
+    setTimeout(rescan, connected > 0 ? RESCAN_MS : RESCAN_UNLINKED_MS);
+  };
+  rescan();
 }
 
 /** `run`: a program with the shell's environment, in the workspace; outputs keep their last RUN_OUTPUT_KEEP bytes. */

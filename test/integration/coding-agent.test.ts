@@ -26,7 +26,7 @@ beforeAll(async () => {
   client = await testClient();
   model = await startMessagesServer({ script: await loadScriptFile(join(root, 'examples', 'offline', 'coding-agent.script.json')) });
   worker = await startWorker(queue, model.url, undefined, {
-    env: { TANDEM_GATEWAY_DIR: mkdtempSync(join(tmpdir(), 'tandem-gw-')) },
+    env: { TANDEM_HANDS_DIR: mkdtempSync(join(tmpdir(), 'tandem-gw-')) },
   });
   repo = createDemoRepository();
 });

@@ -28,7 +28,7 @@ const gatewayDir = mkdtempSync(join(tmpdir(), 'tandem-gw-'));
 const h = useHarness('creds', {
   assertDone: true,
   record: 'credentials',
-  worker: () => ({ vault, env: { TANDEM_GATEWAY_DIR: gatewayDir } }),
+  worker: () => ({ vault, env: { TANDEM_HANDS_DIR: gatewayDir } }),
 });
 let git: GitServer;
 

@@ -19,7 +19,7 @@ const h = useHarness('egress', {
   record: 'egress',
   worker: () => ({
     env: {
-      TANDEM_GATEWAY_DIR: mkdtempSync(join(tmpdir(), 'tandem-gw-')),
+      TANDEM_HANDS_DIR: mkdtempSync(join(tmpdir(), 'tandem-gw-')),
       TANDEM_EGRESS_HOST_MAP: 'allowed.test=127.0.0.1,denied.test=127.0.0.1',
     },
   }),

@@ -17,7 +17,7 @@ import { startSession, testAgent, toolResults, useHarness, waitIdle } from '../h
 
 const h = useHarness('hostilepush', {
   assertDone: true,
-  worker: () => ({ env: { TANDEM_GATEWAY_DIR: mkdtempSync(join(tmpdir(), 'tandem-gw-')) } }),
+  worker: () => ({ env: { TANDEM_HANDS_DIR: mkdtempSync(join(tmpdir(), 'tandem-gw-')) } }),
 });
 
 const git = (dir: string, ...args: string[]) => execFileSync('git', ['-C', dir, ...args], { env: GIT_ENV }).toString().trim();

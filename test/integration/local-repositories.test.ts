@@ -27,7 +27,7 @@ const exec = promisify(execFile);
 const docker = new Docker();
 const h = useHarness('localrepo', {
   assertDone: true,
-  worker: () => ({ env: { TANDEM_GATEWAY_DIR: mkdtempSync(join(tmpdir(), 'tandem-gw-')) } }),
+  worker: () => ({ env: { TANDEM_HANDS_DIR: mkdtempSync(join(tmpdir(), 'tandem-gw-')) } }),
 });
 
 /** A directory with git repositories on this host, each with one commit on `main`. */

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import { reply, startMessagesServer, toolUse, type MessagesServer } from '../fakes/messages-server.js';
 import { freePort } from '../helpers/global-setup.js';
-import { killProcess, startSession, testClient, uniqueQueue, waitFor, waitIdle, workerEnv } from '../helpers/env.js';
+import { killProcess, sandboxName, startSession, testClient, uniqueQueue, waitFor, waitIdle, workerEnv } from '../helpers/env.js';
 import { repoRoot } from '../helpers/cli.js';
 
 const queue = uniqueQueue('metrics');
@@ -92,7 +92,7 @@ describe('worker metrics and logs', () => {
     model.push(reply(toolUse('bash', { command: 'sleep 30' }, 'tu_m2')), reply('Recovered.'));
     const handle = await startSession(client, queue, {}, 'sleep a while');
     const { execFileSync } = await import('node:child_process');
-    const container = `tandem-${handle.workflowId}`;
+    const container = sandboxName(handle.workflowId);
     await waitFor(
       async () => execFileSync('docker', ['top', container], { encoding: 'utf8' }),
       (ps) => ps.includes('sleep 30'),
