@@ -40,6 +40,19 @@ const schema = z.object({
     .string()
     .regex(/^([^=,\s]+=[^=,\s]+)(,[^=,\s]+=[^=,\s]+)*$/, { message: 'expected name=address[,name=address...]' })
     .optional(),
+  // The snapshot store shared by the hands hosts (blobStoreFromEnv in src/activities/sandbox/blob-store.ts): unset for
+  // the default directory, an absolute path or file:///path, or s3://bucket/prefix at TANDEM_S3_ENDPOINT (unset: AWS)
+  // with the vault secret TANDEM_S3_CREDENTIAL ("<key id>:<secret>") or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
+  TANDEM_SNAPSHOT_STORE: z
+    .string()
+    .regex(/^(\/|file:\/\/|s3:\/\/)/, { error: 'expected an absolute directory path, file:///path or s3://bucket/prefix' })
+    .optional(),
+  TANDEM_S3_ENDPOINT: z
+    .string()
+    .regex(/^https?:\/\/[^/?#\s]+\/?$/, { error: 'expected http(s)://host[:port], e.g. http://127.0.0.1:9000' })
+    .optional(),
+  TANDEM_S3_REGION: z.string().min(1).default('us-east-1'),
+  TANDEM_S3_CREDENTIAL: z.string().min(1).optional(),
   TANDEM_PAYLOAD_KEY: z.string().optional(),
   // The token callers of `tandem codec-server` show; URL-safe, as the Temporal UI sends it as a path segment.
   TANDEM_CODEC_TOKEN: z
