@@ -35,6 +35,8 @@ export interface CreateWorkerOptions {
   worker?: Partial<WorkerOptions>;
   /** The worker's vault; default `new Vault()` (TANDEM_VAULT_FILE, then TANDEM_SECRET_* variables). */
   vault?: Vault;
+  /** The Docker engine of the hands; default: dockerode's own (`DOCKER_HOST`, else the local socket). */
+  docker?: Docker;
 }
 
 /** A running worker plus what it owns. */
@@ -67,7 +69,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     apiKey: opts.anthropic?.apiKey ?? process.env.ANTHROPIC_API_KEY ?? 'unset',
     ...(opts.anthropic?.baseURL ? { baseURL: opts.anthropic.baseURL } : {}),
   });
-  const docker = new Docker();
+  const docker = opts.docker ?? new Docker();
   // MCP servers are called from here with the vault's secrets; sandboxes never see them (DESIGN rule 9).
   const vault = opts.vault ?? new Vault();
   const mcp = new McpHub(vault, {
@@ -95,6 +97,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     handsDir,
     workspaceMode: workspaceMode(config.TANDEM_WORKSPACE_QUOTA),
     diskMb: config.TANDEM_WORKSPACE_MB,
+    usernsRemapUser: config.TANDEM_USERNS_REMAP_USER,
   };
   const hands = createHands({ docker, settings: sandbox, gateway });
   const activities = createActivities({

@@ -36,6 +36,7 @@ const schema = z.object({
   TANDEM_HANDS_DIR: z.string().optional(),
   TANDEM_WORKSPACE_QUOTA: z.enum(['auto', 'on', 'off']).default('auto'),
   TANDEM_WORKSPACE_MB: z.coerce.number().int().min(16).default(4096),
+  TANDEM_USERNS_REMAP_USER: z.string().min(1).default('dockremap'),
   TANDEM_EGRESS_HOST_MAP: z
     .string()
     .regex(/^([^=,\s]+=[^=,\s]+)(,[^=,\s]+=[^=,\s]+)*$/, { message: 'expected name=address[,name=address...]' })

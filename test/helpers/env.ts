@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type Docker from 'dockerode';
 import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 import { freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { TandemClient } from '../../src/client/index.js';
@@ -60,7 +61,7 @@ export async function startWorker(
   taskQueue: string,
   messagesUrl: string,
   address?: string,
-  extra: { env?: Record<string, string>; vault?: Vault } = {},
+  extra: { env?: Record<string, string>; vault?: Vault; docker?: Docker } = {},
 ): Promise<TandemWorker & { done: Promise<void> }> {
   const config = loadRuntimeConfig({ ...process.env, ...workerEnv(taskQueue, messagesUrl, address), ...extra.env });
   const w = await createWorker({
@@ -68,6 +69,7 @@ export async function startWorker(
     workflowBundle: await workflowBundle(),
     anthropic: { baseURL: messagesUrl, apiKey: 'test-key' },
     ...(extra.vault ? { vault: extra.vault } : {}),
+    ...(extra.docker ? { docker: extra.docker } : {}),
   });
   const done = w.run();
   return { ...w, done };
@@ -232,8 +234,8 @@ export function useHarness(
     assertDone?: boolean;
     /** Save the file's session histories under this name (with TANDEM_RECORD_HISTORIES=1). */
     record?: string;
-    /** Worker environment on top of the test defaults, and the worker's vault (read when the worker starts). */
-    worker?: () => { env?: Record<string, string>; vault?: Vault };
+    /** Worker environment on top of the test defaults, its vault and Docker engine (read when the worker starts). */
+    worker?: () => { env?: Record<string, string>; vault?: Vault; docker?: Docker };
     /**
      * Run against a dev server of the file's own that suggests continue-as-new after this many history events
      * (instead of thousands), so that a short session spans several runs.
