@@ -2,17 +2,24 @@
  * The sandbox as an attacker: a scripted session tries, from inside its sandbox, each hole the hardening issue
  * found, and ends with the session and the worker healthy. Every case ends with the suite's intact-session check.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import * as net from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import Docker from 'dockerode';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readHistory } from '../../src/client/log.js';
+import { GIT_ENV } from '../fakes/git-server.js';
 import { reply, toolUse } from '../fakes/messages-server.js';
 import { sandboxName, startWorker, testAgent, toolResults, useHarness } from '../helpers/env.js';
 import { expectSessionIntact, idle } from './check.js';
 
 const h = useHarness('fault-hostile');
 const docker = new Docker();
-const THIEF = readFileSync(new URL('../fixtures/hostile/line-thief.py', import.meta.url), 'utf8');
+const fixture = (name: string) => readFileSync(new URL(`../fixtures/hostile/${name}`, import.meta.url), 'utf8');
+const THIEF = fixture('line-thief.py');
 
 async function end(id: string): Promise<void> {
   await h.tandem.temporal.workflow.getHandle(id).cancel();
@@ -138,4 +145,91 @@ describe('limits the sandbox cannot lift', () => {
     await expectSessionIntact(h.tandem, h.model, id, ['fill the disk']);
     await end(id);
   });
+});
+
+describe('every row of the hardening table, from inside one sandbox', () => {
+  // An upstream that answers with a status no HTTP client may send, reached as an allowed host.
+  const odd = net.createServer((c) => c.once('data', () => c.end('HTTP/1.1 099 Odd\r\ncontent-length: 0\r\n\r\n')));
+  beforeAll(() => new Promise<void>((r) => odd.listen(0, '127.0.0.1', () => r())));
+  afterAll(() => new Promise<void>((r) => odd.close(() => r())));
+  const rows = useHarness('fault-rows', {
+    worker: () => ({ env: { TANDEM_EGRESS_HOST_MAP: `odd.test=127.0.0.1` } }),
+  });
+  const git = (dir: string, ...args: string[]) => execFileSync('git', ['-C', dir, ...args], { env: GIT_ENV }).toString().trim();
+
+  it('each attempt is refused or bounded, and the session and the worker go on', async () => {
+    const port = (odd.address() as net.AddressInfo).port;
+    // A bare repository the session may push to only on agent/*.
+    const host = mkdtempSync(join(tmpdir(), 'tandem-rows-'));
+    const repo = join(host, 'app');
+    mkdirSync(repo);
+    git(repo, 'init', '--quiet', '--bare', '--initial-branch=main');
+    const seed = join(host, 'seed');
+    git(host, 'init', '--quiet', '--initial-branch=main', seed);
+    git(seed, 'commit', '--quiet', '--allow-empty', '-m', 'first commit');
+    git(seed, 'push', '--quiet', repo, 'main');
+    const before = git(repo, 'rev-parse', 'main');
+    // Allowed names that lead to internal addresses: NAT64 and 6to4 forms of loopback, the benchmarking range, and
+    // this host's own (non-loopback) address.
+    const own = Object.values(networkInterfaces()).flat().find((a) => a && !a.internal && a.family === 'IPv4')?.address;
+    const internal = ['64:ff9b::7f00:1', '2002:7f00:1::1', '198.18.0.1', ...(own ? [own] : [])];
+    const agent = testAgent({
+      sandbox: { memory_mb: 512, network: { policy: 'limited', allowed_hosts: [`odd.test:${port}`, ...internal] } },
+    });
+    const commit = `git -c user.name=agent -c user.email=agent@example.com commit -q --allow-empty -m 'from the sandbox'`;
+    const write = (name: string) => toolUse('write', { file_path: `/tmp/${name}`, content: fixture(name) }, `tu_w_${name}`);
+    const bash = (id: string, command: string) => toolUse('bash', { command, timeout_ms: 120_000 }, id);
+    rows.model.push(
+      reply(write('hidden-push.py')),
+      reply(write('floods.py')),
+      reply(
+        bash(
+          'tu_push',
+          `cd /workspace/app && ${commit} && base=$(git rev-parse HEAD~1) && new=$(git rev-parse HEAD) && ` +
+            `printf '%s\\n^%s\\n' "$new" "$base" | git pack-objects -q --stdout --revs > /tmp/pack && ` +
+            'python3 /tmp/hidden-push.py "$(git remote get-url origin)" "$base" "$new"',
+        ),
+      ),
+      reply(bash('tu_cgi', 'python3 /tmp/floods.py cgi "$(git -C /workspace/app remote get-url origin)"')),
+      reply(bash('tu_denials', 'python3 /tmp/floods.py denials')),
+      reply(bash('tu_conns', 'python3 /tmp/floods.py connections')),
+      reply(bash('tu_odd', `curl -sS -m 20 -o /dev/null -w '%{http_code}' http://odd.test:${port}/; echo`)),
+      reply(
+        bash(
+          'tu_internal',
+          internal.map((a) => `curl -sS -m 20 -o /dev/null -w '%{http_code}' -p -x http://127.0.0.1:47012 https://${a.includes(':') ? `[${a}]` : a}:443/ 2>&1; echo ' ${a}'`).join('; '),
+        ),
+      ),
+      reply(bash('tu_alive', 'echo alive')),
+      reply('done'),
+    );
+    const id = await rows.tandem.start({ agent, resources: [{ type: 'git_repository', url: pathToFileURL(repo).href, push_branches: ['agent/*'] }], message: 'try everything' });
+    await idle(rows.tandem, id, 10, 300_000);
+    const out = toolResults(rows.model.requests.at(-1)!);
+    const text = (k: string) => out.get(k)!.content;
+    // A push hidden in a push certificate, commands split over pkt-lines: refused; main did not move.
+    expect(text('tu_push')).toContain('signed pushes (git push --signed) are not supported through the tandem proxy');
+    expect(text('tu_push')).not.toContain('ok refs/heads/main');
+    expect(git(repo, 'rev-parse', 'main')).toBe(before);
+    // git http-backend processes on the host: at most 4 for the session, the rest refused at once.
+    expect(text('tu_cgi')).toMatch(/cgi: 12 held, (8|9|10|11|12) refused with 503/);
+    // A flood of refusals with 15 KB names: each refused, and the record of them bounded.
+    expect(text('tu_denials')).toBe("denials: [('403', 1000)]");
+    const events = await rows.tandem.getEvents(id);
+    const denied = events.filter((e) => e.type === 'sandbox.egress_denied' && e.tool_use_id === 'tu_denials');
+    expect(denied).toHaveLength(100);
+    expect(denied.at(-1)?.dropped).toBe(900);
+    expect(Math.max(...denied.map((e) => String(e.host).length))).toBeLessThanOrEqual(253);
+    // Connections held open: the proxy keeps its cap and closes the rest.
+    expect(Number(/(\d+) closed by the proxy/.exec(text('tu_conns'))?.[1])).toBeGreaterThanOrEqual(600 - 256);
+    // An upstream answering HTTP/1.1 099: a 502 for the sandbox; the worker lives (it answered every call since).
+    expect(text('tu_odd')).toBe('502');
+    // Allowed names that lead to internal addresses: refused.
+    for (const a of internal) expect(text('tu_internal')).toContain(`CONNECT tunnel failed, response 403\n000 ${a}`);
+    expect(text('tu_alive')).toBe('alive');
+    const history = await readHistory(rows.tandem.temporal, id);
+    expect(Math.max(...history.map((e) => JSON.stringify(e).length))).toBeLessThan(256 * 1024);
+    await expectSessionIntact(rows.tandem, rows.model, id, ['try everything']);
+    await rows.tandem.temporal.workflow.getHandle(id).cancel();
+  }, 400_000);
 });
