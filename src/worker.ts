@@ -12,6 +12,10 @@ import { SessionLogCache } from './client/log-cache.js';
 import { McpHub } from './activities/mcp.js';
 import { createHands, defaultHandsDir, LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION } from './activities/sandbox/docker.js';
 import { quotaSupported, type Slots } from './activities/sandbox/slot.js';
+import { blobStoreFromEnv } from './activities/sandbox/blob-store.js';
+import { defaultHostId, HostRegistry } from './activities/sandbox/hosts.js';
+import { placementQueue } from './shared/names.js';
+import { Snapshots } from './activities/sandbox/snapshots.js';
 import { loadRuntimeConfig, sandboxScope, type RuntimeConfig } from './config/env.js';
 import { Vault } from './vault/index.js';
 import { temporalSettings } from './config/temporal.js';
@@ -25,6 +29,9 @@ export const workflowsPath = fileURLToPath(new URL('./workflows/index.js', impor
   import.meta.url.endsWith('.ts') ? '.ts' : '.js',
 );
 
+/** What a worker process runs: the brain (sessions, model and MCP calls), the hands (sandboxes), or both. */
+export type WorkerRole = 'all' | 'brain' | 'hands';
+
 /** Options for {@link createWorker}; tests pass a prebuilt bundle and their own task queue. */
 export interface CreateWorkerOptions {
   config?: RuntimeConfig;
@@ -37,25 +44,41 @@ export interface CreateWorkerOptions {
   vault?: Vault;
   /** The Docker engine of the hands; default: dockerode's own (`DOCKER_HOST`, else the local socket). */
   docker?: Docker;
+  /** Default `TANDEM_WORKER_ROLE` (`all`). */
+  role?: WorkerRole;
 }
 
 /** A running worker plus what it owns. */
 export interface TandemWorker {
+  /** The first of {@link workers}: the brain's worker on the task queue, or, for hands alone, the host's. */
   worker: Worker;
+  /** Every Temporal worker of this process: the brain's, the hands' placement worker and the host's own. */
+  workers: Worker[];
   client: Client;
   docker: Docker;
   /** What the worker's model activities have read of open runs (one cache per worker process). */
   logCache: SessionLogCache;
   /** The hands of this worker's host: sandbox activities and the slots (workspaces) they keep. */
   hands: ReturnType<typeof createHands>;
+  /** This host's id and task queue among the hands hosts (unset for a brain alone). */
+  host?: { id: string; queue: string };
   /** Runs until `shutdown()`; resolves when the worker has stopped. */
   run(): Promise<void>;
   shutdown(): Promise<void>;
 }
 
+/** Default snapshot store directory: `/var/lib/tandem/snapshots` for root, else `$TMPDIR/tandem-snapshots-<uid>`. */
+export function defaultSnapshotDir(): string {
+  const uid = process.getuid?.();
+  return uid === 0 ? '/var/lib/tandem/snapshots' : `${process.env.TMPDIR ?? '/tmp'}/tandem-snapshots-${uid ?? 'user'}`;
+}
+
 /** Builds a worker with all activities wired to real clients. */
 export async function createWorker(opts: CreateWorkerOptions = {}): Promise<TandemWorker> {
   const config = opts.config ?? loadRuntimeConfig();
+  const role = opts.role ?? config.TANDEM_WORKER_ROLE;
+  const brain = role !== 'hands';
+  const withHands = role !== 'brain';
   // TLS, API key and gRPC metadata come from the SDK's env config; address and namespace from the validated config.
   const temporal = temporalSettings({ address: config.TEMPORAL_ADDRESS, namespace: config.TEMPORAL_NAMESPACE });
   const nativeConnection = await NativeConnection.connect(temporal.connection);
@@ -95,11 +118,18 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     outputCap: config.TANDEM_OUTPUT_CAP,
     scope,
     handsDir,
-    workspaceMode: workspaceMode(config.TANDEM_WORKSPACE_QUOTA),
+    workspaceMode: withHands ? workspaceMode(config.TANDEM_WORKSPACE_QUOTA) : ('volume' as const),
     diskMb: config.TANDEM_WORKSPACE_MB,
     usernsRemapUser: config.TANDEM_USERNS_REMAP_USER,
   };
-  const hands = createHands({ docker, settings: sandbox, gateway });
+  // Workspaces outlive their host: snapshots go to a store every hands host shares (a directory, or S3).
+  const store = blobStoreFromEnv(config, { defaultDir: defaultSnapshotDir(), vault });
+  const snapshots = new Snapshots(store);
+  const hostId = config.TANDEM_HANDS_ID ?? defaultHostId();
+  let load: () => Promise<{ running: number; warm: Record<string, number> }> = async () => ({ running: 0, warm: {} });
+  const registry = new HostRegistry(store, config.TANDEM_TASK_QUEUE, hostId, () => load());
+  const hands = createHands({ docker, settings: sandbox, gateway, snapshots, registry });
+  load = hands.load;
   const activities = createActivities({
     vault,
     gateway,
@@ -111,45 +141,69 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     sandbox,
     modelStallMs: config.TANDEM_MODEL_STALL_S * 1000,
     mcp,
+    graderTools: withHands,
   });
-  const worker = await Worker.create({
+  const common = {
     connection: nativeConnection,
     namespace: config.TEMPORAL_NAMESPACE,
-    taskQueue: config.TANDEM_TASK_QUEUE,
-    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath }),
-    activities,
     ...(dataConverter ? { dataConverter } : {}),
     // Heartbeats carry cancellation (interrupt): send them promptly.
     maxHeartbeatThrottleInterval: '1 second',
     defaultHeartbeatThrottleInterval: '1 second',
-    // A session cached on a worker that died moves to another worker after this long (default 10 s).
-    stickyQueueScheduleToStartTimeout: '3 seconds',
-    ...opts.worker,
-  });
+  } satisfies Partial<WorkerOptions>;
+  const { placeSandbox, provision, execute, stopSandbox, removeSandbox, snapshotSandbox, ...brainActivities } = activities;
+  const hostActivities = { provision, execute, stopSandbox, removeSandbox, snapshotSandbox };
+  const workers: Worker[] = [];
+  if (brain)
+    workers.push(
+      await Worker.create({
+        ...common,
+        taskQueue: config.TANDEM_TASK_QUEUE,
+        ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath }),
+        // Sessions begun before hands hosts run their sandbox activities on this queue: a worker with hands
+        // serves them there too, as before.
+        activities: withHands ? { ...brainActivities, ...hostActivities } : brainActivities,
+        // A session cached on a worker that died moves to another worker after this long (default 10 s).
+        stickyQueueScheduleToStartTimeout: '3 seconds',
+        ...opts.worker,
+      }),
+    );
+  if (withHands) {
+    workers.push(
+      await Worker.create({ ...common, taskQueue: placementQueue(config.TANDEM_TASK_QUEUE), activities: { placeSandbox } }),
+      await Worker.create({ ...common, taskQueue: registry.queue, activities: hostActivities }),
+    );
+  }
 
-  let reaper: NodeJS.Timeout | undefined;
-  const reap = async () => {
-    try {
-      await reapClosedSessions(docker, client, activities.removeSandbox, scope, hands.slots);
-    } catch (err) {
-      console.error(`tandem worker: sandbox reaper: ${(err as Error).message}`);
-    }
+  let timers: NodeJS.Timeout[] = [];
+  const every = (ms: number, what: string, fn: () => Promise<unknown>) => {
+    const run = () => void fn().catch((err: unknown) => console.error(`tandem worker: ${what}: ${(err as Error).message}`));
+    run();
+    timers.push(setInterval(run, ms));
   };
   return {
-    worker,
+    worker: workers[0]!,
+    workers,
     client,
     docker,
     logCache,
     hands,
+    ...(withHands ? { host: { id: hostId, queue: registry.queue } } : {}),
     async run() {
-      if (config.TANDEM_REAP_INTERVAL_S > 0) {
-        void reap();
-        reaper = setInterval(() => void reap(), config.TANDEM_REAP_INTERVAL_S * 1000);
+      if (withHands) {
+        await registry.start();
+        if (config.TANDEM_REAP_INTERVAL_S > 0)
+          every(config.TANDEM_REAP_INTERVAL_S * 1000, 'sandbox reaper', () =>
+            reapClosedSessions(docker, client, hands.activities.removeSandbox, scope, hands.slots),
+          );
+        every(3600_000, 'snapshot retention', () => snapshots.expire(config.TANDEM_SNAPSHOT_RETENTION_H * 3600_000));
       }
       try {
-        await worker.run();
+        await Promise.all(workers.map((w) => w.run()));
       } finally {
-        if (reaper) clearInterval(reaper);
+        for (const t of timers) clearInterval(t);
+        timers = [];
+        await registry.stop();
         await mcp.close();
         gateway.shutdown();
         await hands.shutdown();
@@ -158,7 +212,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
       }
     },
     async shutdown() {
-      worker.shutdown();
+      for (const w of workers) w.shutdown();
     },
   };
 }

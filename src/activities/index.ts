@@ -28,6 +28,8 @@ export interface ActivityDeps {
   gateway?: Gateway;
   /** The hands of this host, when the caller keeps them (the worker shuts them down and reaps their slots). */
   hands?: ReturnType<typeof createHands>;
+  /** Whether the grader's read-only tools run in this process's hands (a brain alone has none). Default true. */
+  graderTools?: boolean;
 }
 
 /** Creates all activities of Tandem. */
@@ -42,7 +44,7 @@ export function createActivities(deps: ActivityDeps) {
       temporal: deps.temporal,
       ...(deps.logCache ? { logCache: deps.logCache } : {}),
       stallMs: deps.modelStallMs,
-      runTool: sandbox.execute,
+      ...(deps.graderTools === false ? {} : { runTool: sandbox.execute }),
       mcp,
     }),
     ...sandbox,

@@ -70,9 +70,13 @@ function rawDetail(e: SessionEvent): string {
       return `${u.input_tokens} in / ${u.output_tokens} out, ttft ${e.ttft_ms ?? '-'} ms, ${e.duration_ms} ms`;
     }
     case 'sandbox.provisioned': {
-      const s = e.sandbox as { name: string; container_id: string };
-      return `${s.name} ${s.container_id.slice(0, 12)}`;
+      const s = e.sandbox as { name: string; container_id: string; host?: string };
+      return `${s.name} ${s.container_id.slice(0, 12)}${s.host ? ` on ${s.host}` : ''}${e.warm ? ' (warm)' : ''}`;
     }
+    case 'sandbox.snapshot':
+      return `${String(e.snapshot_id).slice(0, 12)}: ${e.files} files, ${e.bytes} bytes, ${e.written_bytes} written, ${e.duration_ms} ms`;
+    case 'sandbox.restored':
+      return `${String(e.snapshot_id).slice(0, 12)}: ${e.files} files, ${e.bytes} bytes in ${e.duration_ms} ms${e.host ? ` on ${e.host}` : ''}`;
     case 'sandbox.lost':
       return shorten((e.error as { message: string }).message, 140);
     case 'session.thread_created':

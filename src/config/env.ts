@@ -37,6 +37,12 @@ const schema = z.object({
   TANDEM_WORKSPACE_QUOTA: z.enum(['auto', 'on', 'off']).default('auto'),
   TANDEM_WORKSPACE_MB: z.coerce.number().int().min(16).default(4096),
   TANDEM_USERNS_REMAP_USER: z.string().min(1).default('dockremap'),
+  TANDEM_WORKER_ROLE: z.enum(['all', 'brain', 'hands']).default('all'),
+  TANDEM_HANDS_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,60}$/, { error: 'expected 1 to 60 of A-Z a-z 0-9 . _ -' })
+    .optional(),
+  TANDEM_SNAPSHOT_RETENTION_H: z.coerce.number().min(0).default(168),
   TANDEM_EGRESS_HOST_MAP: z
     .string()
     .regex(/^([^=,\s]+=[^=,\s]+)(,[^=,\s]+=[^=,\s]+)*$/, { message: 'expected name=address[,name=address...]' })

@@ -17,6 +17,7 @@ import type {
   PendingAction,
   ProvisionResult,
   SessionInput,
+  SnapshotResult,
   UserMessage,
 } from '../shared/types.js';
 
@@ -366,7 +367,11 @@ export class LogDecoder {
       });
     } else if (s.type === 'provision') {
       const r = result as ProvisionResult;
-      emit('sandbox.provisioned', { sandbox: r.sandbox, duration_ms: r.duration_ms });
+      emit('sandbox.provisioned', { sandbox: r.sandbox, duration_ms: r.duration_ms, ...(r.warm ? { warm: true } : {}) });
+      if (r.restored) emit('sandbox.restored', { ...r.restored, host: r.sandbox.host ?? null });
+    } else if (s.type === 'snapshotSandbox') {
+      const r = result as SnapshotResult;
+      if (r.changed) emit('sandbox.snapshot', { ...r });
     } else if (s.type === 'execute') {
       const r = result as ExecuteResult;
       const input = s.input as ExecuteInput;
@@ -406,6 +411,11 @@ export class LogDecoder {
     const f = canceled ? { type: 'Canceled', message: 'interrupted by the user' } : failureInfo(failure);
     if (s.type === 'callModel') {
       emit('span.model_request_end', { model_request_start_id: `${s.seq}.0`, is_error: true, error: f });
+    } else if (s.type === 'execute' && f.type === 'Timeout' && (s.input as ExecuteInput).sandbox.placement) {
+      // The sandbox's hands host stopped answering: the session places the sandbox again and runs the call there
+      // (or records the call's error itself), so this is not the call's result.
+      const host = (s.input as ExecuteInput).sandbox.placement!.host_id;
+      emit('sandbox.lost', { error: { type: 'Sandbox.HostLost', message: `hands host ${host} stopped answering (${f.message})` }, host });
     } else if (s.type === 'execute') {
       const input = s.input as ExecuteInput;
       const text = canceled

@@ -42,6 +42,8 @@ export const EVENT_TYPES = [
   'sandbox.provisioned',
   'sandbox.lost',
   'sandbox.egress_denied',
+  'sandbox.snapshot',
+  'sandbox.restored',
   'session.wake',
 ] as const;
 

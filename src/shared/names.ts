@@ -33,3 +33,13 @@ export const MEMO_SESSION = 'tandem_session';
 export const SESSION_UPDATE_SIGNAL = 'tandem.session_update';
 /** Memo key under which each session-level event (status change, error) is recorded in history. */
 export const MEMO_EVENT = 'tandem_event';
+
+/** The task queue of sandbox placement, which every hands host of a deployment (its task queue) polls. */
+export function placementQueue(taskQueue: string): string {
+  return `${taskQueue}-hands`;
+}
+
+/** A hands host's own task queue: every call for a sandbox placed there goes to it. */
+export function hostQueue(taskQueue: string, hostId: string): string {
+  return `${taskQueue}-hands-${hostId}`;
+}

@@ -366,6 +366,34 @@ export interface SandboxInfo {
   image: string;
   volume: string;
   state: 'running' | 'stopped';
+  /** The hands host it runs on, and that host's task queue (every call for this sandbox goes there). */
+  host?: string;
+  task_queue?: string;
+}
+
+/** Where a sandbox is placed: a hands host and its task queue. */
+export interface Placement {
+  host_id: string;
+  task_queue: string;
+}
+
+/** Input of `placeSandbox`. */
+export interface PlaceSandboxInput {
+  session_id: string;
+  /** The sandbox's image (a host with a warm container of it is preferred). */
+  image?: string;
+  /** Hosts that stopped answering this session: not chosen again. */
+  exclude?: string[];
+}
+
+/** Result of `snapshotSandbox` (logged as `sandbox.snapshot` when the workspace changed). */
+export interface SnapshotResult {
+  snapshot_id: string;
+  changed: boolean;
+  files: number;
+  bytes: number;
+  written_bytes: number;
+  duration_ms: number;
 }
 
 /** A tool call waiting for the client: confirmation or custom tool result. */
@@ -401,6 +429,10 @@ export interface SessionState {
   outcome?: OutcomeState | null;
   /** Child sessions of delegations still running. */
   children?: string[];
+  /** The workspace's latest snapshot (sessions on hands hosts): what a sandbox placed anew is restored from. */
+  snapshot?: { snapshot_id: string; at: string } | null;
+  /** Hands hosts that stopped answering this session: not placed on again. */
+  lost_hosts?: string[];
 }
 
 /** A content block of the model's reply, as stored in history (plain JSON). */
@@ -460,6 +492,13 @@ export interface SandboxRef {
   config: SandboxConfig;
   /** The session's resources (agent's, then session's); absent when there are none. */
   resources?: SessionResource[];
+  /** The hands host the sandbox is placed on (sessions of hands hosts; a shared sandbox's children follow it). */
+  placement?: Placement;
+}
+
+/** Input of `provision`: the sandbox, and the snapshot to restore into a workspace new to its host. */
+export interface ProvisionInput extends SandboxRef {
+  restore?: string;
 }
 
 /** A request the egress proxy refused (reported with the next tool result). */
@@ -480,6 +519,10 @@ export interface EgressDenial {
 export interface ProvisionResult {
   sandbox: SandboxInfo;
   duration_ms: number;
+  /** Set when the workspace was restored from a snapshot (logged as `sandbox.restored`). */
+  restored?: { snapshot_id: string; files: number; bytes: number; duration_ms: number };
+  /** Set when a pre-started (warm) container took the sandbox on. */
+  warm?: boolean;
 }
 
 /** Input of `execute`. */
@@ -488,6 +531,8 @@ export interface ExecuteInput {
   tool_use_id: string;
   name: string;
   input: Record<string, unknown>;
+  /** A note the result begins with, for the model (its sandbox was replaced on another host). */
+  notice?: string;
 }
 
 /** Result of `execute`: the tool's string output plus where it ran. */

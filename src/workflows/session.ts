@@ -21,6 +21,7 @@ import {
   patched,
   proxyActivities,
   setDefaultSignalHandler,
+  TimeoutFailure,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
@@ -31,7 +32,7 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 import { checkSignal } from '../shared/events.js';
 import type { RecordedEvent } from '../shared/events.js';
 import { Failure } from '../shared/failures.js';
-import { MEMO_EVENT, MEMO_SESSION, SA_AGENT, SA_ARCHIVED, SA_STATUS, Signals } from '../shared/names.js';
+import { MEMO_EVENT, MEMO_SESSION, placementQueue, SA_AGENT, SA_ARCHIVED, SA_STATUS, Signals } from '../shared/names.js';
 import { sessionResources } from '../shared/repositories.js';
 import { resolveTools, roster } from '../shared/tools.js';
 import type {
@@ -41,6 +42,7 @@ import type {
   OutcomeVerdict,
   ModelBlock,
   PendingAction,
+  Placement,
   SandboxRef,
   SessionErrorInfo,
   SessionInput,
@@ -85,6 +87,14 @@ const BOUNDED_DELEGATIONS = 'bounded-delegations';
 const DEFAULT_MAX_CONCURRENT = 4;
 /** Default of `multiagent.max_delegations_per_turn`: delegations one model turn may ask for. */
 const DEFAULT_MAX_DELEGATIONS = 16;
+/**
+ * Patch: the sandbox is placed on a hands host and every call for it goes to that host's task queue; the workspace
+ * is snapshotted after each tool turn, and a host that stops answering gets the sandbox placed again elsewhere,
+ * restored from the latest snapshot.
+ */
+const HANDS_HOSTS = 'hands-hosts';
+/** Times one tool call may move its sandbox to another host before it is a tool error. */
+const MAX_MOVES = 3;
 
 /**
  * Runs one session until it is cancelled. A session started by a delegation ends when its turn does, and returns
@@ -129,6 +139,31 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     startToCloseTimeout: '2 minutes',
     retry: { initialInterval: '1 second', maximumAttempts: 5 },
   });
+  /** The hands activities of the host a sandbox is placed on (its own queue; a host that stops answering times out). */
+  const onHost = (taskQueue: string) =>
+    proxyActivities<Activities>({
+      taskQueue,
+      startToCloseTimeout: '15 minutes',
+      // No poller on the host's queue this long, or no heartbeat from a started call: the host is lost.
+      scheduleToStartTimeout: '5 seconds',
+      heartbeatTimeout: '8 seconds',
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+      retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: limits.tool_attempts ?? 3 },
+    });
+  /** Snapshots, idle stops and removals on a host: they may find it gone, and then give up. */
+  const onHostHousekeeping = (taskQueue: string) =>
+    proxyActivities<Activities>({
+      taskQueue,
+      startToCloseTimeout: '5 minutes',
+      scheduleToStartTimeout: '30 seconds',
+      heartbeatTimeout: '30 seconds',
+      retry: { initialInterval: '1 second', maximumAttempts: 3 },
+    });
+  const placement = proxyActivities<Activities>({
+    taskQueue: placementQueue(info.taskQueue),
+    startToCloseTimeout: '1 minute',
+    retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 30 },
+  });
 
   const carry = input.carry;
   const state: SessionState = carry?.state ?? {
@@ -142,6 +177,22 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     last_error: null,
   };
   const details = new SessionDetails(state);
+  // Sessions on hands hosts (from this patch on). A session begun before it keeps the sandbox it has on the task
+  // queue (its later runs too), and so does a child sharing such a sandbox.
+  const legacySandbox = ownsSandbox
+    ? state.sandboxes.length > 0 && !state.sandboxes[0]!.task_queue
+    : !input.delegation?.sandbox?.placement;
+  const onHosts = !legacySandbox && patched(HANDS_HOSTS);
+  /** Where this session's sandbox runs, when it runs on a hands host: its own, or its parent's when shared. */
+  const placed = (): Placement | undefined => {
+    const s = state.sandboxes[0];
+    if (s?.host && s.task_queue) return { host_id: s.host, task_queue: s.task_queue };
+    return input.delegation?.sandbox?.placement;
+  };
+  /** The sandbox reference with its placement, as the host's activities take it. */
+  const refOn = (p: Placement): SandboxRef => ({ ...sandboxRef, placement: p });
+  /** Whether a builtin tool ran since the last snapshot. */
+  let touched = false;
   const seenIds = new Set<string>(carry?.seen_ids ?? []);
   const answers = new Map<string, UserToolConfirmation | UserCustomToolResult>();
   let newInput = carry ? carry.new_input : (input.initial_events?.length ?? 0) > 0;
@@ -307,8 +358,71 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
 
   async function ensureSandbox(): Promise<void> {
     if (state.sandboxes.length > 0) return;
-    const { sandbox } = await interruptible(() => hands.provision(sandboxRef));
-    state.sandboxes = [sandbox];
+    if (!onHosts) {
+      const { sandbox } = await interruptible(() => hands.provision(sandboxRef));
+      state.sandboxes = [sandbox];
+      return;
+    }
+    // A child that shares its parent's sandbox uses it where it is; otherwise the sandbox is placed (again), on a
+    // host other than those that stopped answering, and a workspace new to its host gets the latest snapshot.
+    const shared = ownsSandbox ? undefined : input.delegation?.sandbox?.placement;
+    const where =
+      shared ??
+      (await interruptible(() =>
+        placement.placeSandbox({
+          session_id: sandboxRef.session_id,
+          ...(sandboxRef.config.image ? { image: sandboxRef.config.image } : {}),
+          ...(state.lost_hosts?.length ? { exclude: state.lost_hosts } : {}),
+        }),
+      ));
+    const restore = ownsSandbox && state.snapshot ? { restore: state.snapshot.snapshot_id } : {};
+    try {
+      const { sandbox } = await interruptible(() => onHost(where.task_queue).provision({ ...refOn(where), ...restore }));
+      state.sandboxes = [{ ...sandbox, host: where.host_id, task_queue: where.task_queue }];
+    } catch (err) {
+      // A host that took no provision is not placed on again by this session.
+      if (ownsSandbox && err instanceof ActivityFailure && err.cause instanceof TimeoutFailure)
+        state.lost_hosts = [...new Set([...(state.lost_hosts ?? []), where.host_id])].slice(-8);
+      throw err;
+    }
+  }
+
+  /** Removes the session's sandbox (the session has ended); a host that is gone keeps it until its reaper runs. */
+  async function removeSandbox(): Promise<void> {
+    const where = placed();
+    if (!onHosts || !where) return housekeeping.removeSandbox(sandboxRef);
+    await onHostHousekeeping(where.task_queue).removeSandbox(refOn(where)).catch(() => undefined);
+  }
+
+  /** Stops the idle session's container (it comes back on the next tool call). */
+  async function stopSandbox(): Promise<void> {
+    const where = placed();
+    if (!onHosts || !where) return housekeeping.stopSandbox(sandboxRef);
+    await onHostHousekeeping(where.task_queue).stopSandbox(refOn(where)).catch(() => undefined);
+  }
+
+  /** Whether a step failed because its hands host stopped answering (its queue or its heartbeats timed out). */
+  const hostLost = (f: ActivityFailure) => onHosts && f.cause instanceof TimeoutFailure;
+
+  /**
+   * Gives up the sandbox of a host that stopped answering: it is placed elsewhere next, and the old host, should it
+   * come back, removes what it held (without ending the session's snapshots).
+   */
+  function moveOff(): string | undefined {
+    const p = placed();
+    if (!p || !ownsSandbox) return undefined;
+    state.lost_hosts = [...new Set([...(state.lost_hosts ?? []), p.host_id])].slice(-8);
+    state.sandboxes = [];
+    onHostHousekeeping(p.task_queue)
+      .removeSandbox({ ...refOn(p), moved: true })
+      .catch(() => undefined);
+    const snap = state.snapshot;
+    return (
+      `[Tandem: this call runs in a new sandbox, because hands host ${p.host_id} stopped answering. ` +
+      (snap
+        ? `The workspace is as it was at its latest snapshot (${snap.snapshot_id.slice(0, 12)}, ${snap.at}); changes made after it are gone.]`
+        : 'The session had no snapshot yet, so the workspace is empty.]')
+    );
   }
 
   /** Runs one built-in or MCP tool call; a failure after the retry budget becomes a tool error the model sees. */
@@ -323,6 +437,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       }
       return;
     }
+    if (onHosts) return runOnHost(use);
     try {
       await ensureSandbox();
     } catch (err) {
@@ -343,6 +458,69 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       // The log decoder turns the failed activity into an `agent.tool_result` with `is_error`.
       const cause = stepFailure(err)?.cause;
       if (cause instanceof ApplicationFailure && cause.type === Failure.SandboxLost) state.sandboxes = [];
+    }
+  }
+
+  /**
+   * Runs one built-in tool call on the sandbox's hands host. A host that stops answering (a timeout on its queue:
+   * the log decoder shows it as `sandbox.lost`, not as the call's result) gets the sandbox placed again and the call
+   * run there, with a note for the model; after MAX_MOVES the call is a tool error.
+   */
+  async function runOnHost(use: ToolUse): Promise<void> {
+    let notice: string | undefined;
+    for (let moves = 0; ; moves++) {
+      try {
+        await ensureSandbox();
+      } catch (err) {
+        const failure = stepFailure(err);
+        if (!failure) return;
+        if (hostLost(failure) && moves < MAX_MOVES) {
+          notice = moveOff() ?? notice;
+          continue;
+        }
+        return toolError(use, provisionFailed(failure));
+      }
+      const where = placed()!;
+      try {
+        const summary = toolSummary(use.name, use.input);
+        details.step(summary);
+        const call = { sandbox: refOn(where), tool_use_id: use.id, name: use.name, input: use.input, ...(notice ? { notice } : {}) };
+        const result = await interruptible(() => onHost(where.task_queue).execute.executeWithOptions({ summary }, [call]));
+        if (result.provisioned) state.sandboxes = [{ ...result.provisioned, host: where.host_id, task_queue: where.task_queue }];
+        touched = true;
+        return;
+      } catch (err) {
+        const failure = stepFailure(err);
+        if (!failure) return;
+        if (hostLost(failure)) {
+          if (moves < MAX_MOVES && ownsSandbox) {
+            notice = moveOff() ?? notice;
+            continue;
+          }
+          return toolError(use, `The sandbox's hands host stopped answering (${failure.cause?.message ?? failure.message}), ${moves + 1} time(s).`);
+        }
+        // Any other failure is the call's result in the log (the decoder shows it as a tool error).
+        const cause = failure.cause;
+        if (cause instanceof ApplicationFailure && cause.type === Failure.SandboxLost) state.sandboxes = [];
+        return;
+      }
+    }
+  }
+
+  /**
+   * Snapshots the workspace after a tool turn that ran a built-in tool (sessions on hands hosts that own their
+   * sandbox), so the files outlive the host. A host that does not answer costs the snapshot, not the turn.
+   */
+  async function snapshotTurn(): Promise<void> {
+    const where = placed();
+    if (!onHosts || !touched || !ownsSandbox || !where || state.sandboxes.length === 0) return;
+    touched = false;
+    try {
+      const r = await onHostHousekeeping(where.task_queue).snapshotSandbox(refOn(where));
+      if (r.changed) state.snapshot = { snapshot_id: r.snapshot_id, at: new Date().toISOString() };
+    } catch (err) {
+      if (sessionCancelled(err)) throw err;
+      if (!(err instanceof ActivityFailure)) throw err;
     }
   }
 
@@ -484,7 +662,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
         tool_use_id: use.id,
         depth: depth + 1,
         max_depth: maxDepth,
-        ...(sandbox === 'share' ? { sandbox: sandboxRef } : {}),
+        ...(sandbox === 'share' ? { sandbox: placed() ? refOn(placed()!) : sandboxRef } : {}),
       },
     };
     children.add(childId);
@@ -571,6 +749,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       replyUses = new Set(uses.map((u) => u.id));
       await runTools(uses);
       replyUses = new Set();
+      await snapshotTurn();
     }
   }
 
@@ -593,7 +772,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
           run_id: info.runId,
           cursor: workflowInfo().historyLength,
           outcome,
-          ...(state.sandboxes.length > 0 ? { sandbox: sandboxRef } : {}),
+          ...(state.sandboxes.length > 0 ? { sandbox: placed() ? refOn(placed()!) : sandboxRef } : {}),
         }),
       );
       ({ result: verdict, explanation, usage } = graded);
@@ -640,7 +819,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
   async function finishDelegation(stop: DelegationResult['stop_reason']): Promise<DelegationResult> {
     await CancellationScope.nonCancellable(async () => {
       setStatus('terminated');
-      if (ownsSandbox && state.sandboxes.length > 0) await housekeeping.removeSandbox(sandboxRef);
+      if (ownsSandbox && state.sandboxes.length > 0) await removeSandbox();
     });
     return { final_message: lastText, stop_reason: stop, turns: state.turn, usage: state.usage };
   }
@@ -660,7 +839,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
         const stopsIdle = sandboxRunning() && ownsSandbox;
         const woke = stopsIdle ? await condition(hasWork, idleTimeoutMs) : (await condition(hasWork), true);
         if (!woke) {
-          await housekeeping.stopSandbox(sandboxRef);
+          await stopSandbox();
           state.sandboxes = state.sandboxes.map((s) => ({ ...s, state: 'stopped' as const }));
           await condition(hasWork);
         }
@@ -678,7 +857,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     if (input.delegation) return await finishDelegation({ type: 'interrupted' });
     await CancellationScope.nonCancellable(async () => {
       setStatus('terminated');
-      if (state.sandboxes.length > 0) await housekeeping.removeSandbox(sandboxRef);
+      if (state.sandboxes.length > 0) await removeSandbox();
     });
   }
 }

@@ -195,9 +195,14 @@ export function toolResults(req: RecordedRequest): Map<string, { content: string
 }
 
 /** Starts `src/worker.ts` as a process of its own (added to `into`) and waits until it polls. */
-export async function spawnWorkerProcess(taskQueue: string, messagesUrl: string, into: ChildProcess[]): Promise<ChildProcess> {
+export async function spawnWorkerProcess(
+  taskQueue: string,
+  messagesUrl: string,
+  into: ChildProcess[],
+  env: Record<string, string> = {},
+): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
-    env: { ...process.env, ...workerEnv(taskQueue, messagesUrl) },
+    env: { ...process.env, ...workerEnv(taskQueue, messagesUrl), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   into.push(child);

@@ -15,12 +15,18 @@ import { repositoryPath } from '../../shared/repositories.js';
 import type {
   ExecuteInput,
   ExecuteResult,
+  PlaceSandboxInput,
+  Placement,
+  ProvisionInput,
   ProvisionResult,
   SandboxConfig,
   SandboxInfo,
   SandboxRef,
+  SnapshotResult,
 } from '../../shared/types.js';
 import { ChannelClosed, ToolboxChannels, type ToolboxLine } from './channel.js';
+import type { HostRegistry } from './hosts.js';
+import type { Snapshots } from './snapshots.js';
 import { needsGateway, remoteUrl, type Gateway, type GatewayMount } from './gateway.js';
 import { DEFAULT_DISK_MB, HOST_MOUNT, sandboxOwner, slotKey, Slots, type SandboxOwner, type Slot, type WorkspaceMode } from './slot.js';
 
@@ -184,6 +190,8 @@ interface Running {
   line: ToolboxLine;
   /** Set when this call created the container. */
   created?: SandboxInfo;
+  /** Set when this call restored the workspace from a snapshot. */
+  restored?: ProvisionResult['restored'];
 }
 
 /** Default hands directory: `/var/lib/tandem/hands` for root, else `$TMPDIR/tandem-hands-<uid>`. */
@@ -198,6 +206,10 @@ export interface HandsDeps {
   settings: SandboxSettings;
   /** Credential and egress proxies; sessions with repositories or limited egress need one. */
   gateway?: Gateway;
+  /** Workspace snapshots in the store shared by all hands hosts; without it, `snapshotSandbox` refuses. */
+  snapshots?: Snapshots;
+  /** This host's place among the hands hosts (placement, its own task queue). */
+  registry?: HostRegistry;
 }
 
 /** Creates the sandbox activities over a Docker client. */
@@ -206,7 +218,7 @@ export function createSandboxActivities(deps: HandsDeps) {
 }
 
 /** The hands of this host: the sandbox activities, the slots they keep, and a shutdown that closes their lines. */
-export function createHands({ docker, settings, gateway }: HandsDeps) {
+export function createHands({ docker, settings, gateway, snapshots, registry }: HandsDeps) {
   const slots = new Slots(settings.handsDir ?? defaultHandsDir(), settings.scope ?? '', settings.workspaceMode ?? 'volume');
   // A result is at most outputCap characters; as JSON, at most 6 bytes each (\uXXXX), plus room for a `run` answer.
   const channels = new ToolboxChannels(Math.max(6 * settings.outputCap, 1024 * 1024) + 64 * 1024);
@@ -236,6 +248,7 @@ export function createHands({ docker, settings, gateway }: HandsDeps) {
       image: ref.config.image ?? settings.image,
       volume: slots.mode === 'quota' ? slot.key : slot.workspace,
       state,
+      ...(registry ? { host: registry.hostId, task_queue: registry.queue } : {}),
     };
   }
 
@@ -261,8 +274,18 @@ export function createHands({ docker, settings, gateway }: HandsDeps) {
     }
   }
 
-  /** The slot of a sandbox, made ready: directories, this process's channel socket, the workspace mounted. */
-  async function prepareSlot(ref: SandboxRef, fresh: boolean): Promise<Slot> {
+  /** The workspace of a sandbox as a directory of this host. */
+  async function workspaceDir(ref: SandboxRef): Promise<string> {
+    const slot = slots.paths(ref.session_id);
+    if (slots.mode === 'quota') return slot.workspace;
+    return (await docker.getVolume(slot.workspace).inspect()).Mountpoint;
+  }
+
+  /**
+   * The slot of a sandbox, made ready: directories, this process's channel socket, the workspace mounted. Returns
+   * whether the workspace is new on this host (and so empty: a snapshot may be restored into it).
+   */
+  async function prepareSlot(ref: SandboxRef, fresh: boolean): Promise<{ slot: Slot; created: boolean }> {
     const explicitDisk = ref.config.disk_mb;
     if (explicitDisk !== undefined && slots.mode !== 'quota')
       throw ApplicationFailure.create({
@@ -274,12 +297,12 @@ export function createHands({ docker, settings, gateway }: HandsDeps) {
       });
     const slot = slots.prepare(ref.session_id);
     await channels.listen(slot.sock);
-    if (slots.mode === 'quota') await slots.mountWorkspace(slot, explicitDisk ?? settings.diskMb ?? DEFAULT_DISK_MB, await sandboxUser(), fresh);
-    if (slots.mode === 'volume') {
-      if (fresh) await docker.getVolume(slot.workspace).remove().catch(() => undefined);
-      await docker.createVolume({ Name: slot.workspace, Labels: labels(ref, settings) }).catch(() => undefined);
-    }
-    return slot;
+    if (slots.mode === 'quota')
+      return { slot, created: await slots.mountWorkspace(slot, explicitDisk ?? settings.diskMb ?? DEFAULT_DISK_MB, await sandboxUser(), fresh) };
+    if (fresh) await docker.getVolume(slot.workspace).remove().catch(() => undefined);
+    const existed = await docker.getVolume(slot.workspace).inspect().then(() => true, () => false);
+    if (!existed) await docker.createVolume({ Name: slot.workspace, Labels: labels(ref, settings) }).catch(() => undefined);
+    return { slot, created: !existed };
   }
 
   /**
@@ -287,7 +310,7 @@ export function createHands({ docker, settings, gateway }: HandsDeps) {
    * paused or mute container is removed and a fresh one is created on the same workspace (unless the workspace is
    * ephemeral).
    */
-  async function ensureRunning(ref: SandboxRef): Promise<Running> {
+  async function ensureRunning(ref: SandboxRef, restore?: string): Promise<Running> {
     const sock = slots.paths(ref.session_id).sock;
     // The common case: the toolbox of the running container is on the line already.
     const open = await channels.anyLine(sock);
@@ -331,13 +354,25 @@ export function createHands({ docker, settings, gateway }: HandsDeps) {
       });
     }
     gateway?.checkRepositories(ref);
-    const slot = await prepareSlot(ref, Boolean(inspected) && ref.config.workspace === 'ephemeral');
+    const { slot, created: newWorkspace } = await prepareSlot(ref, Boolean(inspected) && ref.config.workspace === 'ephemeral');
+    // A workspace new to this host (the sandbox was placed here after its host was lost) gets its latest snapshot
+    // back, before any container could have touched it.
+    let restored: Running['restored'];
+    if (restore && newWorkspace) {
+      if (!snapshots)
+        throw ApplicationFailure.create({
+          type: Failure.SandboxProvisionFailed,
+          message: 'this sandbox has a snapshot to restore, but this hands host has no snapshot store',
+          nonRetryable: true,
+        });
+      restored = await snapshots.restore(ref.session_id, restore, await workspaceDir(ref), await sandboxUser());
+    }
     const spec = containerSpec(ref, settings, slot, mount);
     let container: Docker.Container;
     try {
       container = await docker.createContainer(spec);
     } catch (err) {
-      if (dockerStatus(err) === 409) return ensureRunning(ref); // another attempt created it meanwhile
+      if (dockerStatus(err) === 409) return ensureRunning(ref, restore); // another attempt created it meanwhile
       throw ApplicationFailure.create({
         type: Failure.SandboxProvisionFailed,
         message: `could not create sandbox ${spec.name} from image ${spec.Image}: ${(err as Error).message}`,
@@ -353,7 +388,7 @@ export function createHands({ docker, settings, gateway }: HandsDeps) {
         await forward(line, mount);
         await cloneRepositories(line, ref);
       }
-      return { container, line, created: info(ref, container.id, 'running') };
+      return { container, line, created: info(ref, container.id, 'running'), ...(restored ? { restored } : {}) };
     } catch (err) {
       // Start afresh next attempt: a half-prepared container must not be found and reused.
       await container.remove({ force: true }).catch(() => undefined);
@@ -413,11 +448,44 @@ export function createHands({ docker, settings, gateway }: HandsDeps) {
     }
   }
 
-  /** Creates (or finds) the session's sandbox. Called lazily, on the first tool call. */
-  async function provision(ref: SandboxRef): Promise<ProvisionResult> {
+  /** Refuses a sandbox placed on another host (a task that reached the wrong queue, or a grader elsewhere). */
+  function checkHere(ref: SandboxRef): void {
+    if (ref.placement && registry && ref.placement.host_id !== registry.hostId)
+      throw ApplicationFailure.create({
+        type: 'Hands.WrongHost',
+        message: `the sandbox of ${ref.session_id} runs on hands host ${ref.placement.host_id}, not on ${registry.hostId}`,
+        nonRetryable: true,
+      });
+  }
+
+  /**
+   * Creates (or finds) the session's sandbox. Called lazily, on the first tool call, and on a host that takes a
+   * sandbox over from a lost one, with the snapshot to restore.
+   */
+  async function provision(input: ProvisionInput): Promise<ProvisionResult> {
     const started = Date.now();
-    const { container, created } = await beating({ phase: 'provision' }, () => ensureRunning(ref));
-    return { sandbox: created ?? info(ref, container.id, 'running'), duration_ms: Date.now() - started };
+    const { restore, ...ref } = input;
+    checkHere(ref);
+    const { container, created, restored } = await beating({ phase: 'provision' }, () => ensureRunning(ref, restore));
+    return {
+      sandbox: created ?? info(ref, container.id, 'running'),
+      duration_ms: Date.now() - started,
+      ...(restored ? { restored } : {}),
+    };
+  }
+
+  /** Snapshots the session's workspace into the shared store (after a tool turn). */
+  async function snapshotSandbox(ref: SandboxRef): Promise<SnapshotResult> {
+    if (!snapshots)
+      throw ApplicationFailure.create({ type: 'Snapshot.Unavailable', message: 'this hands host has no snapshot store', nonRetryable: true });
+    checkHere(ref);
+    return beating({ phase: 'snapshot' }, async () => snapshots.take(ref.session_id, await workspaceDir(ref)));
+  }
+
+  /** Picks the hands host of a sandbox (any host may run this; see hosts.ts). */
+  async function placeSandbox(input: PlaceSandboxInput): Promise<Placement> {
+    if (!registry) throw ApplicationFailure.create({ type: 'Hands.Unavailable', message: 'this worker places no sandboxes', nonRetryable: true });
+    return registry.place(input);
   }
 
   /**
@@ -458,6 +526,7 @@ export function createHands({ docker, settings, gateway }: HandsDeps) {
   /** Runs one tool call in the session's sandbox and returns its (bounded) string output. */
   async function execute(input: ExecuteInput): Promise<ExecuteResult> {
     const started = Date.now();
+    checkHere(input.sandbox);
     const ctx = (() => {
       try {
         return Context.current();
@@ -511,6 +580,7 @@ export function createHands({ docker, settings, gateway }: HandsDeps) {
       const denied = input.sandbox.config.network?.policy === 'limited' ? gateway?.drainDenials(input.sandbox.session_id) : undefined;
       return {
         ...r,
+        ...(input.notice ? { content: `${input.notice}\n\n${r.content}` } : {}),
         container_id: container.id,
         ...(created ? { provisioned: created } : {}),
         duration_ms: Date.now() - started,
@@ -535,8 +605,11 @@ export function createHands({ docker, settings, gateway }: HandsDeps) {
     await slots.unmountWorkspace(slot);
   }
 
-  /** Removes a session's container, workspace and slot (the session has ended). */
-  async function removeSandbox(ref: SandboxRef): Promise<void> {
+  /**
+   * Removes a session's container, workspace and slot: the session has ended (its snapshots then expire after the
+   * retention), or, with `moved`, its sandbox was placed on another host (its snapshots stay).
+   */
+  async function removeSandbox(ref: SandboxRef & { moved?: boolean }): Promise<void> {
     const name = sandboxNames(ref.session_id, settings.scope).container;
     const slot = slots.paths(ref.session_id);
     // 404: already gone; 409: a removal is already in progress (the reaper, or another attempt).
@@ -549,6 +622,8 @@ export function createHands({ docker, settings, gateway }: HandsDeps) {
     gateway?.close(ref.session_id);
     if (slots.mode === 'volume') await docker.getVolume(slot.workspace).remove().catch(gone);
     await slots.remove(ref.session_id);
+    if (ref.moved) snapshots?.forget(ref.session_id);
+    else await snapshots?.ended(ref.session_id);
   }
 
   async function waitRemoved(name: string): Promise<void> {
@@ -559,5 +634,18 @@ export function createHands({ docker, settings, gateway }: HandsDeps) {
     }
   }
 
-  return { activities: { provision, execute, stopSandbox, removeSandbox }, slots, shutdown: () => channels.closeAll() };
+  /** What this host runs now: its sandboxes that are running (placement prefers the least loaded host). */
+  async function load(): Promise<{ running: number; warm: Record<string, number> }> {
+    const running = await docker.listContainers({
+      filters: { label: [`${LABEL_MANAGED}=true`, ...(settings.scope ? [`${LABEL_SCOPE}=${settings.scope}`] : [])], status: ['running'] },
+    });
+    return { running: running.length, warm: {} };
+  }
+
+  return {
+    activities: { provision, execute, stopSandbox, removeSandbox, snapshotSandbox, placeSandbox },
+    slots,
+    load,
+    shutdown: () => channels.closeAll(),
+  };
 }

@@ -151,13 +151,14 @@ export class Slots {
   /**
    * Makes the workspace ready to mount (quota mode: the image exists and is mounted), wiping it first when
    * `fresh`. Safe against another process of the host doing the same: the image is made under a temporary name
-   * and renamed, and a second mount of one image is refused by mount(8) and then found mounted.
+   * and renamed, and a second mount of one image is refused by mount(8) and then found mounted. Returns whether
+   * the workspace is new (made by this call, so empty).
    */
-  async mountWorkspace(slot: Slot, diskMb: number, owner: SandboxOwner, fresh = false): Promise<void> {
-    if (this.mode !== 'quota') return;
+  async mountWorkspace(slot: Slot, diskMb: number, owner: SandboxOwner, fresh = false): Promise<boolean> {
+    if (this.mode !== 'quota') return false;
     const image = join(slot.dir, 'workspace.img');
     if (fresh) await this.unmountWorkspace(slot, true);
-    if (isMountPoint(slot.workspace)) return;
+    if (isMountPoint(slot.workspace)) return false;
     mkdirSync(slot.workspace, { recursive: true, mode: 0o755 });
     let created = false;
     if (!existsSync(image)) {
@@ -186,6 +187,7 @@ export class Slots {
       if (!isMountPoint(slot.workspace)) throw provisionFailure(`could not mount the workspace: ${errorText(err)}`);
     }
     if (created) rmSync(join(slot.workspace, 'lost+found'), { recursive: true, force: true });
+    return created;
   }
 
   /** Unmounts the workspace (the container has stopped); `discard` also deletes its image. */
