@@ -10,7 +10,7 @@ import Docker from 'dockerode';
 import { createActivities } from './activities/index.js';
 import { SessionLogCache } from './client/log-cache.js';
 import { McpHub } from './activities/mcp.js';
-import { createHands, defaultHandsDir, LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION } from './activities/sandbox/docker.js';
+import { createHands, defaultHandsDir, LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION, LABEL_WARM } from './activities/sandbox/docker.js';
 import { quotaSupported, type Slots } from './activities/sandbox/slot.js';
 import { blobStoreFromEnv } from './activities/sandbox/blob-store.js';
 import { defaultHostId, HostRegistry } from './activities/sandbox/hosts.js';
@@ -121,6 +121,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     workspaceMode: withHands ? workspaceMode(config.TANDEM_WORKSPACE_QUOTA) : ('volume' as const),
     diskMb: config.TANDEM_WORKSPACE_MB,
     usernsRemapUser: config.TANDEM_USERNS_REMAP_USER,
+    warmContainers: config.TANDEM_WARM_CONTAINERS,
   };
   // Workspaces outlive their host: snapshots go to a store every hands host shares (a directory, or S3).
   const store = blobStoreFromEnv(config, { defaultDir: defaultSnapshotDir(), vault });
@@ -191,6 +192,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     ...(withHands ? { host: { id: hostId, queue: registry.queue } } : {}),
     async run() {
       if (withHands) {
+        await hands.start();
         await registry.start();
         if (config.TANDEM_REAP_INTERVAL_S > 0)
           every(config.TANDEM_REAP_INTERVAL_S * 1000, 'sandbox reaper', () =>
@@ -242,8 +244,11 @@ export async function reapClosedSessions(
     all: true,
     filters: { label: [`${LABEL_MANAGED}=true`, `${LABEL_SCOPE}=${scope}`] },
   });
-  const sessions = new Set(containers.map((c) => c.Labels[LABEL_SESSION]).filter((id): id is string => Boolean(id)));
-  for (const s of slots?.list() ?? []) if (s.scope === scope) sessions.add(s.session_id);
+  // Warm containers belong to their hands process; one a session took on is found through its slot.
+  const sessions = new Set(
+    containers.filter((c) => !c.Labels[LABEL_WARM]).map((c) => c.Labels[LABEL_SESSION]).filter((id): id is string => Boolean(id)),
+  );
+  for (const s of slots?.list() ?? []) if (s.scope === scope && s.warm_owner === undefined) sessions.add(s.session_id);
   const removed: string[] = [];
   for (const sessionId of sessions) {
     const open = await client.workflow

@@ -43,6 +43,7 @@ const schema = z.object({
     .regex(/^[A-Za-z0-9._-]{1,60}$/, { error: 'expected 1 to 60 of A-Z a-z 0-9 . _ -' })
     .optional(),
   TANDEM_SNAPSHOT_RETENTION_H: z.coerce.number().min(0).default(168),
+  TANDEM_WARM_CONTAINERS: z.coerce.number().int().min(0).max(32).default(2),
   TANDEM_EGRESS_HOST_MAP: z
     .string()
     .regex(/^([^=,\s]+=[^=,\s]+)(,[^=,\s]+=[^=,\s]+)*$/, { message: 'expected name=address[,name=address...]' })

@@ -50,6 +50,8 @@ export function workerEnv(taskQueue: string, messagesUrl: string, address = inje
     ANTHROPIC_BASE_URL: messagesUrl,
     ANTHROPIC_API_KEY: 'test-key',
     TANDEM_REAP_INTERVAL_S: '0',
+    // Warm containers are tested where they are the subject (hands.test.ts); elsewhere they would only add load.
+    TANDEM_WARM_CONTAINERS: '0',
   };
 }
 

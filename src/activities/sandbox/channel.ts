@@ -116,7 +116,8 @@ class Listener {
 
   constructor(
     readonly server: net.Server,
-    readonly path: string,
+    /** The socket's path (it changes when its directory is renamed: a warm slot taken on by a session). */
+    public path: string,
     private readonly maxFrameBytes: number,
   ) {
     server.on('connection', (socket) => this.accept(socket));
@@ -228,6 +229,15 @@ export class ToolboxChannels {
   /** Waits up to `timeoutMs` for the toolbox of container `host` to dial this process. */
   async connect(dir: string, host: string, timeoutMs: number): Promise<ToolboxLine | undefined> {
     return (await this.listener(dir)).wait(host, timeoutMs);
+  }
+
+  /** `from` was renamed to `to` (a warm slot became a session's): its socket and lines are found under `to` now. */
+  async move(from: string, to: string): Promise<void> {
+    const l = this.listeners.get(from);
+    if (!l) return;
+    this.listeners.delete(from);
+    this.listeners.set(to, l);
+    (await l).path = join(to, this.socketName);
   }
 
   /** Stops listening in `dir` and closes its lines. */

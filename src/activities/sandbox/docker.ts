@@ -6,7 +6,9 @@
  * line that is already open, never a `docker exec`. Whatever comes back on that line is bounded and checked, and a
  * sandbox that answers wrongly is replaced like a lost one.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type Docker from 'dockerode';
@@ -28,7 +30,20 @@ import { ChannelClosed, ToolboxChannels, type ToolboxLine } from './channel.js';
 import type { HostRegistry } from './hosts.js';
 import type { Snapshots } from './snapshots.js';
 import { needsGateway, remoteUrl, type Gateway, type GatewayMount } from './gateway.js';
-import { DEFAULT_DISK_MB, HOST_MOUNT, sandboxOwner, slotKey, Slots, type SandboxOwner, type Slot, type WorkspaceMode } from './slot.js';
+import {
+  DEFAULT_DISK_MB,
+  HOST_MOUNT,
+  listSlots,
+  removeSlotDir,
+  sandboxOwner,
+  slotKey,
+  Slots,
+  type SandboxOwner,
+  type Slot,
+  type SlotMeta,
+  type WorkspaceMode,
+} from './slot.js';
+import { WarmPool, type WarmEntry } from './warm.js';
 
 /** Label on every container and volume Tandem creates. */
 export const LABEL_MANAGED = 'tandem.managed';
@@ -75,6 +90,8 @@ export interface SandboxSettings {
   diskMb?: number;
   /** The engine's remap user when it runs with `userns-remap` (default `dockremap`, the user of `default`). */
   usernsRemapUser?: string;
+  /** Warm containers kept per container shape (quota mode only); 0 or unset: none. */
+  warmContainers?: number;
 }
 
 /** Deterministic, Docker-safe name of a session's container in a deployment (`scope`). */
@@ -82,6 +99,9 @@ export function sandboxNames(sessionId: string, scope = ''): { container: string
   const clean = sessionId.replace(/[^a-zA-Z0-9_.-]/g, '-').slice(0, 80);
   return { container: `tandem-${clean}-${slotKey(scope, sessionId).slice(2, 10)}` };
 }
+
+/** Label of a warm container (its value: the pid of the hands process that keeps it). */
+export const LABEL_WARM = 'tandem.warm';
 
 /** Labels of a session's container and volume. */
 function labels(ref: SandboxRef, settings: SandboxSettings): Record<string, string> {
@@ -94,6 +114,7 @@ export function containerSpec(
   settings: SandboxSettings,
   slot: Pick<Slot, 'sock' | 'workspace'>,
   gateway?: GatewayMount,
+  extraLabels: Record<string, string> = {},
 ): Docker.ContainerCreateOptions & { name: string } {
   const c: SandboxConfig = ref.config;
   const memory = (c.memory_mb ?? 1024) * 1024 * 1024;
@@ -110,7 +131,7 @@ export function containerSpec(
       `TANDEM_HOST_DIR=${HOST_MOUNT}`,
       ...(gateway?.env ?? []),
     ],
-    Labels: labels(ref, settings),
+    Labels: { ...labels(ref, settings), ...extraLabels },
     NetworkDisabled: true,
     HostConfig: {
       Init: true,
@@ -192,6 +213,8 @@ interface Running {
   created?: SandboxInfo;
   /** Set when this call restored the workspace from a snapshot. */
   restored?: ProvisionResult['restored'];
+  /** Set when a warm container took the sandbox on. */
+  warm?: boolean;
 }
 
 /** Default hands directory: `/var/lib/tandem/hands` for root, else `$TMPDIR/tandem-hands-<uid>`. */
@@ -353,20 +376,15 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
         if (dockerStatus(err) !== 404) throw err;
       });
     }
+    if (!inspected && !mount) {
+      const claimed = await claimWarm(ref, restore);
+      if (claimed) return claimed;
+    }
     gateway?.checkRepositories(ref);
     const { slot, created: newWorkspace } = await prepareSlot(ref, Boolean(inspected) && ref.config.workspace === 'ephemeral');
     // A workspace new to this host (the sandbox was placed here after its host was lost) gets its latest snapshot
     // back, before any container could have touched it.
-    let restored: Running['restored'];
-    if (restore && newWorkspace) {
-      if (!snapshots)
-        throw ApplicationFailure.create({
-          type: Failure.SandboxProvisionFailed,
-          message: 'this sandbox has a snapshot to restore, but this hands host has no snapshot store',
-          nonRetryable: true,
-        });
-      restored = await snapshots.restore(ref.session_id, restore, await workspaceDir(ref), await sandboxUser());
-    }
+    const restored = restore && newWorkspace ? await restoreInto(ref, restore) : undefined;
     const spec = containerSpec(ref, settings, slot, mount);
     let container: Docker.Container;
     try {
@@ -394,6 +412,112 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
       await container.remove({ force: true }).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Restores a snapshot into the sandbox's workspace, new to this host and untouched by any tool. */
+  async function restoreInto(ref: SandboxRef, snapshotId: string): Promise<Running['restored']> {
+    if (!snapshots)
+      throw ApplicationFailure.create({
+        type: Failure.SandboxProvisionFailed,
+        message: 'this sandbox has a snapshot to restore, but this hands host has no snapshot store',
+        nonRetryable: true,
+      });
+    return snapshots.restore(ref.session_id, snapshotId, await workspaceDir(ref), await sandboxUser());
+  }
+
+  const warm = new WarmPool({
+    target: slots.mode === 'quota' ? (settings.warmContainers ?? 0) : 0,
+    idleMs: 10 * 60_000,
+    defaultImage: settings.image,
+    create: createWarm,
+    destroy: destroyWarm,
+    log: (m) => console.error(`tandem hands: ${m}`),
+  });
+
+  /** Starts a warm container of `config`'s shape on a slot of its own, and waits until its toolbox is on the line. */
+  async function createWarm(config: SandboxConfig): Promise<WarmEntry> {
+    const id = `warm-${randomBytes(6).toString('hex')}`;
+    const ref: SandboxRef = { session_id: id, config };
+    const { slot } = await prepareSlot(ref, false);
+    writeMeta(slot, { session_id: id, scope: settings.scope ?? '', created_at: new Date().toISOString(), warm_owner: process.pid });
+    const container = await docker.createContainer(containerSpec(ref, settings, slot, undefined, { [LABEL_WARM]: String(process.pid) }));
+    const entry: WarmEntry = { id, dir: slot.dir, containerId: container.id, hostname: '', image: config.image ?? settings.image };
+    try {
+      await container.start();
+      entry.hostname = (await container.inspect()).Config.Hostname;
+      if (!(await channels.connect(slot.sock, entry.hostname, TOOLBOX_START_MS))) throw new Error('its toolbox did not come up');
+      return entry;
+    } catch (err) {
+      await destroyWarm(entry);
+      throw err;
+    }
+  }
+
+  /** Removes a warm container and its slot. */
+  async function destroyWarm(entry: WarmEntry): Promise<void> {
+    await docker.getContainer(entry.containerId).remove({ force: true }).catch(() => undefined);
+    await channels.close(join(entry.dir, 'sock'));
+    await removeSlotDir(entry.dir);
+  }
+
+  /**
+   * Takes a warm container on for a sandbox that has neither a container nor a slot on this host yet: the warm
+   * slot is renamed to the session's, the container gets the session's name. Undefined when none fits (the caller
+   * starts one cold).
+   */
+  async function claimWarm(ref: SandboxRef, restore?: string): Promise<Running | undefined> {
+    if (ref.config.workspace === 'ephemeral') return undefined;
+    const entry = warm.take(ref.config);
+    if (!entry) return undefined;
+    const slot = slots.paths(ref.session_id);
+    try {
+      renameSync(entry.dir, slot.dir); // refused when the session has a slot here already
+    } catch {
+      await destroyWarm(entry);
+      return undefined;
+    }
+    writeMeta(slot, { session_id: ref.session_id, scope: settings.scope ?? '', created_at: new Date().toISOString() });
+    await channels.move(join(entry.dir, 'sock'), slot.sock);
+    const container = docker.getContainer(entry.containerId);
+    const line = await channels.line(slot.sock, entry.hostname);
+    try {
+      if (!line) throw new Error('its toolbox is no longer on the line');
+      await container.rename({ name: sandboxNames(ref.session_id, settings.scope).container });
+      const restored = restore ? await restoreInto(ref, restore) : undefined;
+      return { container, line, created: info(ref, entry.containerId, 'running'), warm: true, ...(restored ? { restored } : {}) };
+    } catch (err) {
+      // Start afresh: the half-taken container and its slot go, the next attempt starts one cold.
+      await container.remove({ force: true }).catch(() => undefined);
+      await channels.close(slot.sock);
+      await removeSlotDir(slot.dir);
+      throw lost(`a warm container could not take the sandbox on: ${(err as Error).message}`);
+    }
+  }
+
+  function writeMeta(slot: Slot, meta: SlotMeta & { warm_owner?: number }): void {
+    writeFileSync(join(slot.dir, 'meta.json'), JSON.stringify(meta) + '\n', { mode: 0o644 });
+  }
+
+  /**
+   * Removes what an earlier process of this host left warm (its warm containers and slots), then keeps the default
+   * shape warm. Warm things of a hands process that still runs (another one on this host) are left alone.
+   */
+  async function start(): Promise<void> {
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return pid !== process.pid; // this process keeps nothing warm yet: its pid there is an earlier one's
+      } catch {
+        return false;
+      }
+    };
+    const scoped = settings.scope ? [`${LABEL_SCOPE}=${settings.scope}`] : [];
+    for (const c of await docker.listContainers({ all: true, filters: { label: [LABEL_WARM, ...scoped] } }))
+      if (c.Names.some((n) => n.startsWith('/tandem-warm-')) && !alive(Number(c.Labels[LABEL_WARM])))
+        await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    for (const s of listSlots(slots.root) as Array<SlotMeta & { dir: string; warm_owner?: number }>)
+      if (s.warm_owner !== undefined && s.scope === (settings.scope ?? '') && !alive(s.warm_owner)) await removeSlotDir(s.dir);
+    warm.want({});
   }
 
   /** Has the toolbox relay the gateway's proxy ports (idempotent; the relay lives in the toolbox process). */
@@ -466,11 +590,13 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     const started = Date.now();
     const { restore, ...ref } = input;
     checkHere(ref);
-    const { container, created, restored } = await beating({ phase: 'provision' }, () => ensureRunning(ref, restore));
+    const { container, created, restored, warm: fromWarm } = await beating({ phase: 'provision' }, () => ensureRunning(ref, restore));
+    warm.want(ref.config); // sessions of this shape start warm from now on
     return {
       sandbox: created ?? info(ref, container.id, 'running'),
       duration_ms: Date.now() - started,
       ...(restored ? { restored } : {}),
+      ...(fromWarm ? { warm: true } : {}),
     };
   }
 
@@ -639,13 +765,20 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     const running = await docker.listContainers({
       filters: { label: [`${LABEL_MANAGED}=true`, ...(settings.scope ? [`${LABEL_SCOPE}=${settings.scope}`] : [])], status: ['running'] },
     });
-    return { running: running.length, warm: {} };
+    const sessions = running.filter((c) => !c.Names.some((n) => n.startsWith('/tandem-warm-')));
+    await warm.prune();
+    return { running: sessions.length, warm: warm.counts() };
   }
 
   return {
     activities: { provision, execute, stopSandbox, removeSandbox, snapshotSandbox, placeSandbox },
     slots,
     load,
-    shutdown: () => channels.closeAll(),
+    /** Cleans up after an earlier process of this host and starts keeping containers warm. */
+    start,
+    async shutdown() {
+      await warm.close();
+      await channels.closeAll();
+    },
   };
 }

@@ -64,6 +64,8 @@ export interface SlotMeta {
   session_id: string;
   scope: string;
   created_at: string;
+  /** Set while the slot is a warm container's: the pid of the hands process that keeps it. */
+  warm_owner?: number;
 }
 
 /** The sandbox user (1000:1000 in the container) as the host sees it: shifted when the engine remaps user ids. */
