@@ -123,7 +123,8 @@ describe('the log cache of a worker', () => {
     const fetched = reads.reduce((n, r) => n + r.events, 0);
     expect(fetched).toBeLessThanOrEqual(total);
     expect(fetched).toBe(stats.eventsFetched - before.eventsFetched);
-    expect(Math.max(...reads.filter((r) => r.token).map((r) => r.events))).toBeLessThan(30);
+    // A step is a model call, a tool call and a snapshot, each with its workflow task: some 30 events, not the run.
+    expect(Math.max(...reads.filter((r) => r.token).map((r) => r.events))).toBeLessThan(Math.min(45, total / 5));
     expect(reads.every((r) => !r.error)).toBe(true);
   });
 
@@ -150,7 +151,8 @@ describe('the log cache of a worker', () => {
       expect(got.events).toEqual((await readSessionLog(h.tandem.temporal, sessionId, run!.runId, before)).events);
     }
     expect(cache.stats).toMatchObject({ fullReads: 1, fallbacks: 0 });
-    expect(cache.stats.eventsFetched).toBeLessThan(run!.events.length);
+    // Each event fetched once: the second and third calls read on from the token, not from the start.
+    expect(cache.stats.eventsFetched).toBeLessThanOrEqual(run!.events.length);
     // A point that is not in the history (no call is ever like that): at the end of the run the token asks for a
     // new event. Under the cache's 1 s deadline the server does not wait for one but answers with nothing, and the
     // cache reads the whole run instead.
