@@ -54,16 +54,21 @@ async function checkHands(config: RuntimeConfig): Promise<void> {
   if (!image) log(`warning: sandbox image ${config.TANDEM_SANDBOX_IMAGE} is missing; build it with scripts/setup`);
 }
 
-/** Runs a worker until SIGINT/SIGTERM. */
+/** Runs a worker until SIGINT/SIGTERM: the brain and the hands, or one of them (`role`, else TANDEM_WORKER_ROLE). */
 export async function runWorker(opts: CreateWorkerOptions = {}): Promise<void> {
   const config = opts.config ?? loadRuntimeConfig();
-  await checkHands(config);
-  const w = await createWorker({ ...opts, config });
+  const role = opts.role ?? config.TANDEM_WORKER_ROLE;
+  if (role !== 'brain') await checkHands(config);
+  const w = await createWorker({ ...opts, config, role });
   const stop = () => void w.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   const metrics = process.env.TANDEM_METRICS_ADDRESS;
-  log(`worker polling task queue "${config.TANDEM_TASK_QUEUE}" on ${config.TEMPORAL_ADDRESS}${metrics ? `; metrics on http://${metrics}/metrics` : ''}`);
+  const queues = w.workers.map((x) => `"${x.options.taskQueue}"`).join(', ');
+  log(
+    `${role === 'hands' ? `hands host ${w.host!.id}` : role === 'brain' ? 'brain worker' : 'worker'} polling task queue(s) ` +
+      `${queues} on ${config.TEMPORAL_ADDRESS}${metrics ? `; metrics on http://${metrics}/metrics` : ''}`,
+  );
   await w.run();
 }
 

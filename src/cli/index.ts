@@ -43,7 +43,7 @@ export function buildProgram(): Command {
     // terminal; TANDEM_LOG_LEVEL=INFO or DEBUG brings them back) and metrics on TANDEM_METRICS_ADDRESS. The other
     // verbs are plain clients and need no Runtime, nor the worker code (loaded by the verbs that use it).
     .hook('preAction', async (_program, action) => {
-      if (!['worker', 'dev', 'demo'].includes(action.name())) return;
+      if (!['worker', 'hands', 'dev', 'demo'].includes(action.name())) return;
       try {
         const { installRuntime } = await import('../telemetry.js');
         installRuntime({ defaultLevel: 'WARN', metrics: true });
@@ -73,8 +73,21 @@ export function buildProgram(): Command {
 
   program
     .command('worker')
-    .description('run a worker on the task queue (TEMPORAL_ADDRESS, TANDEM_TASK_QUEUE)')
-    .action(async () => (await import('./dev.js')).runWorker().catch(fail));
+    .description('run a worker on the task queue (TEMPORAL_ADDRESS, TANDEM_TASK_QUEUE): the brain and, on a Docker host, the hands')
+    .option('--role <role>', 'all (default, TANDEM_WORKER_ROLE), brain (no Docker needed) or hands')
+    .action(async (o: { role?: string }) => {
+      if (o.role !== undefined && !['all', 'brain', 'hands'].includes(o.role))
+        return fail(new Error(`--role must be all, brain or hands, not ${JSON.stringify(o.role)}`));
+      return (await import('./dev.js')).runWorker(o.role ? { role: o.role as 'all' | 'brain' | 'hands' } : {}).catch(fail);
+    });
+
+  program
+    .command('hands')
+    .description(
+      'run a hands host on this Docker host: its sandboxes, their gateway and snapshots, on a task queue of its own ' +
+        '(TANDEM_HANDS_ID, default the hostname); brains place sandboxes on it',
+    )
+    .action(async () => (await import('./dev.js')).runWorker({ role: 'hands' }).catch(fail));
 
   program
     .command('codec-server')

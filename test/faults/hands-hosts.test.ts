@@ -63,14 +63,16 @@ beforeAll(async () => {
     AWS_SECRET_ACCESS_KEY: minio.secretKey,
     TANDEM_WORKER_ROLE: 'hands',
   };
-  // Hands host A on this machine's engine, hands host B on the second engine: processes, so B can die for real.
+  // Hands host A on this machine's engine, hands host B (`tandem hands`) on the second engine: processes, so B can
+  // die for real.
   await spawnWorkerProcess(queue, model.url, processes, { ...common, TANDEM_HANDS_ID: 'host-a', TANDEM_HANDS_DIR: handsDirs[0]! });
-  await spawnWorkerProcess(queue, model.url, processes, {
-    ...common,
-    TANDEM_HANDS_ID: 'host-b',
-    TANDEM_HANDS_DIR: handsDirs[1]!,
-    DOCKER_HOST: engine.host,
-  });
+  await spawnWorkerProcess(
+    queue,
+    model.url,
+    processes,
+    { ...common, TANDEM_HANDS_ID: 'host-b', TANDEM_HANDS_DIR: handsDirs[1]!, DOCKER_HOST: engine.host },
+    ['hands'],
+  );
   // Two brains: sessions and model calls only, no Docker.
   for (let i = 0; i < 2; i++) brains.push(await startWorker(queue, model.url, undefined, { env: { TANDEM_WORKER_ROLE: 'brain' } }));
   const registry = new HostRegistry(store, queue, 'observer', async () => ({ running: 0, warm: {} }));

@@ -35,6 +35,7 @@ export const VERBS: string[][] = [
   ['dev'],
   ['serve'],
   ['worker'],
+  ['hands'],
   ['demo'],
   ['run'],
   ['start'],

@@ -196,14 +196,18 @@ export function toolResults(req: RecordedRequest): Map<string, { content: string
   return out;
 }
 
-/** Starts `src/worker.ts` as a process of its own (added to `into`) and waits until it polls. */
+/**
+ * Starts a worker as a process of its own (added to `into`) and waits until it polls: `src/worker.ts`, or the
+ * `tandem` command's verb given as `args` (for example `['hands']`).
+ */
 export async function spawnWorkerProcess(
   taskQueue: string,
   messagesUrl: string,
   into: ChildProcess[],
   env: Record<string, string> = {},
+  args: string[] = [],
 ): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
+  const child = spawn(process.execPath, args.length > 0 ? ['bin/tandem', ...args] : ['--import', 'tsx', 'src/worker.ts'], {
     env: { ...process.env, ...workerEnv(taskQueue, messagesUrl), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
