@@ -73,10 +73,14 @@ function rawDetail(e: SessionEvent): string {
       const s = e.sandbox as { name: string; container_id: string; host?: string };
       return `${s.name} ${s.container_id.slice(0, 12)}${s.host ? ` on ${s.host}` : ''}${e.warm ? ' (warm)' : ''}`;
     }
+    case 'session.forked':
+      return `${e.origin_session_id} at ${e.origin_event_id}${e.snapshot_id ? `, files of snapshot ${String(e.snapshot_id).slice(0, 12)}` : ''}`;
     case 'sandbox.snapshot':
       return `${String(e.snapshot_id).slice(0, 12)}: ${e.files} files, ${e.bytes} bytes, ${e.written_bytes} written, ${e.duration_ms} ms`;
     case 'sandbox.restored':
-      return `${String(e.snapshot_id).slice(0, 12)}: ${e.files} files, ${e.bytes} bytes in ${e.duration_ms} ms${e.host ? ` on ${e.host}` : ''}`;
+      return e.snapshot_id === null
+        ? `emptied (rewound to before the first snapshot)${e.host ? ` on ${e.host}` : ''}`
+        : `${String(e.snapshot_id).slice(0, 12)}: ${e.files} files, ${e.bytes} bytes in ${e.duration_ms} ms${e.host ? ` on ${e.host}` : ''}${e.rewind ? ' (rewind)' : ''}`;
     case 'sandbox.lost':
       return shorten((e.error as { message: string }).message, 140);
     case 'session.thread_created':

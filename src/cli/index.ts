@@ -276,6 +276,26 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('fork')
+    .description('start a new session from another one at an event: its log up to there, its files as they were then')
+    .argument('<session-id>')
+    .requiredOption('--at <event-id>', 'the last event the fork keeps (an id from tandem events); at a user message, the fork answers it')
+    .option('--id <session-id>', 'the new session id (default: a new sesn_ id)')
+    .option('--agent <file>', 'run the fork with this agent file instead of the original agent')
+    .option('--wait', 'print the fork\'s events until it is idle')
+    .action(async (sessionId: string, o: { at: string; id?: string; agent?: string; wait?: boolean }) => {
+      try {
+        const agent = o.agent ? await loadAgentFile(o.agent) : undefined;
+        const client = await TandemClient.connect();
+        const forkId = await client.fork(sessionId, { at: o.at, ...(o.id ? { id: o.id } : {}), ...(agent ? { agent } : {}) });
+        console.log(`session ${forkId} forked from ${sessionId} at event ${o.at}`);
+        if (o.wait) await printUntilIdle(client, forkId);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
     .command('outcome')
     .description('define the outcome a session works towards; a grader checks the work against the rubric')
     .argument('<session-id>')

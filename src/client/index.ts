@@ -10,7 +10,7 @@ import { LogDecoder } from '../harness/decode.js';
 import { checkSignal, type SessionEvent, type SessionEventType } from '../shared/events.js';
 import { agentSecretNames } from '../shared/mcp.js';
 import { unknownSecretsMessage, VaultError, type Vault } from '../vault/index.js';
-import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, SA_AGENT, SA_STATUS, SESSION_WORKFLOW, Signals } from '../shared/names.js';
+import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, MEMO_FORK, SA_AGENT, SA_STATUS, SESSION_WORKFLOW, Signals } from '../shared/names.js';
 import type { AgentDefinition, SessionInput, SessionResource, SessionState, SessionStatus, UserMessage } from '../shared/types.js';
 import { temporalSettings } from '../config/temporal.js';
 import { codecFromEnv, decodeHistoryInPlace, tandemDataConverter } from '../codec/index.js';
@@ -381,6 +381,10 @@ export class TandemClient {
     const seq = typeof to === 'number' ? to : Number(String(to).split('.')[0]);
     const run = runs.find((r) => seq > r.offset && seq <= r.offset + r.events.length);
     if (!Number.isInteger(seq) || !run) throw new Error(`event ${to} is not in the log of session "${sessionId}"`);
+    if (run.workflowId)
+      throw new Error(
+        `event ${to} is in the log of session "${run.workflowId}", which "${sessionId}" was forked from: rewind that session, or fork again`,
+      );
     const eventId = seq - run.offset;
     let started: number | undefined;
     for (const e of run.events) {
@@ -400,6 +404,62 @@ export class TandemClient {
       resetReapplyType: proto.temporal.api.enums.v1.ResetReapplyType.RESET_REAPPLY_TYPE_NONE,
     });
     return { runId: res.runId ?? '', previousRunId: run.runId };
+  }
+
+  /**
+   * Starts a new session from another one's log up to and with event `at`: its context is that log (read from the
+   * origin, never copied), its workspace the origin's latest snapshot at that point, its agent the origin's unless
+   * `agent` replaces it. When `at` is a user message, the fork answers it at once (the call the origin made next).
+   * The origin goes on untouched; the two never share a sandbox. Returns the fork's session id.
+   */
+  async fork(
+    sessionId: string,
+    opts: {
+      at: string | number;
+      id?: string;
+      agent?: AgentDefinition;
+      title?: string;
+      memo?: Record<string, unknown>;
+      searchAttributes?: StartOptions['searchAttributes'];
+    },
+  ): Promise<string> {
+    const log = await readSessionLog(this.temporal, sessionId).catch(this.notFound(sessionId));
+    const seq = typeof opts.at === 'number' ? opts.at : Number(String(opts.at).split('.')[0]);
+    const event = log.events.find((e) => (typeof opts.at === 'number' ? e.seq === seq : e.id === String(opts.at)));
+    const run = log.runs.find((r) => seq > r.offset && seq <= r.offset + r.events.length);
+    if (!event || !run) throw new Error(`event ${opts.at} is not in the log of session "${sessionId}"`);
+    const origin = log.decoder.input;
+    if (!origin) throw new Error(`session "${sessionId}" has no input to fork from`);
+    const snapshot = log.events.filter((e) => e.type === 'sandbox.snapshot' && e.seq <= seq).at(-1)?.snapshot_id as string | undefined;
+    const forkId = opts.id ?? newSessionId();
+    const agent = opts.agent ?? origin.agent;
+    const input: SessionInput = {
+      agent,
+      title: opts.title ?? `fork of ${sessionId} at ${event.id}`,
+      ...(origin.sandbox ? { sandbox: origin.sandbox } : {}),
+      ...(origin.limits ? { limits: origin.limits } : {}),
+      ...(origin.resources?.length ? { resources: origin.resources } : {}),
+      ...(origin.vault_ids?.length ? { vault_ids: origin.vault_ids } : {}),
+      fork: {
+        session_id: run.workflowId ?? sessionId,
+        run_id: run.runId,
+        seq,
+        event_id: event.id,
+        snapshot_id: snapshot ?? null,
+        ...(event.type === 'user.message' ? { pending_input: true } : {}),
+      },
+    };
+    await this.temporal.workflow.start(SESSION_WORKFLOW, {
+      taskQueue: this.taskQueue,
+      workflowId: forkId,
+      args: [input],
+      staticSummary: input.title!,
+      staticDetails: `${staticDetails(agent)}\n\nforked from ${sessionId} at event ${event.id}`,
+      // The Temporal UI shows where a fork comes from.
+      memo: { ...opts.memo, [MEMO_FORK]: { session_id: sessionId, event_id: event.id } },
+      ...(opts.searchAttributes ? { searchAttributes: opts.searchAttributes } : {}),
+    });
+    return forkId;
   }
 
   /**

@@ -18,7 +18,7 @@ import { decodeHistoryInPlace } from '../codec/index.js';
 import { LogDecoder } from '../harness/decode.js';
 import type { SessionEvent } from '../shared/events.js';
 import type { SessionInput } from '../shared/types.js';
-import { decodeJsonPayload, isClosing, readHistory, rememberClosedRun, runHistory } from './log.js';
+import { decodeJsonPayload, forkPrefix, isClosing, readHistory, rememberClosedRun, runHistory } from './log.js';
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 type HistoryRequest = temporal.api.workflowservice.v1.IGetWorkflowExecutionHistoryRequest;
@@ -284,9 +284,12 @@ export class SessionLogCache {
       chain.unshift(events);
       prev = events[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
     }
+    // A fork's log begins with its origin's, up to the fork point (read from the origin, never copied).
+    const prefix = await forkPrefix(this.client, (chain[0] ?? raw)[0]);
     const decoder = new LogDecoder(decodeJsonPayload);
     const events: SessionEvent[] = [];
-    let offset = 0;
+    for (const span of prefix) for (const e of span.events) for (const s of decoder.decode(e, span.offset)) events.push(deepFreeze(s));
+    let offset = prefix.length > 0 ? prefix.at(-1)!.offset + prefix.at(-1)!.events.length : 0;
     for (const closed of chain) {
       for (const e of closed) for (const s of decoder.decode(e, offset)) events.push(deepFreeze(s));
       offset += closed.length;

@@ -9,6 +9,7 @@ import type { temporal } from '@temporalio/proto';
 import { decodeHistoryInPlace } from '../codec/index.js';
 import { LogDecoder, type PayloadDecoder } from '../harness/decode.js';
 import type { SessionEvent } from '../shared/events.js';
+import type { SessionInput } from '../shared/types.js';
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
@@ -77,6 +78,8 @@ export async function runHistory(client: Client, workflowId: string, runId: stri
 
 /** One run of a session and where its events sit in the chain. */
 export interface RunSpan {
+  /** Set when the run is another session's: the prefix of a fork's log, read from the session it was forked from. */
+  workflowId?: string;
   runId: string;
   /** Positions of this run's events are `offset + eventId`. */
   offset: number;
@@ -95,12 +98,35 @@ export async function readRunChain(client: Client, workflowId: string, runId?: s
     runs.unshift({ runId: current, events });
     current = events[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
   }
-  let offset = 0;
-  return runs.map((r) => {
-    const span = { ...r, offset };
-    offset += r.events.length;
-    return span;
-  });
+  const prefix = await forkPrefix(client, runs[0]?.events[0]);
+  let offset = prefix.length > 0 ? (prefix.at(-1)!.offset + prefix.at(-1)!.events.length) : 0;
+  return [
+    ...prefix,
+    ...runs.map((r) => {
+      const span = { ...r, offset };
+      offset += r.events.length;
+      return span;
+    }),
+  ];
+}
+
+/**
+ * The log a fork begins with: the runs of the session it was forked from, up to and with the history event at the
+ * fork point (the origin's own prefix too, for a fork of a fork), tagged with the origin's workflow id. Empty for a
+ * session that is not a fork. `first` is the first history event of the session's first run.
+ */
+export async function forkPrefix(client: Client, first: HistoryEvent | undefined): Promise<RunSpan[]> {
+  const input = first?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  const fork = input ? (decodeJsonPayload(input) as SessionInput | undefined)?.fork : undefined;
+  if (!fork) return [];
+  const origin = await readRunChain(client, fork.session_id, fork.run_id);
+  return origin
+    .filter((r) => r.offset < fork.seq)
+    .map((r) => ({
+      ...r,
+      workflowId: r.workflowId ?? fork.session_id,
+      events: r.events.filter((e) => r.offset + Number(e.eventId) <= fork.seq),
+    }));
 }
 
 /** A decoded log: its session events and the decoder (which holds the session input). */

@@ -140,6 +140,13 @@ export class LogDecoder {
           for (const id of this.input.carry.seen_ids ?? []) this.seenIds.add(id);
           break;
         }
+        if (this.input.fork) {
+          // A fork: the events before this one are its origin's, up to the fork point. Its own signal ids start afresh.
+          this.seenIds.clear();
+          const f = this.input.fork;
+          emit('session.forked', { origin_session_id: f.session_id, origin_event_id: f.event_id, snapshot_id: f.snapshot_id ?? null });
+          break;
+        }
         for (const m of this.input.initial_events ?? []) {
           const check = checkSignal(Signals.message, m);
           if (check.ok) emit('user.message', { content: (check.value as UserMessage).content });
@@ -368,7 +375,7 @@ export class LogDecoder {
     } else if (s.type === 'provision') {
       const r = result as ProvisionResult;
       emit('sandbox.provisioned', { sandbox: r.sandbox, duration_ms: r.duration_ms, ...(r.warm ? { warm: true } : {}) });
-      if (r.restored) emit('sandbox.restored', { ...r.restored, host: r.sandbox.host ?? null });
+      if (r.restored || r.wiped) emit('sandbox.restored', restoredFields(r.restored, r.sandbox.host, r.wiped === true));
     } else if (s.type === 'snapshotSandbox') {
       const r = result as SnapshotResult;
       if (r.changed) emit('sandbox.snapshot', { ...r });
@@ -377,6 +384,7 @@ export class LogDecoder {
       const input = s.input as ExecuteInput;
       this.lostBefore(s, emit);
       if (r.provisioned) emit('sandbox.provisioned', { sandbox: r.provisioned, attempt: s.attempt });
+      if (r.wiped) emit('sandbox.restored', restoredFields(r.restored, r.provisioned?.host ?? input.sandbox.placement?.host_id, true));
       for (const d of r.egress_denied ?? []) emit('sandbox.egress_denied', { ...d, tool_use_id: input.tool_use_id });
       emit('agent.tool_result', {
         tool_use_id: input.tool_use_id,
@@ -443,6 +451,14 @@ export class LogDecoder {
       });
     }
   }
+}
+
+/**
+ * The fields of `sandbox.restored`: the snapshot a workspace was restored from on `host` (after a host was lost, or
+ * for a rewind), or, for a rewind to before the first snapshot, none (the workspace was emptied).
+ */
+function restoredFields(restored: ProvisionResult['restored'], host: string | undefined, rewind: boolean): Record<string, unknown> {
+  return { ...(restored ?? { snapshot_id: null, files: 0, bytes: 0, duration_ms: 0 }), host: host ?? null, ...(rewind ? { rewind } : {}) };
 }
 
 /** Decodes a whole history in one go. */

@@ -151,6 +151,29 @@ export class SessionApi {
     };
   }
 
+  /**
+   * `POST /v1/sessions/{id}/fork` `{event_id}`: a new session whose log is this one's up to and with that event
+   * (an API event id, `sevt_…`), whose workspace is this one's snapshot at that point, with this one's agent,
+   * environment and vaults. At a user message, the fork answers it at once.
+   */
+  private async fork(req: ApiRequest): Promise<Record<string, unknown>> {
+    const origin = await this.load(req.params.id!);
+    const body = objectBody(req.body);
+    const eventId = body.event_id;
+    if (typeof eventId !== 'string' || !eventId.startsWith('sevt_')) throw invalid('event_id', 'must be an event id (sevt_...)');
+    const event = (await this.tandem.getEvents(origin.handle.workflowId)).find((e) => apiEventId(e) === eventId);
+    if (!event) throw invalid('event_id', `session "${req.params.id}" has no event ${eventId}`);
+    const memo: SessionMemo = { ...origin.memo, title: origin.memo.title ? `${origin.memo.title} (fork)` : null, archived_at: null };
+    const forkId = await this.tandem.fork(origin.handle.workflowId, {
+      at: event.id,
+      id: newSessionId(),
+      memo: { [MEMO_SESSION]: memo },
+      searchAttributes: { ...(memo.agent_id ? { [SA_AGENT_ID]: [memo.agent_id] } : {}), [SA_ARCHIVED]: ['false'] },
+    });
+    const s = await this.load(forkId);
+    return s.object;
+  }
+
   private sessionObject(
     id: string,
     input: SessionInput,
@@ -697,6 +720,8 @@ export class SessionApi {
     router.add('POST', '/v1/sessions/:id/events', (r) => this.send(r));
     router.add('GET', '/v1/sessions/:id/events', (r) => this.listEvents(r));
     router.add('GET', '/v1/sessions/:id/events/stream', (r) => this.stream(r));
+    // Tandem's own (the hosted API has no fork): a new session from this one's log at an event, its files as then.
+    router.add('POST', '/v1/sessions/:id/fork', (r) => this.fork(r));
   }
 }
 

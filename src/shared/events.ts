@@ -35,6 +35,7 @@ export const EVENT_TYPES = [
   'session.error',
   'session.thread_created',
   'session.updated',
+  'session.forked',
   'span.model_request_start',
   'span.model_request_end',
   'span.outcome_evaluation_start',

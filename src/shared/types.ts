@@ -325,6 +325,24 @@ export interface SessionInput {
   resources?: SessionResource[];
   /** Set by the session itself when it continues as new: what the next run carries over. */
   carry?: CarriedState;
+  /** Set when this session is a fork of another one: its log begins with the origin's, up to the fork point. */
+  fork?: ForkOrigin;
+}
+
+/**
+ * Where a fork comes from. Its log is the origin's, read from the origin's history (never copied), up to and with
+ * history position `seq` of run `run_id`; its workspace starts as the origin's latest snapshot at that point.
+ */
+export interface ForkOrigin {
+  session_id: string;
+  run_id: string;
+  /** Position (in the origin's log) of the last history event the fork keeps. */
+  seq: number;
+  /** The event the fork was made at, as the user named it. */
+  event_id: string;
+  snapshot_id?: string | null;
+  /** The fork point is a user message the origin answered next: the fork's first step is that model call. */
+  pending_input?: boolean;
 }
 
 /** What a session carries into its next run (continue-as-new). The log itself stays in the earlier runs. */
@@ -433,6 +451,8 @@ export interface SessionState {
   snapshot?: { snapshot_id: string; at: string } | null;
   /** Hands hosts that stopped answering this session: not placed on again. */
   lost_hosts?: string[];
+  /** The run (a rewind's) whose workspace was set back to the snapshot as of the rewind point. */
+  rewound_run?: string;
 }
 
 /** A content block of the model's reply, as stored in history (plain JSON). */
@@ -499,6 +519,8 @@ export interface SandboxRef {
 /** Input of `provision`: the sandbox, and the snapshot to restore into a workspace new to its host. */
 export interface ProvisionInput extends SandboxRef {
   restore?: string;
+  /** Replace the container and start from an empty workspace (then `restore`, if given): a rewind. */
+  wipe?: boolean;
 }
 
 /** A request the egress proxy refused (reported with the next tool result). */
@@ -523,6 +545,8 @@ export interface ProvisionResult {
   restored?: { snapshot_id: string; files: number; bytes: number; duration_ms: number };
   /** Set when a pre-started (warm) container took the sandbox on. */
   warm?: boolean;
+  /** Set when the workspace was emptied first (a rewind), then restored if `restored` says so. */
+  wiped?: boolean;
 }
 
 /** Input of `execute`. */
@@ -533,6 +557,8 @@ export interface ExecuteInput {
   input: Record<string, unknown>;
   /** A note the result begins with, for the model (its sandbox was replaced on another host). */
   notice?: string;
+  /** Set the workspace back first (the first call after a rewind): emptied, then this snapshot restored if any. */
+  rewind?: { snapshot_id: string | null };
 }
 
 /** Result of `execute`: the tool's string output plus where it ran. */
@@ -547,6 +573,9 @@ export interface ExecuteResult {
   duration_ms: number;
   /** Requests the egress proxy refused since the previous tool call (limited network only). */
   egress_denied?: EgressDenial[];
+  /** Set when the call first set the workspace back for a rewind (`restored`: the snapshot it restored). */
+  wiped?: boolean;
+  restored?: ProvisionResult['restored'];
 }
 
 /** Input of `callMcpTool`: the server's configuration (secrets by name only) and the call. */

@@ -96,6 +96,7 @@ const HANDS_HOSTS = 'hands-hosts';
 /** Times one tool call may move its sandbox to another host before it is a tool error. */
 const MAX_MOVES = 3;
 
+
 /**
  * Runs one session until it is cancelled. A session started by a delegation ends when its turn does, and returns
  * its final answer to the parent.
@@ -175,6 +176,8 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     sandboxes: [],
     pending: [],
     last_error: null,
+    // A fork's workspace starts as its origin's snapshot at the fork point (restored by its first provision).
+    ...(input.fork?.snapshot_id ? { snapshot: { snapshot_id: input.fork.snapshot_id, at: 'fork' } } : {}),
   };
   const details = new SessionDetails(state);
   // Sessions on hands hosts (from this patch on). A session begun before it keeps the sandbox it has on the task
@@ -193,9 +196,23 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
   const refOn = (p: Placement): SandboxRef => ({ ...sandboxRef, placement: p });
   /** Whether a builtin tool ran since the last snapshot. */
   let touched = false;
+  /** This run is a rewind's (a reset keeps the first run's id on its start event and gets a new one). */
+  const rewound = info.runId !== info.originalExecutionRunId;
+  /**
+   * After a rewind, the first tool call sets the workspace back to the latest snapshot as of the rewind point (or
+   * empties it when there was none), so the files agree with the log. What the call does is in its activity's
+   * input only, decided when the call is made live (never while the history from before the rewind replays: that
+   * input was another then, and a replay does not compare inputs); that it happened comes back in its result, so
+   * every replay of this run knows it.
+   */
+  const rewindNow = () =>
+    onHosts && ownsSandbox && rewound && state.rewound_run !== info.runId && !workflowInfo().unsafe.isReplaying
+      ? { snapshot_id: state.snapshot?.snapshot_id ?? null }
+      : undefined;
   const seenIds = new Set<string>(carry?.seen_ids ?? []);
   const answers = new Map<string, UserToolConfirmation | UserCustomToolResult>();
-  let newInput = carry ? carry.new_input : (input.initial_events?.length ?? 0) > 0;
+  // A fork at a user message answers it first, as its origin did next.
+  let newInput = carry ? carry.new_input : (input.initial_events?.length ?? 0) > 0 || input.fork?.pending_input === true;
   let wakeRequested = carry?.wake_requested ?? false;
   let lastText = carry?.last_text ?? null;
   let interrupted = false;
@@ -375,9 +392,14 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
           ...(state.lost_hosts?.length ? { exclude: state.lost_hosts } : {}),
         }),
       ));
+    const rewind = rewindNow();
     const restore = ownsSandbox && state.snapshot ? { restore: state.snapshot.snapshot_id } : {};
     try {
-      const { sandbox } = await interruptible(() => onHost(where.task_queue).provision({ ...refOn(where), ...restore }));
+      const result = await interruptible(() =>
+        onHost(where.task_queue).provision({ ...refOn(where), ...restore, ...(rewind ? { wipe: true } : {}) }),
+      );
+      const { sandbox } = result;
+      if (result.wiped) state.rewound_run = info.runId;
       state.sandboxes = [{ ...sandbox, host: where.host_id, task_queue: where.task_queue }];
     } catch (err) {
       // A host that took no provision is not placed on again by this session.
@@ -484,9 +506,18 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       try {
         const summary = toolSummary(use.name, use.input);
         details.step(summary);
-        const call = { sandbox: refOn(where), tool_use_id: use.id, name: use.name, input: use.input, ...(notice ? { notice } : {}) };
+        const rewind = rewindNow();
+        const call = {
+          sandbox: refOn(where),
+          tool_use_id: use.id,
+          name: use.name,
+          input: use.input,
+          ...(notice ? { notice } : {}),
+          ...(rewind ? { rewind } : {}),
+        };
         const result = await interruptible(() => onHost(where.task_queue).execute.executeWithOptions({ summary }, [call]));
         if (result.provisioned) state.sandboxes = [{ ...result.provisioned, host: where.host_id, task_queue: where.task_queue }];
+        if (result.wiped) state.rewound_run = info.runId;
         touched = true;
         return;
       } catch (err) {

@@ -46,6 +46,7 @@ export const VERBS: string[][] = [
   ['wake'],
   ['events'],
   ['rewind'],
+  ['fork'],
   ['outcome'],
   ['ls'],
   ['show'],

@@ -341,4 +341,38 @@ describe('the Managed Agents API through the official SDK', () => {
     expect(end).toMatchObject({ result: 'satisfied', outcome_evaluation_start_id: start.id });
     await client.beta.sessions.delete(session.id);
   });
+
+  it('forks a session at an event through Tandem\'s extension route', async () => {
+    const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+    const agent = await client.beta.agents.create({ name: 'fork-agent', model: 'claude-sonnet-5-5', system: 'You answer briefly.' });
+    const env = await client.beta.environments.create({ name: 'fork-env', config: { type: 'cloud' } });
+    h.model.push(reply('first answer'));
+    const session = await client.beta.sessions.create({
+      agent: agent.id,
+      environment_id: env.id,
+      title: 'origin',
+      initial_events: [{ type: 'user.message', content: [{ type: 'text', text: 'question one' }] }],
+    });
+    await readUntil(await client.beta.sessions.events.stream(session.id), idleEndTurn);
+    const message = (await client.beta.sessions.events.list(session.id)).data.find((e) => e.type === 'user.message')!;
+    h.model.push(reply('another first answer'));
+    // The hosted API has no fork: the SDK's own request method reaches Tandem's route.
+    const fork = (await client.post(`/v1/sessions/${session.id}/fork`, { body: { event_id: message.id } })) as { id: string; title: string };
+    expect(fork.id).toMatch(/^sesn_/);
+    expect(fork.id).not.toBe(session.id);
+    expect(fork.title).toBe('origin (fork)');
+    const all = await waitFor(
+      async () => (await client.beta.sessions.events.list(fork.id)).data,
+      (events) => events.some((e) => e.type === 'agent.message'),
+      60_000,
+      'the fork to answer',
+    );
+    expect(JSON.stringify(all.filter((e) => e.type === 'agent.message'))).toContain('another first answer');
+    expect(all[0]).toMatchObject({ type: 'user.message', id: message.id }); // the origin's, up to the fork point
+    expect(all.some((e) => e.type === ('session.forked' as string))).toBe(true);
+    expect((await client.beta.sessions.retrieve(fork.id)).agent).toMatchObject({ id: agent.id });
+    await expect(client.post(`/v1/sessions/${session.id}/fork`, { body: { event_id: 'sevt_nope' } })).rejects.toMatchObject({
+      status: 400,
+    });
+  });
 });

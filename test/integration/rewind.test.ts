@@ -1,6 +1,6 @@
 /**
- * Rewind: a Temporal reset to just before an event. The next model call sees only what came before it; the old
- * branch stays readable.
+ * Rewind: a Temporal reset to just before an event. The next model call sees only what came before it, the next tool
+ * call finds the workspace as it was then (its latest snapshot), and the old branch stays readable.
  */
 import { describe, expect, it } from 'vitest';
 import { reply, toolUse, type RequestBody } from '../fakes/messages-server.js';
@@ -48,7 +48,7 @@ describe('rewind', () => {
     await handle.cancel();
   });
 
-  it('rewinding to a tool result runs the tool again and goes on', async () => {
+  it('rewinding to a tool result runs the tool again, in the workspace as it was before it', async () => {
     h.model.push(reply(toolUse('bash', { command: 'echo run >> /workspace/runs.txt; wc -l < /workspace/runs.txt' }, 'tu_count')), reply('counted'));
     const id = await h.tandem.start({ agent: testAgent(), message: 'count' });
     const handle = h.client.workflow.getHandle(id);
@@ -60,10 +60,43 @@ describe('rewind', () => {
     await waitFor(() => sessionState(handle), (s) => s.status === 'idle' && s.turn === 2, 60_000, 'the turn to finish again');
     const results = await h.tandem.getEvents(id, { types: ['agent.tool_result'] });
     expect(results).toHaveLength(1);
-    // The tool ran a second time in the same workspace.
-    expect(JSON.stringify(results[0]!.content)).toContain('2');
+    // The tool ran a second time, in a workspace set back to before its first run: there was no snapshot yet, so
+    // an empty one, and the log says so.
+    expect(JSON.stringify(results[0]!.content)).toContain('1');
+    const restored = await h.tandem.getEvents(id, { types: ['sandbox.restored'] });
+    expect(restored).toMatchObject([{ snapshot_id: null, rewind: true }]);
     const lastCall = h.model.requests.at(-1)!.body.messages!;
     expect(JSON.stringify(lastCall)).not.toContain('counted"');
+    h.model.assertDone();
+    await handle.cancel();
+  });
+
+  it('rewinding past a deleted file brings the file back, and the model sees only what came before', async () => {
+    h.model.push(reply(toolUse('write', { file_path: '/workspace/keep.txt', content: 'precious' }, 'tu_keep')), reply('kept'));
+    const id = await h.tandem.start({ agent: testAgent(), message: 'keep this' });
+    const handle = h.client.workflow.getHandle(id);
+    await waitIdle(handle, 'end_turn', 2);
+    h.model.push(reply(toolUse('bash', { command: 'rm /workspace/keep.txt && echo gone' }, 'tu_rm')), reply('deleted'));
+    await h.tandem.sendMessage(id, 'delete it');
+    await waitIdle(handle, 'end_turn', 4);
+    const events = await h.tandem.getEvents(id);
+    const snapshots = events.filter((e) => e.type === 'sandbox.snapshot');
+    expect(snapshots).toHaveLength(2); // the write, then the delete
+    const target = events.find((e) => e.type === 'user.message' && JSON.stringify(e.content).includes('delete it'))!;
+
+    await h.tandem.rewind(id, target.id);
+    await waitFor(() => h.tandem.getEvents(id), (ev) => ev.at(-1)?.type === 'session.status_idle', 30_000, 'idle after rewind');
+    h.model.push(reply(toolUse('read', { file_path: '/workspace/keep.txt' }, 'tu_read')), reply('still there'));
+    await h.tandem.sendMessage(id, 'is it there?');
+    await waitFor(() => sessionState(handle), (s) => s.status === 'idle' && s.turn === 4, 60_000, 'the read');
+    const last = h.model.requests.at(-1)!.body;
+    expect(JSON.stringify(last.messages)).toContain('precious');
+    expect(texts(last)).not.toContain('delete it');
+    const after = await h.tandem.getEvents(id);
+    // The workspace was set back to the first snapshot: the one at or before the rewind point.
+    expect(after.filter((e) => e.type === 'sandbox.restored')).toMatchObject([
+      { snapshot_id: snapshots[0]!.snapshot_id, files: 1, rewind: true },
+    ]);
     h.model.assertDone();
     await handle.cancel();
   });

@@ -333,10 +333,10 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
    * paused or mute container is removed and a fresh one is created on the same workspace (unless the workspace is
    * ephemeral).
    */
-  async function ensureRunning(ref: SandboxRef, restore?: string): Promise<Running> {
+  async function ensureRunning(ref: SandboxRef, restore?: string, wipe = false): Promise<Running> {
     const sock = slots.paths(ref.session_id).sock;
     // The common case: the toolbox of the running container is on the line already.
-    const open = await channels.anyLine(sock);
+    const open = wipe ? undefined : await channels.anyLine(sock);
     if (open) return { container: docker.getContainer(open.host), line: open };
 
     let mount: GatewayMount | undefined;
@@ -361,7 +361,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
       await waitForEngine(); // no answer at all: the engine may be restarting
       return inspect();
     });
-    if (inspected?.State.Running && !inspected.State.Paused) {
+    if (inspected?.State.Running && !inspected.State.Paused && !wipe) {
       // Running, but this process has no line to it yet (another process made it, or this one restarted): its
       // toolbox dials the new socket within seconds. One that does not is mute and gets replaced.
       await channels.listen(sock);
@@ -381,7 +381,10 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
       if (claimed) return claimed;
     }
     gateway?.checkRepositories(ref);
-    const { slot, created: newWorkspace } = await prepareSlot(ref, Boolean(inspected) && ref.config.workspace === 'ephemeral');
+    // A wipe (a rewind) starts from an empty workspace, as an ephemeral one does when its container is replaced.
+    const fresh = wipe || (Boolean(inspected) && ref.config.workspace === 'ephemeral');
+    const { slot, created } = await prepareSlot(ref, fresh);
+    const newWorkspace = created || fresh;
     // A workspace new to this host (the sandbox was placed here after its host was lost) gets its latest snapshot
     // back, before any container could have touched it.
     const restored = restore && newWorkspace ? await restoreInto(ref, restore) : undefined;
@@ -390,7 +393,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     try {
       container = await docker.createContainer(spec);
     } catch (err) {
-      if (dockerStatus(err) === 409) return ensureRunning(ref, restore); // another attempt created it meanwhile
+      if (dockerStatus(err) === 409) return ensureRunning(ref, restore); // another attempt created it meanwhile (and wiped)
       throw ApplicationFailure.create({
         type: Failure.SandboxProvisionFailed,
         message: `could not create sandbox ${spec.name} from image ${spec.Image}: ${(err as Error).message}`,
@@ -588,15 +591,18 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
    */
   async function provision(input: ProvisionInput): Promise<ProvisionResult> {
     const started = Date.now();
-    const { restore, ...ref } = input;
+    const { restore, wipe, ...ref } = input;
     checkHere(ref);
-    const { container, created, restored, warm: fromWarm } = await beating({ phase: 'provision' }, () => ensureRunning(ref, restore));
+    const { container, created, restored, warm: fromWarm } = await beating({ phase: 'provision' }, () =>
+      ensureRunning(ref, restore, wipe === true),
+    );
     warm.want(ref.config); // sessions of this shape start warm from now on
     return {
       sandbox: created ?? info(ref, container.id, 'running'),
       duration_ms: Date.now() - started,
       ...(restored ? { restored } : {}),
       ...(fromWarm ? { warm: true } : {}),
+      ...(wipe ? { wiped: true } : {}),
     };
   }
 
@@ -665,7 +671,10 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     const callId = ctx
       ? `${input.tool_use_id}.${createHash('sha256').update(`${ctx.info.workflowExecution?.runId}/${ctx.info.activityId}`).digest('hex').slice(0, 10)}`
       : input.tool_use_id;
-    const { container, line, created } = await beating({ phase: 'provision' }, () => ensureRunning(input.sandbox));
+    const rewind = input.rewind;
+    const { container, line, created, restored } = await beating({ phase: 'provision' }, () =>
+      ensureRunning(input.sandbox, rewind?.snapshot_id ?? undefined, rewind !== undefined),
+    );
     // Every 2 s: heartbeat (which carries cancellation), check that the container still runs (a paused container
     // would otherwise hold the call until its timeout) and that the toolbox still answers a ping: a toolbox that
     // does not (it hangs, or what holds the line is not a toolbox) is given up within PING_TIMEOUT_MS. A call that
@@ -711,6 +720,8 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
         ...(created ? { provisioned: created } : {}),
         duration_ms: Date.now() - started,
         ...(denied?.length ? { egress_denied: denied } : {}),
+        ...(rewind ? { wiped: true } : {}),
+        ...(restored ? { restored } : {}),
       };
     } finally {
       clearInterval(beat);
