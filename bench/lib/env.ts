@@ -1,20 +1,34 @@
 /**
  * The bench's world: its own Temporal dev server (in memory), the scripted Messages API server with configurable
  * latency, Tandem workers as separate processes (`node --import tsx src/worker.ts`, as `tandem worker` runs), the
- * Docker engine and the sandbox activities. Everything it starts is stopped by `close()`, and every container and
- * volume of a bench session (`sesn_bench_…`) is removed, also when a measurement fails.
+ * Docker engine and the sandbox activities. The hands of the bench (its workers' and its own) keep their slots and
+ * snapshots in a temporary directory of the run, and make workspaces the way a worker on this host would (an ext4
+ * image with a size limit as root with loop devices, else a Docker volume). Everything it starts is stopped by
+ * `close()`, and every container, volume and slot of a bench session (`sesn_bench_…`) is removed, and so are the
+ * warm containers of the bench's workers and the temporary directory, also when a measurement fails.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import Docker from 'dockerode';
 import { PassThrough } from 'node:stream';
-import { createHands, LABEL_MANAGED, LABEL_SESSION, sandboxNames } from '../../src/activities/sandbox/docker.js';
+import {
+  createHands,
+  LABEL_MANAGED,
+  LABEL_SCOPE,
+  LABEL_SESSION,
+  LABEL_WARM,
+  sandboxNames,
+  type SandboxSettings,
+} from '../../src/activities/sandbox/docker.js';
+import { isMountPoint, listSlots, quotaSupported, removeSlotDir } from '../../src/activities/sandbox/slot.js';
 import { findTemporalCli, freePort, projectRoot, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { TandemClient } from '../../src/client/index.js';
 import { decodeJsonPayload, readRunChain } from '../../src/client/log.js';
-import type { AgentDefinition, CallModelResult, SandboxRef } from '../../src/shared/types.js';
+import type { AgentDefinition, CallModelResult, SandboxConfig, SandboxRef } from '../../src/shared/types.js';
 import {
   reply,
   startMessagesServer,
@@ -81,12 +95,38 @@ export class BenchEnv {
     }
   })();
 
-  /** Sandbox provider settings, the same as a worker's defaults. */
-  readonly sandboxSettings = { image: process.env.TANDEM_SANDBOX_IMAGE ?? 'tandem-sandbox:latest', outputCap: 30_000, scope: 'bench' };
+  /**
+   * The run's temporary directory: `hands/` (the slots of the bench's workers and its own hands; 0711 on the way,
+   * so an engine that remaps user ids can reach the mounts), `snapshots/` (their snapshot store), and whatever a
+   * measurement makes for itself. Removed by `close()`.
+   */
+  readonly dir = (() => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'));
+    chmodSync(dir, 0o711);
+    return dir;
+  })();
+  readonly handsDir = join(this.dir, 'hands');
+  readonly snapshotDir = join(this.dir, 'snapshots');
+  /**
+   * Sandbox provider settings, as a worker on this host has them by default: workspaces with a size limit when this
+   * process can make them (root, loop devices: `TANDEM_WORKSPACE_QUOTA=auto`), no warm containers (a measurement
+   * that wants them makes hands of its own).
+   */
+  readonly sandboxSettings: SandboxSettings & { scope: string } = {
+    image: process.env.TANDEM_SANDBOX_IMAGE ?? 'tandem-sandbox:latest',
+    outputCap: 30_000,
+    scope: 'bench',
+    handsDir: this.handsDir,
+    workspaceMode: quotaSupported() ? 'quota' : 'volume',
+  };
   readonly docker = new Docker();
   /** Tandem's own hands (sandbox activities and slots), called directly (outside any workflow). */
   readonly hands = createHands({ docker: this.docker, settings: this.sandboxSettings });
   readonly sandbox = this.hands.activities;
+  /** Hands a measurement made for itself; shut down by `close()` if it could not do so itself. */
+  private readonly extraHands = new Set<{ shutdown(): Promise<void> }>();
+  /** Engines, servers and such a measurement started; stopped by `close()` if it could not do so itself. */
+  private readonly owned = new Set<{ what: string; stop: () => Promise<void>; kill?: () => void }>();
 
   private constructor(
     readonly opts: BenchOptions,
@@ -152,20 +192,53 @@ export class BenchEnv {
     return `${SESSION_PREFIX}${kind}_${[...randomBytes(12)].map((b) => alphabet[b % 32]).join('')}`;
   }
 
-  /** The bench agent: all built-in tools, a small sandbox, the session id in the system prompt for routing. */
-  agent(sessionId: string): AgentDefinition {
+  /**
+   * The bench agent: all built-in tools, a small sandbox (or `sandbox`), the session id in the system prompt for
+   * routing.
+   */
+  agent(sessionId: string, sandbox: SandboxConfig = BENCH_SANDBOX): AgentDefinition {
     return {
       name: 'bench-agent',
       model: 'claude-sonnet-5-5',
       system: `You are a benchmark agent (session ${sessionId}).`,
       tools: [{ type: 'agent_toolset_20260401' }],
-      sandbox: { memory_mb: 256, idle_timeout_s: 600 },
+      sandbox,
     };
   }
 
-  /** The sandbox reference Tandem derives for a session of {@link agent}. */
-  sandboxRef(sessionId: string): SandboxRef {
-    return { session_id: sessionId, config: { memory_mb: 256, idle_timeout_s: 600 } };
+  /** The sandbox reference Tandem derives for a session of {@link agent} (with the same `sandbox`). */
+  sandboxRef(sessionId: string, sandbox: SandboxConfig = BENCH_SANDBOX): SandboxRef {
+    return { session_id: sessionId, config: sandbox };
+  }
+
+  /**
+   * Hands of a measurement's own (other settings, another engine), on the run's hands directory unless told
+   * otherwise. `close()` shuts them down if the measurement did not (`release`).
+   */
+  ownHands(settings: Partial<SandboxSettings> = {}, docker: Docker = this.docker): ReturnType<typeof createHands> {
+    const hands = createHands({ docker, settings: { ...this.sandboxSettings, ...settings } });
+    this.extraHands.add(hands);
+    return hands;
+  }
+
+  /** Shuts down hands made by {@link ownHands} (their warm containers go, their lines close). */
+  async release(hands: { shutdown(): Promise<void> }): Promise<void> {
+    this.extraHands.delete(hands);
+    await hands.shutdown();
+  }
+
+  /**
+   * Registers what a measurement started outside the bench's own processes (an engine, a MinIO): `close()` runs
+   * `stop` if the measurement has not run the returned function by then, and `kill` (synchronous) runs if the bench
+   * exits abruptly. The returned function stops it once.
+   */
+  own(what: string, stop: () => Promise<void>, kill?: () => void): () => Promise<void> {
+    const entry = { what, stop, kill };
+    this.owned.add(entry);
+    return async () => {
+      if (!this.owned.delete(entry)) return;
+      await stop();
+    };
   }
 
   /** A Tandem client on `queue`. */
@@ -178,8 +251,12 @@ export class BenchEnv {
     return `bench-${kind}-${randomBytes(4).toString('hex')}`;
   }
 
-  /** Starts `src/worker.ts` (or another worker script) as its own process on `queue` and waits until it polls. */
-  async spawnWorker(queue: string, script = 'src/worker.ts'): Promise<WorkerProcess> {
+  /**
+   * Starts `src/worker.ts` (or another worker script) as its own process on `queue` and waits until it polls. It
+   * keeps its slots and snapshots in the run's directory and no warm containers; `env` adds or overrides variables
+   * (a role, a hands id, a Docker engine, another hands directory, warm containers).
+   */
+  async spawnWorker(queue: string, script = 'src/worker.ts', env: Record<string, string> = {}): Promise<WorkerProcess> {
     const child = spawn(process.execPath, ['--import', 'tsx', script], {
       cwd: projectRoot,
       env: {
@@ -190,6 +267,12 @@ export class BenchEnv {
         ANTHROPIC_API_KEY: 'bench-key',
         TANDEM_REAP_INTERVAL_S: '0',
         TANDEM_LOG_LEVEL: 'WARN',
+        TANDEM_HANDS_DIR: this.handsDir,
+        TANDEM_SNAPSHOT_STORE: this.snapshotDir,
+        // Warm containers only where a measurement is about them: elsewhere they would be made in the background
+        // while something else is timed.
+        TANDEM_WARM_CONTAINERS: '0',
+        ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -279,8 +362,13 @@ export class BenchEnv {
   }
 
   /** Runs a command in a container over the Docker API (a bare exec, the floor of exec-based designs). */
-  async exec(container: string, cmd: string[], stdin?: Buffer): Promise<{ stdout: string; stderr: string; exitCode: number | null }> {
-    const exec = await this.docker
+  async exec(
+    container: string,
+    cmd: string[],
+    stdin?: Buffer,
+    docker: Docker = this.docker,
+  ): Promise<{ stdout: string; stderr: string; exitCode: number | null }> {
+    const exec = await docker
       .getContainer(container)
       .exec({ Cmd: cmd, User: '1000:1000', AttachStdin: stdin !== undefined, AttachStdout: true, AttachStderr: true });
     const stream = await exec.start({ hijack: true, stdin: stdin !== undefined });
@@ -290,7 +378,7 @@ export class BenchEnv {
     const errChunks: Buffer[] = [];
     out.on('data', (c: Buffer) => chunks.push(c));
     err.on('data', (c: Buffer) => errChunks.push(c));
-    this.docker.modem.demuxStream(stream, out, err);
+    docker.modem.demuxStream(stream, out, err);
     const done = new Promise((resolve) => (stream.on('end', resolve), stream.on('close', resolve), stream.on('error', resolve)));
     if (stdin !== undefined) stream.end(stdin);
     await done;
@@ -302,26 +390,50 @@ export class BenchEnv {
     };
   }
 
-  /** Removes every container and volume of a bench session. */
-  async removeBenchSandboxes(): Promise<number> {
+  /** The deployment scope (label `tandem.scope`) of the sandboxes the bench's worker processes make. */
+  get workerScope(): string {
+    return `default@${this.server.address}`;
+  }
+
+  /**
+   * Removes every container, volume and slot of a bench session, and the warm containers (and their slots) of the
+   * bench's hands whose process is gone; with `everything`, the warm containers of live ones too (at the end).
+   */
+  async removeBenchSandboxes(everything = false): Promise<number> {
     const ours = (labels: Record<string, string> | undefined) => labels?.[LABEL_SESSION]?.startsWith(SESSION_PREFIX) ?? false;
+    const scopes = [this.sandboxSettings.scope, this.workerScope];
+    const orphanWarm = (labels: Record<string, string>) =>
+      labels[LABEL_WARM] !== undefined && scopes.includes(labels[LABEL_SCOPE] ?? '') && (everything || !alive(Number(labels[LABEL_WARM])));
     const containers = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL_MANAGED}=true`] } });
-    const mine = containers.filter((c) => ours(c.Labels));
+    const mine = containers.filter((c) => ours(c.Labels) || orphanWarm(c.Labels));
     await Promise.all(mine.map((c) => this.docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
     const { Volumes } = await this.docker.listVolumes({ filters: { label: [`${LABEL_MANAGED}=true`] } });
     const vols = (Volumes ?? []).filter((v) => ours(v.Labels ?? undefined));
     for (const v of vols) await this.docker.getVolume(v.Name).remove().catch(() => undefined);
+    for (const slot of listSlots(this.handsDir) as Array<ReturnType<typeof listSlots>[number] & { warm_owner?: number }>) {
+      const warmGone = slot.warm_owner !== undefined && (everything || !alive(slot.warm_owner));
+      if (slot.session_id.startsWith(SESSION_PREFIX) || warmGone) await removeSlotDir(slot.dir).catch(() => undefined);
+    }
     return mine.length;
   }
 
-  /** Stops the workers, the scripted model and the dev server, and removes the bench's sandboxes. */
+  /**
+   * Stops the workers, what measurements left running (hands, engines, servers), the scripted model and the dev
+   * server, and removes the bench's sandboxes and its directory.
+   */
   async close(): Promise<void> {
     await Promise.all([...this.workers].map((w) => w.kill('SIGTERM').catch(() => undefined)));
+    for (const h of [...this.extraHands]) await this.release(h).catch(() => undefined);
+    await this.hands.shutdown().catch(() => undefined);
+    for (const o of [...this.owned]) {
+      this.owned.delete(o);
+      await o.stop().catch((err: unknown) => log(`cleanup: could not stop ${o.what}: ${(err as Error).message}`));
+    }
     // The engine may be restarting (another suite on this machine restarts dockerd): retry for a minute.
     let removed = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        removed = await this.removeBenchSandboxes();
+        removed = await this.removeBenchSandboxes(true);
         break;
       } catch (err) {
         if (attempt >= 12) {
@@ -332,14 +444,77 @@ export class BenchEnv {
       }
     }
     if (removed) log(`cleanup: removed ${removed} bench container(s) and their volumes`);
+    // Every slot left (of any hands of the run, also those of measurements' own hands directories), then the rest.
+    for (const dir of findSlotRoots(this.dir)) for (const slot of listSlots(dir)) await removeSlotDir(slot.dir).catch(() => undefined);
+    removeDirSync(this.dir);
     await this.model.close().catch(() => undefined);
     await this.temporal.connection.close().catch(() => undefined);
     await this.server.stop().catch(() => undefined);
   }
 
-  /** Kills the worker processes at once (on an abrupt exit of the bench). */
+  /**
+   * Kills the worker processes and what measurements started at once, and removes the run's directory (on an abrupt
+   * exit of the bench; containers are left to the next run's cleanup or to `docker rm`).
+   */
   killAllSync(): void {
     for (const w of this.workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
+    for (const o of this.owned) o.kill?.();
     if (this.server.process.exitCode === null) this.server.process.kill('SIGKILL');
+    removeDirSync(this.dir);
   }
+}
+
+/** The sandbox of the bench agent. */
+const BENCH_SANDBOX: SandboxConfig = { memory_mb: 256, idle_timeout_s: 600 };
+
+/** Whether process `pid` runs. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The hands directories under `root` (any directory holding slots), at most two levels down. */
+function findSlotRoots(root: string): string[] {
+  const out: string[] = [];
+  const visit = (dir: string, depth: number) => {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return;
+    }
+    if (listSlots(dir).length > 0) out.push(dir);
+    if (depth > 0) for (const n of names) visit(join(dir, n), depth - 1);
+  };
+  visit(root, 2);
+  return out;
+}
+
+/**
+ * Removes a directory of the bench's own: every mount under it (a workspace whose slot could not be removed) is
+ * detached first, so the removal never deletes through a mount.
+ */
+function removeDirSync(dir: string): void {
+  if (!existsSync(dir)) return;
+  let table = '';
+  try {
+    table = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    // no mount table: nothing can be mounted that we could see
+  }
+  const mounts = table
+    .split('\n')
+    .map((l) => l.split(' ')[4]?.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((m): m is string => m !== undefined && m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) spawnSync('umount', ['-l', m]);
+  if (mounts.some((m) => isMountPoint(m))) {
+    log(`cleanup: ${dir} still has mounts under it; left in place`);
+    return;
+  }
+  rmSync(dir, { recursive: true, force: true });
 }
