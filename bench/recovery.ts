@@ -11,7 +11,6 @@
  * bench sends a message right after the kill; the next event is `session.status_running`), and a tool call is
  * running on the killed worker (the next event is that tool's result, from the other worker).
  */
-import type { TandemClient } from '../src/client/index.js';
 import type { SessionEvent } from '../src/shared/events.js';
 import type { ExecuteResult } from '../src/shared/types.js';
 import { readHistory } from '../src/client/log.js';
@@ -19,38 +18,7 @@ import { reply, toolUse } from '../test/fakes/messages-server.js';
 import { log, type BenchEnv, type WorkerProcess } from './lib/env.js';
 import { ms, type Section } from './lib/section.js';
 import { sleep, summarize } from './lib/stats.js';
-
-/** Waits for the first event after `after` that matches `pred`; resolves with it and the time it was seen. */
-async function waitForEvent(
-  tandem: TandemClient,
-  id: string,
-  pred: (e: SessionEvent) => boolean,
-  after?: string,
-  timeoutMs = 120_000,
-): Promise<{ event: SessionEvent; seenAt: number }> {
-  const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), timeoutMs);
-  try {
-    for await (const e of tandem.followEvents(id, { signal: abort.signal, ...(after ? { after } : {}) })) {
-      if (pred(e)) return { event: e, seenAt: Date.now() };
-    }
-  } finally {
-    clearTimeout(timer);
-    abort.abort();
-  }
-  throw new Error(`session ${id}: no matching event within ${timeoutMs} ms`);
-}
-
-/** Polls until `fn` resolves truthy. */
-async function until<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+import { until, waitForEvent } from './lib/wait.js';
 
 const MARKER = '/workspace/.bench-attempt';
 /** First run: leaves a marker and blocks; a run that finds the marker (after the kill) answers at once. */
