@@ -21,9 +21,10 @@ import { benchOverhead } from './overhead.js';
 import { benchRecovery } from './recovery.js';
 import { benchSandbox } from './sandbox.js';
 import { benchScale } from './scale.js';
+import { benchSnapshot } from './snapshot.js';
 import { benchTtft } from './ttft.js';
 
-const ALL = ['sandbox', 'ttft', 'overhead', 'recovery', 'history', 'scale'] as const;
+const ALL = ['sandbox', 'snapshot', 'ttft', 'overhead', 'recovery', 'history', 'scale'] as const;
 type Name = (typeof ALL)[number];
 
 function git(...args: string[]): string {
@@ -89,6 +90,7 @@ async function main(): Promise<void> {
     if (needsMain) await env.spawnWorker(mainQueue);
     const run: Record<Name, () => Promise<Section>> = {
       sandbox: () => benchSandbox(env),
+      snapshot: () => benchSnapshot(env),
       ttft: () => benchTtft(env, mainQueue),
       overhead: () => benchOverhead(env, mainQueue),
       recovery: () => benchRecovery(env, mainQueue),
