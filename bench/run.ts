@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchHistory } from './history.js';
+import { benchIsolation } from './isolation.js';
 import { BenchEnv, log, type BenchOptions } from './lib/env.js';
 import { printSection, readResults, writeResults, type RunInfo } from './lib/report.js';
 import type { Section } from './lib/section.js';
@@ -24,7 +25,7 @@ import { benchScale } from './scale.js';
 import { benchSnapshot } from './snapshot.js';
 import { benchTtft } from './ttft.js';
 
-const ALL = ['sandbox', 'snapshot', 'ttft', 'overhead', 'recovery', 'history', 'scale'] as const;
+const ALL = ['sandbox', 'snapshot', 'isolation', 'ttft', 'overhead', 'recovery', 'history', 'scale'] as const;
 type Name = (typeof ALL)[number];
 
 function git(...args: string[]): string {
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
     const run: Record<Name, () => Promise<Section>> = {
       sandbox: () => benchSandbox(env),
       snapshot: () => benchSnapshot(env),
+      isolation: () => benchIsolation(env),
       ttft: () => benchTtft(env, mainQueue),
       overhead: () => benchOverhead(env, mainQueue),
       recovery: () => benchRecovery(env, mainQueue),
