@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchHistory } from './history.js';
+import { benchHostLoss } from './host-loss.js';
 import { benchIsolation } from './isolation.js';
 import { BenchEnv, log, type BenchOptions } from './lib/env.js';
 import { printSection, readResults, writeResults, type RunInfo } from './lib/report.js';
@@ -25,7 +26,7 @@ import { benchScale } from './scale.js';
 import { benchSnapshot } from './snapshot.js';
 import { benchTtft } from './ttft.js';
 
-const ALL = ['sandbox', 'snapshot', 'isolation', 'ttft', 'overhead', 'recovery', 'history', 'scale'] as const;
+const ALL = ['sandbox', 'snapshot', 'isolation', 'ttft', 'overhead', 'recovery', 'host-loss', 'history', 'scale'] as const;
 type Name = (typeof ALL)[number];
 
 function git(...args: string[]): string {
@@ -85,7 +86,7 @@ async function main(): Promise<void> {
   const sections: Section[] = [];
   let failed = false;
   try {
-    // One worker process serves the measurements that need just one; recovery and scale start their own.
+    // One worker process serves the measurements that need just one; recovery, host-loss and scale start their own.
     const mainQueue = env.queue('main');
     const needsMain = only.some((n) => n === 'ttft' || n === 'overhead' || n === 'recovery' || n === 'history');
     if (needsMain) await env.spawnWorker(mainQueue);
@@ -96,6 +97,7 @@ async function main(): Promise<void> {
       ttft: () => benchTtft(env, mainQueue),
       overhead: () => benchOverhead(env, mainQueue),
       recovery: () => benchRecovery(env, mainQueue),
+      'host-loss': () => benchHostLoss(env),
       history: () => benchHistory(env, mainQueue),
       scale: () => benchScale(env),
     };
