@@ -3,8 +3,10 @@
  * `--render bench/results/<date>.json` draws the chart and tables of an earlier run again.
  *
  * Runs against a real Temporal dev server (its own, in memory), the real Docker engine, real worker processes and
- * the scripted Messages API server. It asserts nothing about timing: it prints what it measured, with the
- * comparisons measured side by side in the same run, and writes bench/results/<date>.json (raw samples and
+ * the scripted Messages API server; some measurements start more of their own and stop it after them: MinIO on
+ * loopback (snapshot, when built), second Docker engines (isolation: with user-namespace remapping and without;
+ * host-loss and many-hands: a second hands host). It asserts nothing about timing: it prints what it measured, with
+ * the comparisons measured side by side in the same run, and writes bench/results/<date>.json (raw samples and
  * summaries), <date>.md (tables) and <date>.png (the distributions). `--quick` scales the counts down and writes
  * <date>-quick.* instead.
  */
@@ -19,6 +21,7 @@ import { benchIsolation } from './isolation.js';
 import { BenchEnv, log, type BenchOptions } from './lib/env.js';
 import { printSection, readResults, writeResults, type RunInfo } from './lib/report.js';
 import type { Section } from './lib/section.js';
+import { benchManyHands } from './many-hands.js';
 import { benchOverhead } from './overhead.js';
 import { benchRecovery } from './recovery.js';
 import { benchSandbox } from './sandbox.js';
@@ -26,7 +29,7 @@ import { benchScale } from './scale.js';
 import { benchSnapshot } from './snapshot.js';
 import { benchTtft } from './ttft.js';
 
-const ALL = ['sandbox', 'snapshot', 'isolation', 'ttft', 'overhead', 'recovery', 'host-loss', 'history', 'scale'] as const;
+const ALL = ['sandbox', 'snapshot', 'isolation', 'ttft', 'overhead', 'recovery', 'host-loss', 'many-hands', 'history', 'scale'] as const;
 type Name = (typeof ALL)[number];
 
 function git(...args: string[]): string {
@@ -86,7 +89,8 @@ async function main(): Promise<void> {
   const sections: Section[] = [];
   let failed = false;
   try {
-    // One worker process serves the measurements that need just one; recovery, host-loss and scale start their own.
+    // One worker process serves the measurements that need just one; recovery, host-loss, many-hands and scale start
+    // their own.
     const mainQueue = env.queue('main');
     const needsMain = only.some((n) => n === 'ttft' || n === 'overhead' || n === 'recovery' || n === 'history');
     if (needsMain) await env.spawnWorker(mainQueue);
@@ -98,6 +102,7 @@ async function main(): Promise<void> {
       overhead: () => benchOverhead(env, mainQueue),
       recovery: () => benchRecovery(env, mainQueue),
       'host-loss': () => benchHostLoss(env),
+      'many-hands': () => benchManyHands(env),
       history: () => benchHistory(env, mainQueue),
       scale: () => benchScale(env),
     };
