@@ -15,7 +15,7 @@ import { DirStore } from '../../src/activities/sandbox/blob-store.js';
 import { HostRegistry, LIVE_MS, type HostAnnouncement } from '../../src/activities/sandbox/hosts.js';
 import { isMountPoint, listSlots, removeSlotDir } from '../../src/activities/sandbox/slot.js';
 import { projectRoot } from '../../src/cli/dev-server.js';
-import { startEngine, type Engine } from '../../test/helpers/engine.js';
+import { killContainerProcesses, startEngine, type Engine } from '../../test/helpers/engine.js';
 import { log, type BenchEnv, type WorkerProcess } from './env.js';
 import { sleep } from './stats.js';
 
@@ -137,10 +137,9 @@ export class HandsHosts {
     const w = this.hosts.b.worker;
     this.hosts.b.worker = undefined;
     const engine = this.engine!;
-    const ids = (await engine.docker.listContainers({ all: true }).catch(() => [])).map((c) => c.Id);
     this.engineDead = true;
-    await Promise.all([w?.kill('SIGKILL'), engine.kill()]);
-    this.orphansKilled += killContainerProcesses(ids);
+    const [, killed] = await Promise.all([w?.kill('SIGKILL'), engine.kill()]);
+    this.orphansKilled += killed;
   }
 
   /** Removes the slots (workspaces) a host left (its process is stopped). */
@@ -193,36 +192,3 @@ export class HandsHosts {
   }
 }
 
-/**
- * SIGKILLs the processes in the cgroups of these containers (cgroup v1 or v2, cgroupfs or systemd driver): what a
- * dead machine would have taken with it. Returns how many there were.
- */
-function killContainerProcesses(ids: string[]): number {
-  let n = 0;
-  for (const id of ids) {
-    const paths = [
-      `/sys/fs/cgroup/pids/docker/${id}/cgroup.procs`,
-      `/sys/fs/cgroup/docker/${id}/cgroup.procs`,
-      `/sys/fs/cgroup/pids/system.slice/docker-${id}.scope/cgroup.procs`,
-      `/sys/fs/cgroup/system.slice/docker-${id}.scope/cgroup.procs`,
-    ];
-    for (const p of paths) {
-      let pids: number[];
-      try {
-        pids = readFileSync(p, 'utf8').split('\n').filter(Boolean).map(Number);
-      } catch {
-        continue;
-      }
-      for (const pid of pids) {
-        try {
-          process.kill(pid, 'SIGKILL');
-          n++;
-        } catch {
-          // gone already
-        }
-      }
-      break;
-    }
-  }
-  return n;
-}

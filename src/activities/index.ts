@@ -6,6 +6,7 @@ import type { SessionLogCache } from '../client/log-cache.js';
 import { createMcpActivities, McpHub } from './mcp.js';
 import { withMetrics } from './metrics.js';
 import { createModelActivities } from './model.js';
+import { createReplayActivities } from './replay.js';
 import type { Vault } from '../vault/index.js';
 import { createHands, defaultHandsDir, type SandboxSettings } from './sandbox/docker.js';
 import { Gateway } from './sandbox/gateway.js';
@@ -49,6 +50,7 @@ export function createActivities(deps: ActivityDeps) {
     }),
     ...sandbox,
     ...createMcpActivities(mcp),
+    ...createReplayActivities({ temporal: deps.temporal }),
   });
 }
 

@@ -296,6 +296,38 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('replay')
+    .description('replay recorded sessions against an agent and compare them turn by turn (a regression eval)')
+    .argument('[session-ids...]')
+    .requiredOption('--agent <file>', 'the agent file to replay with')
+    .option('--from <event-id>', 'replay from this event on (one session only); the log before it is kept')
+    .option('--live', 'run every tool call in a sandbox (default: hermetic, recorded results while the calls match)')
+    .option('--query <visibility-query>', 'replay the sessions this Temporal visibility query finds')
+    .option('--concurrency <n>', 'replays at once', '4')
+    .option('--json', 'the reports as JSON')
+    .action(async (ids: string[], o: { agent: string; from?: string; live?: boolean; query?: string; concurrency: string; json?: boolean }) => {
+      try {
+        const agent = await loadAgentFile(o.agent);
+        const client = await TandemClient.connect();
+        const sessions = [...ids, ...(o.query ? await client.findSessions(o.query) : [])];
+        if (sessions.length === 0) throw new Error('name sessions to replay, or a --query that finds some');
+        if (o.from !== undefined && sessions.length > 1) throw new Error('--from names an event of one session: replay one session with it');
+        const n = Number(o.concurrency);
+        if (!Number.isInteger(n) || n < 1) throw new Error(`--concurrency must be a positive integer, not ${JSON.stringify(o.concurrency)}`);
+        const reports = await (await import('./replay.js')).runReplays(client, sessions, {
+          agent,
+          mode: o.live ? 'live' : 'hermetic',
+          concurrency: n,
+          ...(o.from !== undefined ? { from: o.from } : {}),
+        });
+        if (o.json) console.log(jsonLine(reports));
+        else for (const r of reports) console.log((await import('./replay.js')).formatReport(r));
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
     .command('outcome')
     .description('define the outcome a session works towards; a grader checks the work against the rubric')
     .argument('<session-id>')

@@ -10,13 +10,87 @@ import { LogDecoder } from '../harness/decode.js';
 import { checkSignal, type SessionEvent, type SessionEventType } from '../shared/events.js';
 import { agentSecretNames } from '../shared/mcp.js';
 import { unknownSecretsMessage, VaultError, type Vault } from '../vault/index.js';
-import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, MEMO_FORK, SA_AGENT, SA_STATUS, SESSION_WORKFLOW, Signals } from '../shared/names.js';
-import type { AgentDefinition, SessionInput, SessionResource, SessionState, SessionStatus, UserMessage } from '../shared/types.js';
+import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, MEMO_FORK, MEMO_REPLAY, SA_AGENT, SA_STATUS, SESSION_WORKFLOW, Signals } from '../shared/names.js';
+import type {
+  AgentDefinition,
+  ForkOrigin,
+  OutcomeVerdict,
+  SessionInput,
+  SessionResource,
+  SessionState,
+  SessionStatus,
+  TextBlock,
+  Usage,
+  UserMessage,
+} from '../shared/types.js';
 import { temporalSettings } from '../config/temporal.js';
 import { codecFromEnv, decodeHistoryInPlace, tandemDataConverter } from '../codec/index.js';
 import { isLocalPath, resourceSchema } from '../config/agent.js';
 import { secretNames, sessionResources } from '../shared/repositories.js';
 import { decodeJsonPayload, readRunChain, readSessionLog } from './log.js';
+
+/** What {@link TandemClient.replayReport} compares. */
+export interface ReplayReport {
+  session_id: string;
+  replay_id: string;
+  mode: 'hermetic' | 'live';
+  /** Every recorded turn was sent again and the replay is idle. */
+  done: boolean;
+  /** The index of the first tool call that did not match the recorded one (hermetic mode), or null. */
+  diverged_at: number | null;
+  /** Sandboxes the replay made (none while it only answers from the recording). */
+  sandboxes: number;
+  turns: Array<{
+    user: string;
+    recorded: { tools: string[]; final: string } | null;
+    replay: { tools: string[]; final: string } | null;
+  }>;
+  usage: { recorded: Usage; replay: Usage };
+  models: { recorded: string | null; replay: string | null };
+  outcomes: { recorded: OutcomeVerdict[]; replay: OutcomeVerdict[] };
+}
+
+/** A session's set-up as a fork or a replay of it runs with `agent`: the same sandbox, limits, resources and vaults. */
+function sessionSetUp(origin: SessionInput, agent: AgentDefinition): SessionInput {
+  return {
+    agent,
+    ...(origin.sandbox ? { sandbox: origin.sandbox } : {}),
+    ...(origin.limits ? { limits: origin.limits } : {}),
+    ...(origin.resources?.length ? { resources: origin.resources } : {}),
+    ...(origin.vault_ids?.length ? { vault_ids: origin.vault_ids } : {}),
+  };
+}
+
+/** A log's turns: each user message, the tool calls after it (name and a short input), and the last reply's text. */
+function turnsOf(events: SessionEvent[]): Array<{ user: string; tools: string[]; final: string }> {
+  const turns: Array<{ user: string; tools: string[]; final: string }> = [];
+  const text = (c: unknown) => ((c as TextBlock[] | undefined) ?? []).map((b) => b.text).join('');
+  for (const e of events) {
+    if (e.type === 'user.message') turns.push({ user: text(e.content), tools: [], final: '' });
+    const t = turns.at(-1);
+    if (!t || e.session_thread_id !== undefined) continue;
+    if (e.type === 'agent.tool_use' || e.type === 'agent.mcp_tool_use' || e.type === 'agent.custom_tool_use')
+      t.tools.push(`${e.name as string} ${JSON.stringify(e.input).slice(0, 80)}`);
+    if (e.type === 'agent.message') t.final = text(e.content);
+  }
+  return turns;
+}
+
+function sumUsage(events: SessionEvent[]): Usage {
+  const u: Usage = { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
+  for (const e of events)
+    if (e.type === 'span.model_request_end' && e.model_usage)
+      for (const k of Object.keys(u) as Array<keyof Usage>) u[k] += (e.model_usage as Usage)[k] ?? 0;
+  return u;
+}
+
+function modelOf(events: SessionEvent[]): string | null {
+  return (events.filter((e) => e.type === 'span.model_request_end' && typeof e.model === 'string').at(-1)?.model as string | undefined) ?? null;
+}
+
+function verdicts(events: SessionEvent[]): OutcomeVerdict[] {
+  return events.filter((e) => e.type === 'span.outcome_evaluation_end').map((e) => e.result as OutcomeVerdict);
+}
 
 /** Options of {@link TandemClient.connect}. */
 export interface ConnectOptions {
@@ -184,6 +258,16 @@ export class TandemClient {
 
   private notFound(sessionId: string) {
     return explainNotFound(sessionId, this.address);
+  }
+
+  /** The ids of the sessions a Temporal visibility query finds (within `WorkflowType = 'agentSession'`), at most `limit`. */
+  async findSessions(query: string, limit = 1000): Promise<string[]> {
+    const ids: string[] = [];
+    for await (const w of this.temporal.workflow.list({ query: `WorkflowType = ${quote(SESSION_WORKFLOW)} AND (${query})` })) {
+      ids.push(w.workflowId);
+      if (ids.length >= limit) break;
+    }
+    return ids;
   }
 
   /**
@@ -423,32 +507,10 @@ export class TandemClient {
       searchAttributes?: StartOptions['searchAttributes'];
     },
   ): Promise<string> {
-    const log = await readSessionLog(this.temporal, sessionId).catch(this.notFound(sessionId));
-    const seq = typeof opts.at === 'number' ? opts.at : Number(String(opts.at).split('.')[0]);
-    const event = log.events.find((e) => (typeof opts.at === 'number' ? e.seq === seq : e.id === String(opts.at)));
-    const run = log.runs.find((r) => seq > r.offset && seq <= r.offset + r.events.length);
-    if (!event || !run) throw new Error(`event ${opts.at} is not in the log of session "${sessionId}"`);
-    const origin = log.decoder.input;
-    if (!origin) throw new Error(`session "${sessionId}" has no input to fork from`);
-    const snapshot = log.events.filter((e) => e.type === 'sandbox.snapshot' && e.seq <= seq).at(-1)?.snapshot_id as string | undefined;
+    const { origin, fork, event } = await this.forkPoint(sessionId, opts.at);
     const forkId = opts.id ?? newSessionId();
     const agent = opts.agent ?? origin.agent;
-    const input: SessionInput = {
-      agent,
-      title: opts.title ?? `fork of ${sessionId} at ${event.id}`,
-      ...(origin.sandbox ? { sandbox: origin.sandbox } : {}),
-      ...(origin.limits ? { limits: origin.limits } : {}),
-      ...(origin.resources?.length ? { resources: origin.resources } : {}),
-      ...(origin.vault_ids?.length ? { vault_ids: origin.vault_ids } : {}),
-      fork: {
-        session_id: run.workflowId ?? sessionId,
-        run_id: run.runId,
-        seq,
-        event_id: event.id,
-        snapshot_id: snapshot ?? null,
-        ...(event.type === 'user.message' ? { pending_input: true } : {}),
-      },
-    };
+    const input: SessionInput = { ...sessionSetUp(origin, agent), title: opts.title ?? `fork of ${sessionId} at ${event.id}`, fork };
     await this.temporal.workflow.start(SESSION_WORKFLOW, {
       taskQueue: this.taskQueue,
       workflowId: forkId,
@@ -460,6 +522,99 @@ export class TandemClient {
       ...(opts.searchAttributes ? { searchAttributes: opts.searchAttributes } : {}),
     });
     return forkId;
+  }
+
+  /**
+   * Replays a recorded session against `agent` (a regression eval): a new, ordinary session that sends the recorded
+   * user turns again (from `from`, as a fork there, or from the start). `hermetic` (the default) answers tool calls
+   * that match the recorded ones from the log, with no sandbox, and runs live from the first that does not, in a
+   * sandbox restored from the recorded snapshot at that point; `live` runs every call. Compare with
+   * {@link replayReport}. Returns the replay's session id.
+   */
+  async replay(
+    sessionId: string,
+    opts: { agent: AgentDefinition; from?: string | number; mode?: 'hermetic' | 'live'; id?: string },
+  ): Promise<string> {
+    const mode = opts.mode ?? 'hermetic';
+    const point = opts.from !== undefined ? await this.forkPoint(sessionId, opts.from) : undefined;
+    const origin = point?.origin ?? (await readSessionLog(this.temporal, sessionId).catch(this.notFound(sessionId))).decoder.input;
+    if (!origin) throw new Error(`session "${sessionId}" has no input to replay`);
+    const replayId = opts.id ?? newSessionId();
+    const title = `replay of ${sessionId} with ${opts.agent.name} (${mode})`;
+    const input: SessionInput = {
+      ...sessionSetUp(origin, opts.agent),
+      title,
+      replay: { session_id: sessionId, mode },
+      ...(point ? { fork: point.fork } : {}),
+    };
+    await this.temporal.workflow.start(SESSION_WORKFLOW, {
+      taskQueue: this.taskQueue,
+      workflowId: replayId,
+      args: [input],
+      staticSummary: title,
+      staticDetails: `${staticDetails(opts.agent)}\n\nreplays ${sessionId} (${mode})`,
+      memo: { [MEMO_REPLAY]: { session_id: sessionId, mode } },
+    });
+    return replayId;
+  }
+
+  /**
+   * Compares a replay with the session it replays, turn by turn: the tool calls, the final messages, tokens, where
+   * it diverged, how many sandboxes it made, and the outcome verdicts when there were any. `done` once every
+   * recorded turn was sent and the replay is idle.
+   */
+  async replayReport(replayId: string): Promise<ReplayReport> {
+    let state = await this.getSession(replayId);
+    // A replay that has not run its first step yet has no replay state: it is not done.
+    for (let i = 0; !state.replay && i < 50; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      state = await this.getSession(replayId);
+    }
+    const r = state.replay;
+    if (!r) throw new Error(`session "${replayId}" is not a replay`);
+    const [replayed, recorded] = await Promise.all([this.getEvents(replayId), this.getEvents(r.session_id)]);
+    const fork = replayed.find((e) => e.type === 'session.forked');
+    const own = fork ? replayed.slice(replayed.indexOf(fork) + 1) : replayed;
+    const after = fork ? recorded.filter((e) => e.seq > Number(String(fork.origin_event_id).split('.')[0])) : recorded;
+    const a = turnsOf(after);
+    const b = turnsOf(own);
+    return {
+      session_id: r.session_id,
+      replay_id: replayId,
+      mode: r.mode,
+      done: r.turns !== null && r.next_turn >= r.turns && state.status === 'idle' && state.stop_reason?.type !== 'requires_action',
+      diverged_at: r.diverged_at,
+      sandboxes: own.filter((e) => e.type === 'sandbox.provisioned').length,
+      turns: Array.from({ length: Math.max(a.length, b.length) }, (_, i) => ({
+        user: a[i]?.user ?? b[i]?.user ?? '',
+        recorded: a[i] ? { tools: a[i]!.tools, final: a[i]!.final } : null,
+        replay: b[i] ? { tools: b[i]!.tools, final: b[i]!.final } : null,
+      })),
+      usage: { recorded: sumUsage(after), replay: sumUsage(own) },
+      models: { recorded: modelOf(after), replay: modelOf(own) },
+      outcomes: { recorded: verdicts(after), replay: verdicts(own) },
+    };
+  }
+
+  /** The event `at` of a session's log, as a fork point: the origin's input and the fork's `ForkOrigin`. */
+  private async forkPoint(sessionId: string, at: string | number) {
+    const log = await readSessionLog(this.temporal, sessionId).catch(this.notFound(sessionId));
+    const seq = typeof at === 'number' ? at : Number(String(at).split('.')[0]);
+    const event = log.events.find((e) => (typeof at === 'number' ? e.seq === seq : e.id === String(at)));
+    const run = log.runs.find((r) => seq > r.offset && seq <= r.offset + r.events.length);
+    if (!event || !run) throw new Error(`event ${at} is not in the log of session "${sessionId}"`);
+    const origin = log.decoder.input;
+    if (!origin) throw new Error(`session "${sessionId}" has no input to fork from`);
+    const snapshot = log.events.filter((e) => e.type === 'sandbox.snapshot' && e.seq <= seq).at(-1)?.snapshot_id as string | undefined;
+    const fork: ForkOrigin = {
+      session_id: run.workflowId ?? sessionId,
+      run_id: run.runId,
+      seq,
+      event_id: event.id,
+      snapshot_id: snapshot ?? null,
+      ...(event.type === 'user.message' ? { pending_input: true } : {}),
+    };
+    return { origin, fork, event };
   }
 
   /**

@@ -17,6 +17,8 @@ import type {
   PendingAction,
   ProvisionResult,
   SessionInput,
+  RecordedCallInput,
+  RecordedCallResult,
   SnapshotResult,
   UserMessage,
 } from '../shared/types.js';
@@ -376,6 +378,16 @@ export class LogDecoder {
       const r = result as ProvisionResult;
       emit('sandbox.provisioned', { sandbox: r.sandbox, duration_ms: r.duration_ms, ...(r.warm ? { warm: true } : {}) });
       if (r.restored || r.wiped) emit('sandbox.restored', restoredFields(r.restored, r.sandbox.host, r.wiped === true));
+    } else if (s.type === 'recordedCall') {
+      // A replay's call answered from the recorded session: the recorded result is this call's.
+      const r = result as RecordedCallResult;
+      const input = s.input as RecordedCallInput;
+      if (!r.match) return;
+      const content = [{ type: 'text', text: r.content }];
+      const recorded = { recorded: true, recorded_tool_use_id: r.recorded_tool_use_id };
+      if (input.kind === 'mcp') emit('agent.mcp_tool_result', { mcp_tool_use_id: input.tool_use_id, name: input.name, content, is_error: r.is_error, ...recorded });
+      else if (input.kind === 'custom') emit('user.custom_tool_result', { custom_tool_use_id: input.tool_use_id, content, is_error: r.is_error, ...recorded });
+      else emit('agent.tool_result', { tool_use_id: input.tool_use_id, name: input.name, content, is_error: r.is_error, ...recorded });
     } else if (s.type === 'snapshotSandbox') {
       const r = result as SnapshotResult;
       if (r.changed) emit('sandbox.snapshot', { ...r });

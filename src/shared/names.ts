@@ -31,6 +31,8 @@ export const SA_ARCHIVED = 'TandemArchived';
 export const MEMO_SESSION = 'tandem_session';
 /** Signal that changes a session's title, metadata or archived state (the API's session update and archive). */
 export const SESSION_UPDATE_SIGNAL = 'tandem.session_update';
+/** Memo key of a replay's recorded session: `{session_id, mode}`. */
+export const MEMO_REPLAY = 'tandem_replay';
 /** Memo key of a fork's origin: `{session_id, event_id}` (the Temporal UI shows it on the fork's page). */
 export const MEMO_FORK = 'tandem_fork';
 /** Memo key under which each session-level event (status change, error) is recorded in history. */

@@ -327,7 +327,63 @@ export interface SessionInput {
   carry?: CarriedState;
   /** Set when this session is a fork of another one: its log begins with the origin's, up to the fork point. */
   fork?: ForkOrigin;
+  /** Set when this session replays a recorded one against its own agent (a regression eval). */
+  replay?: ReplayOf;
 }
+
+/**
+ * A replay: it sends the recorded session's user turns again (those after the fork point, with `fork`). In
+ * `hermetic` mode a tool call that matches the recorded one (same tool, same input, same order) gets the recorded
+ * result, with no sandbox; the first that does not switches the replay to live calls in a sandbox restored from the
+ * recorded session's snapshot at that point. In `live` mode every call runs, in a sandbox restored from the starting
+ * snapshot.
+ */
+export interface ReplayOf {
+  session_id: string;
+  mode: 'hermetic' | 'live';
+}
+
+/** Where a replay stands (in `getSession`). */
+export interface ReplayState {
+  session_id: string;
+  mode: 'hermetic' | 'live';
+  /** The recorded user turns (null until they were read), and how many of them were sent. */
+  turns: number | null;
+  next_turn: number;
+  /** Tool calls made so far (matched against the recorded ones in order). */
+  tool_index: number;
+  /** The index of the first call that did not match (hermetic mode), or null. */
+  diverged_at: number | null;
+}
+
+/** Input of `replayPlan`. */
+export interface ReplayPlanInput {
+  session_id: string;
+  after_seq?: number;
+}
+
+/** Result of `replayPlan`: the user turns to send again. */
+export interface ReplayPlan {
+  turns: TextBlock[][];
+}
+
+/** Input of `recordedCall`. */
+export interface RecordedCallInput {
+  session_id: string;
+  index: number;
+  tool_use_id: string;
+  name: string;
+  input: Record<string, unknown>;
+  kind: 'tool' | 'mcp' | 'custom';
+  after_seq?: number;
+  /** The snapshot the replay started from (a divergence before any recorded snapshot starts there). */
+  start_snapshot?: string | null;
+}
+
+/** Result of `recordedCall`. */
+export type RecordedCallResult =
+  | { match: true; content: string; is_error: boolean; recorded_tool_use_id: string }
+  | { match: false; snapshot_id: string | null };
 
 /**
  * Where a fork comes from. Its log is the origin's, read from the origin's history (never copied), up to and with
@@ -453,6 +509,8 @@ export interface SessionState {
   lost_hosts?: string[];
   /** The run (a rewind's) whose workspace was set back to the snapshot as of the rewind point. */
   rewound_run?: string;
+  /** Set for a replay of a recorded session. */
+  replay?: ReplayState;
 }
 
 /** A content block of the model's reply, as stored in history (plain JSON). */

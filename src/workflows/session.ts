@@ -49,6 +49,7 @@ import type {
   SessionState,
   SessionStatus,
   StopReason,
+  TextBlock,
   UserCustomToolResult,
   Usage,
   UserDefineOutcome,
@@ -145,9 +146,10 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     proxyActivities<Activities>({
       taskQueue,
       startToCloseTimeout: '15 minutes',
-      // No poller on the host's queue this long, or no heartbeat from a started call: the host is lost.
-      scheduleToStartTimeout: '5 seconds',
-      heartbeatTimeout: '8 seconds',
+      // No poller on the host's queue this long, or no heartbeat from a started call (they beat every 2 s): the
+      // host is lost. A false alarm on a busy host costs a move to another host, never a result.
+      scheduleToStartTimeout: '4 seconds',
+      heartbeatTimeout: '5 seconds',
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
       retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: limits.tool_attempts ?? 3 },
     });
@@ -555,6 +557,37 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     }
   }
 
+  /**
+   * A replay's tool call answered from the recorded session (hermetic mode, while every call has matched): true when
+   * it was. The first call that does not match switches the replay to live calls, in a sandbox restored from the
+   * recorded session's snapshot before that call.
+   */
+  async function fromRecording(use: ToolUse, kind: 'tool' | 'mcp' | 'custom'): Promise<boolean> {
+    const r = state.replay;
+    if (!r) return false;
+    const index = r.tool_index++;
+    if (r.mode !== 'hermetic' || r.diverged_at !== null) return false;
+    const recorded = await interruptible(() =>
+      housekeeping.recordedCall({
+        session_id: r.session_id,
+        index,
+        tool_use_id: use.id,
+        name: use.name,
+        input: use.input,
+        kind,
+        ...(input.fork ? { after_seq: input.fork.seq, start_snapshot: input.fork.snapshot_id ?? null } : {}),
+      }),
+    ).catch((err: unknown) => {
+      if (stepFailure(err)) return undefined;
+      throw err;
+    });
+    if (recorded?.match) return true;
+    r.diverged_at = index;
+    if (ownsSandbox && state.sandboxes.length === 0)
+      state.snapshot = recorded && !recorded.match && recorded.snapshot_id ? { snapshot_id: recorded.snapshot_id, at: 'replay' } : null;
+    return false;
+  }
+
   /** Routes a model turn's tool calls: run, ask, or hand to the client. Returns when all have results. */
   async function runTools(uses: ToolUse[]): Promise<void> {
     const waiting: PendingAction[] = [];
@@ -565,6 +598,13 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       const refused = use.input.tandem_error; // set by callModel when the input was too large to keep
       if (typeof refused === 'string') {
         record(toolErrorEvent(use, refused));
+      } else if (state.replay && tool?.kind !== 'delegate' && (mcp || tool)) {
+        // A replay: recorded results while the calls match, then live; nobody is there to confirm or answer.
+        if (await fromRecording(use, mcp ? 'mcp' : tool!.kind === 'custom' ? 'custom' : 'tool')) continue;
+        if (tool?.kind === 'custom' || tool?.ask || mcp?.ask)
+          record(toolErrorEvent({ id: use.id, mcp: use.mcp }, `${use.name} needs the user (an answer or a confirmation), and a replay has none.`));
+        else await runTool(use);
+        if (interrupted) return;
       } else if (mcp && !mcp.ask) {
         await runTool(use);
         if (interrupted) return;
@@ -855,7 +895,16 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     return { final_message: lastText, stop_reason: stop, turns: state.turn, usage: state.usage };
   }
 
+  /** The recorded user turns a replay sends again (read from the recorded session, in each run). */
+  let replayTurns: TextBlock[][] = [];
   try {
+    if (input.replay) {
+      state.replay ??= { session_id: input.replay.session_id, mode: input.replay.mode, turns: null, next_turn: 0, tool_index: 0, diverged_at: null };
+      replayTurns = (
+        await housekeeping.replayPlan({ session_id: input.replay.session_id, ...(input.fork ? { after_seq: input.fork.seq } : {}) })
+      ).turns;
+      state.replay.turns = replayTurns.length;
+    }
     if (carry?.in_turn) {
       const stop = await runTurnToOutcome(carry.in_turn.calls);
       setStatus('idle', stop);
@@ -865,6 +914,13 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       const sandboxRunning = () => state.sandboxes.some((s) => s.state === 'running');
       const hasWork = () => newInput || (wakeRequested && state.stop_reason?.type === 'retries_exhausted');
       await continueAsNewIfSuggested(null);
+      // A replay sends the next recorded user turn once the last one ended (not when it stopped on an error).
+      const r = state.replay;
+      if (r && !hasWork() && r.next_turn < replayTurns.length && (state.stop_reason === null || state.stop_reason.type === 'end_turn')) {
+        record({ type: 'user.message', content: replayTurns[r.next_turn]!, replayed: true });
+        r.next_turn++;
+        newInput = true;
+      }
       if (!hasWork()) {
         setStatus('idle', state.stop_reason ?? { type: 'end_turn' });
         const stopsIdle = sandboxRunning() && ownsSandbox;

@@ -47,6 +47,7 @@ export const VERBS: string[][] = [
   ['events'],
   ['rewind'],
   ['fork'],
+  ['replay'],
   ['outcome'],
   ['ls'],
   ['show'],

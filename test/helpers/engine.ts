@@ -17,8 +17,11 @@ export interface Engine {
   host: string;
   socket: string;
   docker: Docker;
-  /** SIGKILLs the engine and its containerd and shims: the host is gone, as far as its sandboxes can tell. */
-  kill(): Promise<void>;
+  /**
+   * SIGKILLs the engine, its containerd and shims, and its containers' processes: what a machine that died would
+   * have taken with it. Resolves with how many container processes it killed.
+   */
+  kill(): Promise<number>;
   /** Stops the engine, removing its containers first. */
   stop(): Promise<void>;
 }
@@ -65,14 +68,17 @@ export async function startEngine(name: string, opts: EngineOptions = {}): Promi
   }
   await loadImage(docker, 'tandem-sandbox:latest');
   const kill = async () => {
-    // The engine, its containerd and every shim: what a host that died takes with it.
+    // The engine, its containerd and every shim, and the containers' processes (a shim's children outlive it).
+    const ids = (await docker.listContainers({ all: true }).catch(() => [])).map((c) => c.Id);
     spawnSync('pkill', ['-KILL', '-f', join(run, 'exec')]);
+    const killed = killContainerProcesses(ids);
     try {
       process.kill(child.pid!, 'SIGKILL');
     } catch {
       // already gone
     }
     while (child.exitCode === null && child.signalCode === null) await new Promise((r) => setTimeout(r, 50));
+    return killed;
   };
   return {
     name,
@@ -91,6 +97,39 @@ export async function startEngine(name: string, opts: EngineOptions = {}): Promi
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * SIGKILLs the processes in the cgroups of these containers (cgroup v1 or v2, cgroupfs or systemd driver). Returns
+ * how many there were.
+ */
+export function killContainerProcesses(ids: string[]): number {
+  let n = 0;
+  for (const id of ids) {
+    for (const p of [
+      `/sys/fs/cgroup/pids/docker/${id}/cgroup.procs`,
+      `/sys/fs/cgroup/docker/${id}/cgroup.procs`,
+      `/sys/fs/cgroup/pids/system.slice/docker-${id}.scope/cgroup.procs`,
+      `/sys/fs/cgroup/system.slice/docker-${id}.scope/cgroup.procs`,
+    ]) {
+      let pids: number[];
+      try {
+        pids = readFileSync(p, 'utf8').split('\n').filter(Boolean).map(Number);
+      } catch {
+        continue;
+      }
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+          n++;
+        } catch {
+          // gone already
+        }
+      }
+      break;
+    }
+  }
+  return n;
 }
 
 /** Copies an image of the main engine into `docker` unless it has the same image id already. */

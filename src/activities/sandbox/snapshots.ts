@@ -79,8 +79,10 @@ export interface SnapshotLimits {
 const DEFAULT_LIMITS: SnapshotLimits = { maxEntries: 500_000, maxLinkTarget: 4096 };
 const O_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 const O_FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-/** Objects written or read at once (a restore from S3 is a round trip per object). */
+/** Objects written at once by a snapshot. */
 const PARALLEL = 16;
+/** Objects read at once by a restore: from S3 each is a round trip, and a restore waits for all of them. */
+const RESTORE_PARALLEL = 64;
 /** An object not referenced by any live snapshot is deleted only once it is this old (a snapshot may be writing it). */
 const GRACE_MS = 60 * 60 * 1000;
 
@@ -276,7 +278,13 @@ export class Snapshots {
       }
     };
     await restoreTree(snapshotId, dir, '');
-    for (let i = 0; i < jobs.length; i += PARALLEL) await Promise.all(jobs.slice(i, i + PARALLEL).map((j) => j()));
+    // A pool of lanes (not batches): a slow object holds up one lane, not the others.
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(RESTORE_PARALLEL, jobs.length) }, async () => {
+        while (next < jobs.length) await jobs[next++]!();
+      }),
+    );
     // A fchown changes ctime: what the next snapshot compares with is what is on disk now.
     for (const [relPath, state] of files) {
       const st = lstatSync(join(dir, relPath), { bigint: true });
