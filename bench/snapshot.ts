@@ -13,9 +13,9 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DirStore, S3Store, type BlobStore } from '../src/activities/sandbox/blob-store.js';
+import { DirStore, type BlobStore } from '../src/activities/sandbox/blob-store.js';
 import { Snapshots } from '../src/activities/sandbox/snapshots.js';
-import { MINIO_BIN, startMinio } from '../test/helpers/minio.js';
+import { MINIO_BIN, minioStore, startMinio } from '../test/helpers/minio.js';
 import { log, type BenchEnv } from './lib/env.js';
 import { bytes, goal, ms, p50p95, type Section } from './lib/section.js';
 import { summarize, type Summary } from './lib/stats.js';
@@ -157,15 +157,7 @@ export async function benchSnapshot(env: BenchEnv): Promise<Section> {
       const minio = await startMinio();
       const stop = env.own('MinIO', () => minio.stop(), () => void minio.stop());
       try {
-        const open = () =>
-          new S3Store({
-            endpoint: minio.endpoint,
-            region: 'us-east-1',
-            bucket: minio.bucket,
-            prefix: 'snapshots',
-            credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
-            forcePathStyle: true,
-          });
+        const open = () => minioStore(minio);
         results.minio = await measure(env, 'MinIO (S3)', workspace, root, open, counts);
       } finally {
         await stop();

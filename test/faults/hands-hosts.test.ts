@@ -10,14 +10,14 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { S3Store } from '../../src/activities/sandbox/blob-store.js';
+import type { S3Store } from '../../src/activities/sandbox/blob-store.js';
 import { HostRegistry } from '../../src/activities/sandbox/hosts.js';
 import { listSlots, removeSlotDir } from '../../src/activities/sandbox/slot.js';
 import { TandemClient } from '../../src/client/index.js';
 import { reply, startMessagesServer, toolUse, type MessagesServer, type RecordedRequest } from '../fakes/messages-server.js';
 import { startEngine, type Engine } from '../helpers/engine.js';
 import { killProcess, spawnWorkerProcess, startWorker, testAgent, testClient, uniqueQueue, waitFor } from '../helpers/env.js';
-import { startMinio, type Minio } from '../helpers/minio.js';
+import { minioStore, startMinio, type Minio } from '../helpers/minio.js';
 import { expectSessionIntact } from './check.js';
 
 const SESSIONS = 20;
@@ -46,14 +46,7 @@ function respond(r: RecordedRequest) {
 
 beforeAll(async () => {
   [engine, minio] = await Promise.all([startEngine('hands-b'), startMinio()]);
-  store = new S3Store({
-    endpoint: minio.endpoint,
-    region: 'us-east-1',
-    bucket: minio.bucket,
-    prefix: 'snapshots',
-    credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
-    forcePathStyle: true,
-  });
+  store = minioStore(minio);
   model = await startMessagesServer({ responder: respond });
   tandem = new TandemClient(await testClient(), queue);
   const common = {

@@ -9,6 +9,7 @@ import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Store } from '../../src/activities/sandbox/blob-store.js';
 import { freePort } from '../../src/cli/dev-server.js';
 
 /** The MinIO binary `scripts/setup --tests` builds. */
@@ -112,5 +113,17 @@ function live(url: string): Promise<boolean> {
     });
     req.once('timeout', () => req.destroy());
     req.once('error', () => resolve(false));
+  });
+}
+
+/** An S3 store on a running MinIO, under `prefix`. */
+export function minioStore(minio: Minio, prefix = 'snapshots'): S3Store {
+  return new S3Store({
+    endpoint: minio.endpoint,
+    region: 'us-east-1',
+    bucket: minio.bucket,
+    prefix,
+    credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+    forcePathStyle: true,
   });
 }

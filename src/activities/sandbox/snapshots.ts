@@ -39,20 +39,15 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import type { SnapshotResult } from '../../shared/types.js';
 import type { BlobStore } from './blob-store.js';
 
-/** The result of taking a snapshot. */
-export interface SnapshotTaken {
-  /** The root tree's hash: the snapshot's id. */
-  snapshot_id: string;
-  /** False when the workspace is as it was at the previous snapshot of this session (nothing was written). */
-  changed: boolean;
-  files: number;
-  bytes: number;
-  /** Bytes written to the store (new objects and trees, and the snapshot's record). */
-  written_bytes: number;
-  duration_ms: number;
-}
+/**
+ * The result of taking a snapshot: its id (the root tree's hash), whether the workspace changed since the previous
+ * snapshot of the session (when not, nothing was written), its files and bytes, and the bytes written to the store
+ * (new objects, trees and the snapshot's record).
+ */
+export type SnapshotTaken = SnapshotResult;
 
 /** The result of a restore. */
 export interface SnapshotRestored {
