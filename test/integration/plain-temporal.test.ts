@@ -1,5 +1,5 @@
 /**
- * The README's plain `temporal` CLI block, run verbatim with bash against the dev server: only the environment
+ * The plain `temporal` CLI block of docs/cli.md, run verbatim with bash against the dev server: only the environment
  * variables the block itself reads (TEMPORAL_ADDRESS, TANDEM_TASK_QUEUE, SESSION) point it at this test's server,
  * task queue and session id.
  */
@@ -20,18 +20,18 @@ const lastUserText = (r: RecordedRequest) => {
 
 const h = useHarness('plain', { responder: (r) => reply(`answer to: ${lastUserText(r)}`) });
 
-/** The fenced shell block of README.md that starts with `firstLine`. */
-export function readmeBlock(firstLine: string): string {
-  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
-  const blocks = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
+/** The fenced shell block of docs/cli.md that starts with `firstLine`. */
+export function docsBlock(firstLine: string): string {
+  const doc = readFileSync(join(repoRoot, 'docs', 'cli.md'), 'utf8');
+  const blocks = [...doc.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
   const block = blocks.find((b) => b.startsWith(firstLine));
-  if (!block) throw new Error(`README.md has no sh block starting with "${firstLine}"`);
+  if (!block) throw new Error(`docs/cli.md has no sh block starting with "${firstLine}"`);
   return block;
 }
 
 describe('plain temporal CLI', () => {
-  it('the README block starts, steers, wakes, lists and queries a session', async () => {
-    const block = readmeBlock('# A session with nothing but the temporal CLI');
+  it('the docs/cli.md block starts, steers, wakes, lists and queries a session', async () => {
+    const block = docsBlock('# A session with nothing but the temporal CLI');
     const session = `sesn_plain_${Date.now()}`;
     const cli = inject('temporalCli');
     const run = await promisify(execFile)('bash', ['-euo', 'pipefail', '-c', block], {

@@ -22,9 +22,9 @@ describe('agent JSON Schema', () => {
     expect(validate({ model: 'claude-sonnet-5-5' })).toBe(false);
   });
 
-  it('the example and the README point editors at the schema', () => {
+  it('the example and docs/agent-files.md point editors at the schema', () => {
     const first = readFileSync(join(root, 'examples', 'coding-agent.yaml'), 'utf8').split('\n')[0];
     expect(first).toBe('# yaml-language-server: $schema=../schema/agent.schema.json');
-    expect(readFileSync(join(root, 'README.md'), 'utf8')).toContain('# yaml-language-server: $schema=');
+    expect(readFileSync(join(root, 'docs', 'agent-files.md'), 'utf8')).toContain('# yaml-language-server: $schema=');
   });
 });
