@@ -27,9 +27,10 @@ import { benchRecovery } from './recovery.js';
 import { benchSandbox } from './sandbox.js';
 import { benchScale } from './scale.js';
 import { benchSnapshot } from './snapshot.js';
+import { benchTimeTravel } from './time-travel.js';
 import { benchTtft } from './ttft.js';
 
-const ALL = ['sandbox', 'snapshot', 'isolation', 'ttft', 'overhead', 'recovery', 'host-loss', 'many-hands', 'history', 'scale'] as const;
+const ALL = ['sandbox', 'snapshot', 'isolation', 'ttft', 'overhead', 'recovery', 'host-loss', 'many-hands', 'history', 'time-travel', 'scale'] as const;
 type Name = (typeof ALL)[number];
 
 function git(...args: string[]): string {
@@ -92,7 +93,7 @@ async function main(): Promise<void> {
     // One worker process serves the measurements that need just one; recovery, host-loss, many-hands and scale start
     // their own.
     const mainQueue = env.queue('main');
-    const needsMain = only.some((n) => n === 'ttft' || n === 'overhead' || n === 'recovery' || n === 'history');
+    const needsMain = only.some((n) => n === 'ttft' || n === 'overhead' || n === 'recovery' || n === 'history' || n === 'time-travel');
     if (needsMain) await env.spawnWorker(mainQueue);
     const run: Record<Name, () => Promise<Section>> = {
       sandbox: () => benchSandbox(env),
@@ -104,6 +105,7 @@ async function main(): Promise<void> {
       'host-loss': () => benchHostLoss(env),
       'many-hands': () => benchManyHands(env),
       history: () => benchHistory(env, mainQueue),
+      'time-travel': () => benchTimeTravel(env, mainQueue),
       scale: () => benchScale(env),
     };
     for (const name of ALL.filter((n) => only.includes(n))) {
