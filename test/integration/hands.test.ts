@@ -38,7 +38,7 @@ describe('hands on one machine', () => {
     h.model.push(reply(toolUse('bash', { command: 'echo cold' }, 'tu_cold')), reply('ok'));
     const cold = await startSession(h.client, h.queue, { agent }, 'cold start');
     await waitIdle(cold, 'end_turn', 2);
-    await waitFor(() => h.worker.hands.load(), (l) => (l.warm['tandem-sandbox:latest'] ?? 0) >= 1, 60_000, 'a warm container');
+    await waitFor(async () => h.worker.hands.warmReady(agent.sandbox!), (n) => n >= 1, 60_000, 'a warm container of its shape');
     h.model.push(reply(toolUse('bash', { command: 'id -u; ls -A /workspace; echo warm > /workspace/w.txt; cat /workspace/w.txt' }, 'tu_warm')), reply('ok'));
     const hot = await startSession(h.client, h.queue, { agent }, 'warm start');
     await waitIdle(hot, 'end_turn', 2);

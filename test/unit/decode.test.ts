@@ -9,13 +9,27 @@ import { decodeJsonPayload } from '../../src/client/log.js';
 import { buildMessages } from '../../src/harness/context.js';
 import { LogDecoder } from '../../src/harness/decode.js';
 import type { SessionEvent } from '../../src/shared/events.js';
+import type { SessionInput } from '../../src/shared/types.js';
 import { Signals } from '../../src/shared/names.js';
 
 const dir = join(import.meta.dirname, '..', 'fixtures', 'histories');
+const historyOf = (file: string) => historyFromJSON(JSON.parse(readFileSync(join(dir, file), 'utf8'))).events ?? [];
+const startOf = (file: string) => historyOf(file)[0]?.workflowExecutionStartedEventAttributes;
+
+/** A recorded session's log; a fork's begins with its origin's (another fixture) up to the fork point, as `readLog` reads it. */
 function decode(file: string, offset = 0): SessionEvent[] {
-  const history = historyFromJSON(JSON.parse(readFileSync(join(dir, file), 'utf8')));
+  const events = historyOf(file);
+  const input = events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  const fork = input ? (decodeJsonPayload(input) as SessionInput).fork : undefined;
   const decoder = new LogDecoder(decodeJsonPayload);
-  return (history.events ?? []).flatMap((e) => decoder.decode(e, offset));
+  const out: SessionEvent[] = [];
+  if (fork) {
+    const origin = readdirSync(dir).find((f) => f.endsWith('.json') && startOf(f)?.firstExecutionRunId === fork.run_id);
+    if (!origin) throw new Error(`${file} is a fork of run ${fork.run_id}, which no fixture holds`);
+    for (const e of historyOf(origin)) if (Number(e.eventId) <= fork.seq) out.push(...decoder.decode(e, 0));
+  }
+  for (const e of events) out.push(...decoder.decode(e, fork ? fork.seq : offset));
+  return out;
 }
 
 describe('LogDecoder on recorded histories', () => {

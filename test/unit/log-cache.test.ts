@@ -10,8 +10,9 @@ import type { Client } from '@temporalio/client';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import type { temporal } from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
-import { decodeRuns, type RunSpan } from '../../src/client/log.js';
+import { decodeJsonPayload, decodeRuns, type RunSpan } from '../../src/client/log.js';
 import { SessionLogCache } from '../../src/client/log-cache.js';
+import type { SessionInput } from '../../src/shared/types.js';
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 type Request = temporal.api.workflowservice.v1.IGetWorkflowExecutionHistoryRequest;
@@ -121,6 +122,17 @@ function fresh(chain: HistoryEvent[][], before: (e: HistoryEvent) => boolean) {
   return { events: log.events, input: log.decoder.input };
 }
 
+/** A fork's origin (another fixture, found by its run id): all its events, and those up to the fork point. */
+function originOf(events: HistoryEvent[]): { runId: string; events: HistoryEvent[]; prefix: HistoryEvent[] } | undefined {
+  const input = events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  const fork = input ? (decodeJsonPayload(input) as SessionInput).fork : undefined;
+  if (!fork) return undefined;
+  const file = readdirSync(dir).find((f) => f.endsWith('.json') && load(f)[0]?.workflowExecutionStartedEventAttributes?.firstExecutionRunId === fork.run_id);
+  if (!file) throw new Error(`a fork of run ${fork.run_id}, which no fixture holds`);
+  const all = load(file);
+  return { runId: fork.run_id, events: all, prefix: all.filter((e) => Number(e.eventId) <= fork.seq) };
+}
+
 const sessionFiles = readdirSync(dir)
   .filter((f) => f.endsWith('.json'))
   .filter((f) => modelCalls(load(f)).length > 1);
@@ -132,6 +144,11 @@ describe('SessionLogCache', () => {
       const fake = new FakeHistory();
       const id = `sesn_${randomUUID()}`;
       fake.add('run', events, 1);
+      // A fork reads its origin (once, on the full read) and begins its log with the origin's up to the fork point.
+      const origin = originOf(events);
+      if (origin) fake.add(origin.runId, origin.events);
+      const prefix = origin ? [origin.prefix] : [];
+      const originReads = origin?.events.length ?? 0;
       const cache = new SessionLogCache(fake.client);
       const calls = modelCalls(events);
       for (const [n, i] of calls.entries()) {
@@ -140,11 +157,11 @@ describe('SessionLogCache', () => {
         fake.show('run', visible);
         const before = scheduledAt(events, i);
         const got = await cache.readBefore(id, 'run', before);
-        const want = fresh([events.slice(0, visible)], before);
+        const want = fresh([...prefix, events.slice(0, visible)], before);
         expect(got.events).toEqual(want.events);
         expect(got.input).toEqual(want.input);
         // Every event was fetched once: the first call read the run, later ones only what was new.
-        expect(fake.requests.reduce((s, r) => s + r.returned, 0)).toBe(visible);
+        expect(fake.requests.reduce((s, r) => s + r.returned, 0)).toBe(originReads + visible);
         expect(fake.requests.some((r) => r.wait)).toBe(false);
       }
       expect(cache.stats.fullReads).toBe(1);
@@ -152,7 +169,7 @@ describe('SessionLogCache', () => {
       // An earlier call again (a retry after a later read): answered from the cache, cut where it was.
       const before = scheduledAt(events, calls[0]!);
       const requests = fake.requests.length;
-      expect((await cache.readBefore(id, 'run', before)).events).toEqual(fresh([events], before).events);
+      expect((await cache.readBefore(id, 'run', before)).events).toEqual(fresh([...prefix, events], before).events);
       expect(fake.requests.length).toBe(requests);
     })();
   });

@@ -785,6 +785,8 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     activities: { provision, execute, stopSandbox, removeSandbox, snapshotSandbox, placeSandbox },
     slots,
     load,
+    /** Warm containers ready for sandboxes of this config. */
+    warmReady: (config: SandboxConfig) => warm.readyFor(config),
     /** Cleans up after an earlier process of this host and starts keeping containers warm. */
     start,
     async shutdown() {

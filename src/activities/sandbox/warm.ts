@@ -81,6 +81,11 @@ export class WarmPool {
     return entry;
   }
 
+  /** Ready containers of this config's shape. */
+  readyFor(config: SandboxConfig): number {
+    return this.pools.get(warmShape(config, this.opts.defaultImage))?.ready.length ?? 0;
+  }
+
   /** Ready containers by image (what the host announces). */
   counts(): Record<string, number> {
     const out: Record<string, number> = {};
