@@ -9,8 +9,10 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { S3Store } from '../../src/activities/sandbox/blob-store.js';
+import { LABEL_MANAGED, LABEL_SESSION } from '../../src/activities/sandbox/docker.js';
 import { HostRegistry } from '../../src/activities/sandbox/hosts.js';
 import { listSlots, removeSlotDir } from '../../src/activities/sandbox/slot.js';
 import { TandemClient } from '../../src/client/index.js';
@@ -31,7 +33,9 @@ const brains: Array<Awaited<ReturnType<typeof startWorker>>> = [];
 const processes: ChildProcess[] = [];
 const handsDirs = [mkdtempSync(join(tmpdir(), 'tandem-hands-a-')), mkdtempSync(join(tmpdir(), 'tandem-hands-b-'))];
 
-/** Each session writes a note, appends to it in a slow call, appends again, and ends. */
+const RELEASE = '/tmp/tandem-test-release';
+
+/** Each session writes a note, appends to it in a call that waits for the test, appends again, and ends. */
 function respond(r: RecordedRequest) {
   const messages = r.body.messages ?? [];
   const first = JSON.stringify(messages[0]?.content ?? '');
@@ -39,7 +43,10 @@ function respond(r: RecordedRequest) {
   const i = /job (\d+)/.exec(first)?.[1] ?? '?';
   const calls = messages.filter((m) => m.role === 'assistant').length;
   if (calls === 0) return reply(toolUse('write', { file_path: '/workspace/notes.txt', content: `job ${i} step 1\n` }, `tu_${i}_1`));
-  if (calls === 1) return reply(toolUse('bash', { command: 'sleep 6; echo step 2 >> notes.txt; cat notes.txt' }, `tu_${i}_2`));
+  // The second call waits until the test lets it go on (a file it puts in the sandbox's /tmp), so host B dies while
+  // every one of its sessions is inside that call, however slow the machine.
+  if (calls === 1)
+    return reply(toolUse('bash', { command: `until [ -e ${RELEASE} ]; do sleep 0.2; done; echo step 2 >> notes.txt; cat notes.txt`, timeout_ms: 600_000 }, `tu_${i}_2`));
   if (calls === 2) return reply(toolUse('bash', { command: 'echo step 3 >> notes.txt; cat notes.txt' }, `tu_${i}_3`));
   return reply('finished');
 }
@@ -99,18 +106,32 @@ describe('hands hosts', () => {
     const onB = ids.filter((_, i) => placed[i] === 'host-b');
     expect(onB.length).toBeGreaterThanOrEqual(3);
     expect(SESSIONS - onB.length).toBeGreaterThanOrEqual(3);
-    // Host B dies while each of its sessions runs its slow second call, after the snapshot of the first.
+    // Host B dies while each of its sessions runs its second call (held by the test), after the snapshot of the first.
     const inStep2 = async (id: string) => {
       const events = await tandem.getEvents(id);
       const done = new Set(events.filter((e) => e.type === 'agent.tool_result').map((e) => e.tool_use_id));
-      return events.some((e) => e.type === 'sandbox.snapshot') && done.size === 1 && events.some((e) => e.type === 'agent.tool_use' && done.size === 1 && !done.has(e.tool_use_id));
+      return events.some((e) => e.type === 'sandbox.snapshot') && done.size === 1 && events.some((e) => e.type === 'agent.tool_use' && !done.has(e.tool_use_id));
     };
-    await waitFor(() => Promise.all(onB.map(inStep2)), (all) => all.every(Boolean), 120_000, 'every session on host B in its second call');
+    await waitFor(() => Promise.all(onB.map(inStep2)), (all) => all.every(Boolean), 300_000, 'every session on host B in its second call');
     await engine.kill();
     await killProcess(processes[1]!);
 
+    // From now on every held call on host A goes on: its own sessions' and those moved there from B.
+    const docker = new Docker();
+    const release = async () => {
+      const running = await docker.listContainers({ filters: { label: [`${LABEL_MANAGED}=true`], status: ['running'] } });
+      for (const c of running.filter((c) => ids.includes(c.Labels[LABEL_SESSION] ?? ''))) {
+        const exec = await docker.getContainer(c.Id).exec({ Cmd: ['touch', RELEASE], User: 'root' });
+        await exec.start({ Detach: true });
+      }
+    };
     for (const id of ids)
-      await waitFor(() => tandem.getSession(id), (s) => s.status === 'idle' && s.turn >= 4, 300_000, `session ${id} to finish`);
+      await waitFor(
+        async () => (await release(), tandem.getSession(id)),
+        (s) => s.status === 'idle' && s.turn >= 4,
+        300_000,
+        `session ${id} to finish`,
+      );
     for (const [i, id] of ids.entries()) {
       const events = await expectSessionIntact(tandem, model, id, [`job ${i}`], { scripted: false });
       const results = events.filter((e) => e.type === 'agent.tool_result');
