@@ -21,6 +21,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import proto from '@temporalio/proto';
+import { canonical } from '../src/activities/replay.js';
 import { LABEL_SESSION } from '../src/activities/sandbox/docker.js';
 import { listSlots } from '../src/activities/sandbox/slot.js';
 import type { TandemClient } from '../src/client/index.js';
@@ -87,17 +88,6 @@ function toolResult(body: RequestBody, toolUseId: string): string | undefined {
       if (b.type === 'tool_result' && b.tool_use_id === toolUseId) return textOf(b.content) || (typeof b.content === 'string' ? b.content : '');
   }
   return undefined;
-}
-
-/** JSON with object keys in order. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (v && typeof v === 'object')
-    return `{${Object.keys(v)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  return JSON.stringify(v);
 }
 
 /** The top-level fields in which two request bodies differ. */

@@ -15,7 +15,7 @@ const MAX_PLAN_BYTES = 1024 * 1024;
 const USE_TYPES = new Set(['agent.tool_use', 'agent.mcp_tool_use', 'agent.custom_tool_use']);
 
 /** JSON with object keys in order: two inputs match when their values do, whatever order their keys came in. */
-function canonical(v: unknown): string {
+export function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   if (v && typeof v === 'object')
     return `{${Object.keys(v)
