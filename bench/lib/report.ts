@@ -63,8 +63,7 @@ export function readResults(file: string): { info: RunInfo; sections: Section[] 
 export async function writeResults(dir: string, info: RunInfo, sections: Section[], json = true): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
   // The run order suits the machine; the reports follow the numbering of the measurements.
-  const order = ['ttft', 'overhead', 'sandbox', 'recovery', 'scale', 'history', 'snapshot', 'host-loss', 'many-hands', 'isolation'];
-  sections = [...sections].sort((a, b) => order.indexOf(a.key) - order.indexOf(b.key));
+  sections = [...sections].sort((a, b) => parseInt(a.title, 10) - parseInt(b.title, 10));
   const base = join(dir, `${info.date}${info.quick ? '-quick' : ''}`);
   const written: string[] = [];
   const data = {
