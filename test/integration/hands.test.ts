@@ -50,8 +50,9 @@ describe('hands on one machine', () => {
     const hardening = (i: Docker.ContainerInspectInfo) => {
       const { CapDrop, SecurityOpt, ReadonlyRootfs, Tmpfs, PidsLimit, Memory, MemorySwap, NanoCpus, NetworkMode, Privileged, Ulimits, LogConfig, Init } =
         i.HostConfig as Docker.HostConfig & { Init?: boolean };
-      return { CapDrop, SecurityOpt, ReadonlyRootfs, Tmpfs, PidsLimit, Memory, MemorySwap, NanoCpus, NetworkMode, Privileged, Ulimits, LogConfig, Init, User: i.Config.User, Mounts: i.Mounts.map((m) => [m.Destination, m.Type, m.RW]) };
+      return { CapDrop, SecurityOpt, ReadonlyRootfs, Tmpfs, PidsLimit, Memory, MemorySwap, NanoCpus, NetworkMode, Privileged, Ulimits, LogConfig, Init, User: i.Config.User, Mounts: i.Mounts.map((m) => `${m.Destination} ${m.Type} ${m.RW}`).sort() };
     };
+    // Inspect lists mounts in no fixed order.
     expect(hardening(b!)).toEqual(hardening(a!));
     await Promise.all([cold, hot].map((x) => x.cancel()));
   });
