@@ -407,6 +407,7 @@ export class LogDecoder {
         container_id: r.container_id,
         duration_ms: r.duration_ms,
       });
+      if (r.snapshot?.changed) emit('sandbox.snapshot', { ...r.snapshot });
     } else if (s.type === 'callMcpTool') {
       const r = result as CallMcpToolResult;
       const input = s.input as CallMcpToolInput;

@@ -617,6 +617,8 @@ export interface ExecuteInput {
   notice?: string;
   /** Set the workspace back first (the first call after a rewind): emptied, then this snapshot restored if any. */
   rewind?: { snapshot_id: string | null };
+  /** Snapshot the workspace after the call (the last call of its tool turn), with no activity of its own. */
+  snapshot?: true;
 }
 
 /** Result of `execute`: the tool's string output plus where it ran. */
@@ -634,6 +636,8 @@ export interface ExecuteResult {
   /** Set when the call first set the workspace back for a rewind (`restored`: the snapshot it restored). */
   wiped?: boolean;
   restored?: ProvisionResult['restored'];
+  /** The snapshot taken after the call when asked for (absent when it could not be taken: the turn takes its own). */
+  snapshot?: SnapshotResult;
 }
 
 /** Input of `callMcpTool`: the server's configuration (secrets by name only) and the call. */

@@ -94,6 +94,11 @@ const DEFAULT_MAX_DELEGATIONS = 16;
  * restored from the latest snapshot.
  */
 const HANDS_HOSTS = 'hands-hosts';
+/**
+ * Patch: a tool turn's snapshot is taken by its last call's `execute`, after the call, instead of by a
+ * `snapshotSandbox` activity of its own (which stays for turns that end otherwise, and when that snapshot failed).
+ */
+const SNAPSHOT_WITH_CALL = 'snapshot-with-call';
 /** Times one tool call may move its sandbox to another host before it is a tool error. */
 const MAX_MOVES = 3;
 
@@ -188,6 +193,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     ? state.sandboxes.length > 0 && !state.sandboxes[0]!.task_queue
     : !input.delegation?.sandbox?.placement;
   const onHosts = !legacySandbox && patched(HANDS_HOSTS);
+  const snapshotWithCall = onHosts && ownsSandbox && patched(SNAPSHOT_WITH_CALL);
   /** Where this session's sandbox runs, when it runs on a hands host: its own, or its parent's when shared. */
   const placed = (): Placement | undefined => {
     const s = state.sandboxes[0];
@@ -449,8 +455,11 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     );
   }
 
-  /** Runs one built-in or MCP tool call; a failure after the retry budget becomes a tool error the model sees. */
-  async function runTool(use: ToolUse): Promise<void> {
+  /**
+   * Runs one built-in or MCP tool call; a failure after the retry budget becomes a tool error the model sees. With
+   * `snapshot`, the call's host snapshots the workspace after it (sessions on hands hosts).
+   */
+  async function runTool(use: ToolUse, snapshot = false): Promise<void> {
     const mcp = mcpRoute(input.agent, info.workflowId, use);
     if (mcp) {
       // MCP tools run on the worker, with the vault's credentials: no sandbox is needed or told anything.
@@ -461,7 +470,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       }
       return;
     }
-    if (onHosts) return runOnHost(use);
+    if (onHosts) return runOnHost(use, snapshot);
     try {
       await ensureSandbox();
     } catch (err) {
@@ -490,7 +499,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
    * the log decoder shows it as `sandbox.lost`, not as the call's result) gets the sandbox placed again and the call
    * run there, with a note for the model; after MAX_MOVES the call is a tool error.
    */
-  async function runOnHost(use: ToolUse): Promise<void> {
+  async function runOnHost(use: ToolUse, snapshot: boolean): Promise<void> {
     let notice: string | undefined;
     for (let moves = 0; ; moves++) {
       try {
@@ -516,11 +525,14 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
           input: use.input,
           ...(notice ? { notice } : {}),
           ...(rewind ? { rewind } : {}),
+          ...(snapshot ? { snapshot: true as const } : {}),
         };
         const result = await interruptible(() => onHost(where.task_queue).execute.executeWithOptions({ summary }, [call]));
         if (result.provisioned) state.sandboxes = [{ ...result.provisioned, host: where.host_id, task_queue: where.task_queue }];
         if (result.wiped) state.rewound_run = info.runId;
-        touched = true;
+        // A snapshot taken after this call covers it and every call before it.
+        touched = !result.snapshot;
+        if (result.snapshot?.changed) state.snapshot = { snapshot_id: result.snapshot.snapshot_id, at: new Date().toISOString() };
         return;
       } catch (err) {
         const failure = stepFailure(err);
@@ -588,8 +600,28 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     return false;
   }
 
+  /**
+   * The call of a turn after which its snapshot is taken, in that call's `execute`: the last built-in call that runs
+   * at once, when nothing of the turn runs after the calls (a delegation, or a call that waits for the user).
+   */
+  function snapshotCall(uses: ToolUse[]): ToolUse | undefined {
+    if (!snapshotWithCall || state.replay) return undefined;
+    let last: ToolUse | undefined;
+    for (const use of uses) {
+      if (typeof use.input.tandem_error === 'string') continue;
+      const mcp = mcpRoute(input.agent, info.workflowId, use);
+      const tool = tools.get(use.name);
+      if (mcp) {
+        if (mcp.ask) return undefined;
+      } else if (tool?.kind === 'builtin' && !tool.ask) last = use;
+      else if (tool) return undefined;
+    }
+    return last;
+  }
+
   /** Routes a model turn's tool calls: run, ask, or hand to the client. Returns when all have results. */
   async function runTools(uses: ToolUse[]): Promise<void> {
+    const snapshotAfter = snapshotCall(uses);
     const waiting: PendingAction[] = [];
     const delegations: ToolUse[] = [];
     for (const use of uses) {
@@ -624,7 +656,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
       } else if (tool.ask) {
         waiting.push({ tool_use_id: use.id, name: use.name, kind: 'confirmation', input: use.input });
       } else {
-        await runTool(use);
+        await runTool(use, use === snapshotAfter);
         if (interrupted) return;
       }
     }

@@ -14,22 +14,32 @@ const docker = new Docker();
 const agent = testAgent({ sandbox: { memory_mb: 256 } });
 
 describe('hands on one machine', () => {
-  it('places the sandbox on the worker host and snapshots the workspace after turns that change it', async () => {
+  it('places the sandbox on the worker host and snapshots the workspace with the last call of each turn that changes it', async () => {
     h.model.push(
       reply(toolUse('write', { file_path: '/workspace/a.txt', content: 'alpha' }, 'tu_w')),
       reply(toolUse('read', { file_path: '/workspace/a.txt' }, 'tu_r')),
+      reply(toolUse('write', { file_path: '/workspace/b.txt', content: 'beta' }, 'tu_w2'), toolUse('bash', { command: 'cat /workspace/b.txt' }, 'tu_b')),
       reply('done'),
     );
     const handle = await startSession(h.client, h.queue, { agent }, 'write and read');
-    const state = await waitIdle(handle, 'end_turn', 3);
+    const state = await waitIdle(handle, 'end_turn', 4);
     expect(state.sandboxes[0]).toMatchObject({ host: h.worker.host!.id, task_queue: hostQueue(h.queue, h.worker.host!.id) });
     const events = await h.tandem.getEvents(handle.workflowId);
     const snaps = events.filter((e) => e.type === 'sandbox.snapshot');
-    // The write changed the workspace; the read did not, so its turn wrote no snapshot.
-    expect(snaps).toHaveLength(1);
+    // The first write changed the workspace; the read did not, so its turn logged no snapshot; the two-call turn's
+    // snapshot came after both of its calls.
+    expect(snaps).toHaveLength(2);
     expect(snaps[0]).toMatchObject({ changed: true, files: 1, bytes: 5 });
-    expect(state.snapshot?.snapshot_id).toBe(snaps[0]!.snapshot_id);
-    expect(toolResults(h.model.requests.at(-1)!).get('tu_r')?.content).toContain('alpha');
+    expect(snaps[1]).toMatchObject({ changed: true, files: 2, bytes: 9 });
+    expect(state.snapshot?.snapshot_id).toBe(snaps[1]!.snapshot_id);
+    // Each snapshot was taken by its turn's last call: it is in the log with that call's result.
+    const resultOf = (id: string) => events.find((e) => e.type === 'agent.tool_result' && e.tool_use_id === id)!;
+    expect(snaps.map((e) => e.seq)).toEqual([resultOf('tu_w').seq, resultOf('tu_b').seq]);
+    const activities = (await handle.fetchHistory()).events!.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+    expect(activities.filter((a) => a === 'execute')).toHaveLength(4);
+    expect(activities).not.toContain('snapshotSandbox');
+    expect(toolResults(h.model.requests.at(-2)!).get('tu_r')?.content).toContain('alpha');
+    expect(toolResults(h.model.requests.at(-1)!).get('tu_b')?.content).toContain('beta');
     await handle.cancel();
   });
 

@@ -700,6 +700,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     }, 2000);
     const onCancel = () => void line.request('cancel', { id: callId }).catch(() => undefined);
     ctx?.cancellationSignal.addEventListener('abort', onCancel);
+    let result: ExecuteResult;
     try {
       heartbeat({ tool: input.name });
       const answer = await line
@@ -713,7 +714,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
         throw await lostDuring(container, line, input.name, line.closed);
       }
       const denied = input.sandbox.config.network?.policy === 'limited' ? gateway?.drainDenials(input.sandbox.session_id) : undefined;
-      return {
+      result = {
         ...r,
         ...(input.notice ? { content: `${input.notice}\n\n${r.content}` } : {}),
         container_id: container.id,
@@ -726,6 +727,18 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     } finally {
       clearInterval(beat);
       ctx?.cancellationSignal.removeEventListener('abort', onCancel);
+    }
+    if (!input.snapshot || !snapshots) return result;
+    // The turn's snapshot rides on its last call. A snapshot that fails costs only itself: the result goes without
+    // one, and the workflow takes it with snapshotSandbox instead.
+    try {
+      const snapshot = await beating({ phase: 'snapshot' }, async () => snapshots.take(input.sandbox.session_id, await workspaceDir(input.sandbox)));
+      return { ...result, snapshot };
+    } catch (err) {
+      const why = `tandem hands: the snapshot of ${input.sandbox.session_id} after ${input.tool_use_id} failed: ${(err as Error).message}`;
+      if (ctx) ctx.log.warn(why);
+      else console.error(why);
+      return result;
     }
   }
 
