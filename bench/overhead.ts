@@ -31,6 +31,8 @@ interface Run {
   modelToTool: number[];
   /** From the end of the tool call to the next request reaching the model, per step. */
   toolToModel: number[];
+  /** The workspace snapshot after each tool turn: in the call's execute, or an activity of its own. */
+  snapshot: number[];
 }
 
 const eventMs = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
@@ -66,18 +68,23 @@ export async function benchOverhead(env: BenchEnv, queue: string): Promise<Secti
     if (toolResults !== STEPS) throw new Error(`${id}: ${toolResults} tool results, expected ${STEPS}`);
     // The gaps between steps, from the history's event times and the scripted server's arrival times.
     const history = await readHistory(env.temporal, id);
-    const types = new Map<string, string>();
+    const scheduled = new Map<string, { type: string; at: number }>();
     const modelDone: number[] = [];
     const tools: Array<{ start: number; end: number }> = [];
+    const snapshot: number[] = [];
     for (const e of history) {
       const s = e.activityTaskScheduledEventAttributes;
-      if (s) types.set(String(e.eventId), s.activityType?.name ?? '');
+      if (s) scheduled.set(String(e.eventId), { type: s.activityType?.name ?? '', at: eventMs(e.eventTime) });
       const c = e.activityTaskCompletedEventAttributes;
-      const type = c ? types.get(String(c.scheduledEventId)) : undefined;
-      if (type === 'callModel') modelDone.push(eventMs(e.eventTime));
-      if (type === 'execute') {
+      const from = c ? scheduled.get(String(c.scheduledEventId)) : undefined;
+      if (from?.type === 'callModel') modelDone.push(eventMs(e.eventTime));
+      if (from?.type === 'snapshotSandbox') snapshot.push(eventMs(e.eventTime) - from.at);
+      if (from?.type === 'execute') {
         const r = decodeJsonPayload(c!.result!.payloads![0]!) as ExecuteResult;
-        tools.push({ start: eventMs(e.eventTime) - r.duration_ms, end: eventMs(e.eventTime) });
+        // The call ran for duration_ms; a snapshot taken with it came after, before the activity completed.
+        const end = eventMs(e.eventTime) - (r.snapshot?.duration_ms ?? 0);
+        tools.push({ start: end - r.duration_ms, end });
+        if (r.snapshot) snapshot.push(r.snapshot.duration_ms);
       }
     }
     const requests = arrivals(id);
@@ -87,6 +94,7 @@ export async function benchOverhead(env: BenchEnv, queue: string): Promise<Secti
       wall,
       modelToTool: tools.map((t, k) => t.start - modelDone[k]!),
       toolToModel: tools.map((t, k) => requests[k + 1]! - t.end),
+      snapshot,
     };
   }
 
@@ -128,7 +136,7 @@ export async function benchOverhead(env: BenchEnv, queue: string): Promise<Secti
     if (toolResults !== STEPS) throw new Error(`plain loop: ${toolResults} tool results, expected ${STEPS}`);
     await env.sandbox.removeSandbox(ref);
     const requests = arrivals(id);
-    return { wall, modelToTool, toolToModel: toolEnds.map((end, k) => requests[k + 1]! - end) };
+    return { wall, modelToTool, toolToModel: toolEnds.map((end, k) => requests[k + 1]! - end), snapshot: [] };
   }
 
   await plainLoop(); // warm-up of the bench process's SDK and exec paths (not counted)
@@ -154,6 +162,7 @@ export async function benchOverhead(env: BenchEnv, queue: string): Promise<Secti
     tool_to_model: summarize(runs.flatMap((r) => r.toolToModel)),
   });
   const tg = gaps(tandemRuns);
+  const snap = summarize(tandemRuns.flatMap((r) => r.snapshot));
   const pg = gaps(plainRuns);
   const gapRow = (g: { model_to_tool: Summary; tool_to_model: Summary }) =>
     `${Math.round(g.model_to_tool.p50)} ms model → tool, ${Math.round(g.tool_to_model.p50)} ms tool → next model request`;
@@ -174,6 +183,10 @@ export async function benchOverhead(env: BenchEnv, queue: string): Promise<Secti
       { metric: 'overhead per step, per pair: min / max', value: `${Math.min(...pairs).toFixed(1)} / ${Math.max(...pairs).toFixed(1)} ms` },
       { metric: 'Tandem: gaps between steps, p50', value: gapRow(tg) },
       { metric: 'plain loop: the same gaps, p50', value: gapRow(pg) },
+      {
+        metric: 'Tandem: the workspace snapshot after each tool turn (in the call, or its own activity scheduled → completed), p50 / p95',
+        value: p50p95(snap),
+      },
     ],
     data: {
       steps: STEPS,
@@ -184,6 +197,7 @@ export async function benchOverhead(env: BenchEnv, queue: string): Promise<Secti
       overhead_per_step_ms: Math.round(perStep * 10) / 10,
       overhead_per_step_per_pair_ms: pairs.map((v) => Math.round(v * 10) / 10),
       gaps: { tandem: tg, plain: pg },
+      snapshot: snap,
       samples: { tandem: tandemRuns, plain: plainRuns },
     },
     panels: [
