@@ -8,7 +8,7 @@
  * host-loss and many-hands: a second hands host). It asserts nothing about timing: it prints what it measured, with
  * the comparisons measured side by side in the same run, and writes bench/results/<date>.json (raw samples and
  * summaries), <date>.md (tables) and <date>.png (the distributions). `--quick` scales the counts down and writes
- * <date>-quick.* instead.
+ * <date>-quick.* instead; a run of some sections (`--only`) writes <date>-<sections>.*.
  */
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -64,8 +64,9 @@ async function main(): Promise<void> {
   const opts: BenchOptions = { quick: values.quick ?? false, latencyMs: Number(values.latency), ttftMs: Number(values.ttft) };
   if (!(opts.latencyMs >= 0 && opts.ttftMs >= 0)) throw new Error('--latency and --ttft must be non-negative numbers');
 
+  const date = new Date().toISOString().slice(0, 10);
   const info: RunInfo = {
-    date: new Date().toISOString().slice(0, 10),
+    date,
     started_at: new Date().toISOString(),
     quick: opts.quick,
     scripted_model: { latency_ms: opts.latencyMs, ttft_ms: opts.ttftMs },
@@ -73,6 +74,8 @@ async function main(): Promise<void> {
     git: { commit: git('rev-parse', '--short', 'HEAD'), dirty: git('status', '--porcelain', '--', 'src', 'sandbox', 'test') !== '' },
     docker: dockerVersion(),
     benchmarks: only,
+    // A run of some sections does not overwrite the full run of the day.
+    name: `${date}${opts.quick ? '-quick' : ''}${only.length < ALL.length ? `-${only.join('-')}` : ''}`,
     load_average: { start: loadavg().map((v) => Math.round(v * 100) / 100) },
   };
   log(`tandem bench${opts.quick ? ' (quick)' : ''}: ${only.join(', ')}; scripted model ${opts.latencyMs} ms latency + ${opts.ttftMs} ms TTFT`);

@@ -15,6 +15,8 @@ export interface RunInfo {
   git: { commit: string; dirty: boolean };
   docker: string;
   benchmarks: string[];
+  /** The results' file name without extension (default `<date>`, `<date>-quick` for a quick run). */
+  name?: string;
   /** 1, 5 and 15 minute load averages when the run started and ended (other work on the machine shows here). */
   load_average: { start: number[]; end?: number[] };
 }
@@ -64,7 +66,8 @@ export async function writeResults(dir: string, info: RunInfo, sections: Section
   mkdirSync(dir, { recursive: true });
   // The run order suits the machine; the reports follow the numbering of the measurements.
   sections = [...sections].sort((a, b) => parseInt(a.title, 10) - parseInt(b.title, 10));
-  const base = join(dir, `${info.date}${info.quick ? '-quick' : ''}`);
+  const name = info.name ?? `${info.date}${info.quick ? '-quick' : ''}`;
+  const base = join(dir, name);
   const written: string[] = [];
   const data = {
     ...info,
@@ -80,7 +83,7 @@ export async function writeResults(dir: string, info: RunInfo, sections: Section
     if (png) {
       writeFileSync(`${base}.png`, png);
       written.push(`${base}.png`);
-      chart = `${info.date}${info.quick ? '-quick' : ''}.png`;
+      chart = `${name}.png`;
     }
   } catch (err) {
     process.stdout.write(`chart: not drawn: ${(err as Error).message}\n`);
