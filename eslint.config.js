@@ -1,5 +1,5 @@
 // Lint: the boundaries the code's design rests on, checked by tools rather than by convention.
-// - Workflow code (src/workflows and the pure modules it imports) stays deterministic: no Node built-ins, no
+// - Workflow code (src/workflows and the pure modules it imports: src/shared, src/log/events.ts) stays deterministic: no Node built-ins, no
 //   clients, no activity code (its types only).
 // - No import cycles in src.
 // - No promise left floating in src: each is awaited, returned, or marked `void` on purpose.
@@ -12,7 +12,7 @@ const workflowRestricted = {
   patterns: [
     { group: ['node:*'], message: 'Workflow code runs in a deterministic sandbox: no Node built-ins.' },
     {
-      group: ['**/activities/*', '**/activities/**', '**/client/*', '**/server/*', '**/cli/*', '**/vault/*', '**/config/env*'],
+      group: ['**/activities/*', '**/activities/**', '**/log/read*', '**/log/decode*', '**/log/cache*', '**/client/*', '**/server/*', '**/cli/*', '**/vault/*', '**/config/env*'],
       allowTypeImports: true,
       message: 'Workflow code may import the types of these modules only (import type).',
     },
@@ -48,7 +48,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/workflows/**/*.ts', 'src/shared/**/*.ts'],
+    files: ['src/workflows/**/*.ts', 'src/shared/**/*.ts', 'src/log/events.ts'],
     rules: { '@typescript-eslint/no-restricted-imports': ['error', workflowRestricted] },
   },
 );

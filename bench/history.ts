@@ -5,7 +5,7 @@
  * it closed). History must grow linearly: the bytes of turn 400 should equal those of turn 10.
  */
 import proto from '@temporalio/proto';
-import { readHistory, readRunChain } from '../src/client/log.js';
+import { readHistory, readRunChain } from '../src/log/read.js';
 import { GET_SESSION_QUERY } from '../src/shared/names.js';
 import type { SessionState } from '../src/shared/types.js';
 import { reply } from '../test/fakes/messages-server.js';

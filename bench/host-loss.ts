@@ -10,7 +10,7 @@
  * call writes a file and ends, the host snapshots the workspace, and the model asks for the second call, `sleep 2`
  * (it also prints the file from the first call). As soon as that call has started on B, B dies.
  */
-import type { SessionEvent } from '../src/shared/events.js';
+import type { SessionEvent } from '../src/log/events.js';
 import type { SandboxConfig } from '../src/shared/types.js';
 import { sandboxNames } from '../src/activities/sandbox/docker.js';
 import { reply, toolUse } from '../test/fakes/messages-server.js';

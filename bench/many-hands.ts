@@ -8,7 +8,7 @@
  * second engine) dies, with its process and its containers, once every session placed on it has taken its first
  * snapshot: most are then in their slow call, and each goes on on host A from that snapshot.
  */
-import type { SessionEvent } from '../src/shared/events.js';
+import type { SessionEvent } from '../src/log/events.js';
 import type { SandboxConfig } from '../src/shared/types.js';
 import { reply, toolUse, type RecordedRequest } from '../test/fakes/messages-server.js';
 import { log, type BenchEnv } from './lib/env.js';

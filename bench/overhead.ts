@@ -7,7 +7,7 @@
 import { setMaxListeners } from 'node:events';
 import Anthropic from '@anthropic-ai/sdk';
 import { builtinDefinitions } from '../src/activities/model.js';
-import { decodeJsonPayload, readHistory } from '../src/client/log.js';
+import { decodeJsonPayload, readHistory } from '../src/log/read.js';
 import type { ExecuteResult } from '../src/shared/types.js';
 import type { RecordedRequest } from '../test/fakes/messages-server.js';
 import { reply, toolUse } from '../test/fakes/messages-server.js';

@@ -11,9 +11,9 @@
  * bench sends a message right after the kill; the next event is `session.status_running`), and a tool call is
  * running on the killed worker (the next event is that tool's result, from the other worker).
  */
-import type { SessionEvent } from '../src/shared/events.js';
+import type { SessionEvent } from '../src/log/events.js';
 import type { ExecuteResult } from '../src/shared/types.js';
-import { readHistory } from '../src/client/log.js';
+import { readHistory } from '../src/log/read.js';
 import { reply, toolUse } from '../test/fakes/messages-server.js';
 import { log, type BenchEnv, type WorkerProcess } from './lib/env.js';
 import { ms, type Section } from './lib/section.js';

@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import proto from '@temporalio/proto';
 import { sandboxNames } from '../src/activities/sandbox/docker.js';
-import { readHistory } from '../src/client/log.js';
+import { readHistory } from '../src/log/read.js';
 import { log, processCpuMs, type BenchEnv } from './lib/env.js';
 import { ms, p50p95, type Section } from './lib/section.js';
 import { pool, reduction, sleep, summarize } from './lib/stats.js';

@@ -8,7 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { createActivities } from './activities/index.js';
-import { SessionLogCache } from './client/log-cache.js';
+import { SessionLogCache } from './log/cache.js';
 import { McpHub } from './activities/mcp.js';
 import { createHands, defaultHandsDir, LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION, LABEL_WARM } from './activities/sandbox/docker.js';
 import { quotaSupported, type Slots } from './activities/sandbox/slot.js';

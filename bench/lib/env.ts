@@ -27,7 +27,7 @@ import {
 import { isMountPoint, listSlots, quotaSupported, removeSlotDir } from '../../src/activities/sandbox/slot.js';
 import { findTemporalCli, freePort, projectRoot, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { TandemClient } from '../../src/client/index.js';
-import { decodeJsonPayload, readRunChain } from '../../src/client/log.js';
+import { decodeJsonPayload, readRunChain } from '../../src/log/read.js';
 import type { AgentDefinition, CallModelResult, SandboxConfig, SandboxRef } from '../../src/shared/types.js';
 import {
   reply,

@@ -1,6 +1,6 @@
 /** Waiting on sessions: for an event, or for a condition (polled), never for a fixed time. */
 import type { TandemClient } from '../../src/client/index.js';
-import type { SessionEvent } from '../../src/shared/events.js';
+import type { SessionEvent } from '../../src/log/events.js';
 import { sleep } from './stats.js';
 
 /** Waits for the first event after `after` that matches `pred`; resolves with it and the time it was seen. */

@@ -2,7 +2,7 @@
 import type Anthropic from '@anthropic-ai/sdk';
 import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
-import type { SessionLogCache } from '../client/log-cache.js';
+import type { SessionLogCache } from '../log/cache.js';
 import { createMcpActivities, McpHub } from './mcp.js';
 import { withMetrics } from './metrics.js';
 import { createModelActivities } from './model.js';

@@ -8,7 +8,7 @@ import { betaAgentToolset20260401 } from '@anthropic-ai/sdk/tools/agent-toolset/
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { SessionLogCache } from '../client/log-cache.js';
+import { SessionLogCache } from '../log/cache.js';
 import {
   buildRequest,
   estimateTokens,

@@ -6,8 +6,8 @@
  */
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { readSessionLog } from '../client/log.js';
-import type { SessionEvent } from '../shared/events.js';
+import { readSessionLog } from '../log/read.js';
+import type { SessionEvent } from '../log/events.js';
 import type { RecordedCallInput, RecordedCallResult, ReplayPlan, ReplayPlanInput, TextBlock } from '../shared/types.js';
 
 /** The user turns of a replay may take at most this much of its history. */

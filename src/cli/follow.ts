@@ -1,6 +1,6 @@
 /** Following a session from the terminal: live event lines until it goes idle. */
 import type { TandemClient } from '../client/index.js';
-import type { SessionEvent } from '../shared/events.js';
+import type { SessionEvent } from '../log/events.js';
 import { formatEvent } from './format.js';
 import { forTerminal, jsonLine } from './terminal.js';
 

@@ -2,7 +2,7 @@
  * One readable line per session event, for `tandem run` and `tandem events`. Event text comes from the model, the
  * sandbox and API clients, so every line is made safe for a terminal ({@link forTerminal}) before the colours.
  */
-import type { SessionEvent } from '../shared/events.js';
+import type { SessionEvent } from '../log/events.js';
 import { forTerminal } from './terminal.js';
 
 const COLORS: Record<string, string> = {

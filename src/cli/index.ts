@@ -7,7 +7,7 @@ import { basename } from 'node:path';
 import { Command } from 'commander';
 import { AgentFileError, loadAgentFile } from '../config/agent.js';
 import { TandemClient } from '../client/index.js';
-import { EVENT_TYPES, type SessionEventType } from '../shared/events.js';
+import { EVENT_TYPES, type SessionEventType } from '../log/events.js';
 import { formatEvent } from './format.js';
 import { forTerminal, jsonLine } from './terminal.js';
 import { explainIdle, printTree, printUntilIdle } from './follow.js';

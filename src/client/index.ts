@@ -6,8 +6,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import proto from '@temporalio/proto';
-import { LogDecoder } from '../harness/decode.js';
-import { checkSignal, type SessionEvent, type SessionEventType } from '../shared/events.js';
+import { LogDecoder } from '../log/decode.js';
+import { checkSignal, type SessionEvent, type SessionEventType } from '../log/events.js';
 import { agentSecretNames } from '../shared/mcp.js';
 import { unknownSecretsMessage, VaultError, type Vault } from '../vault/index.js';
 import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, MEMO_FORK, MEMO_REPLAY, SA_AGENT, SA_STATUS, SESSION_WORKFLOW, Signals } from '../shared/names.js';
@@ -27,7 +27,7 @@ import { temporalSettings } from '../config/temporal.js';
 import { codecFromEnv, decodeHistoryInPlace, tandemDataConverter } from '../codec/index.js';
 import { isLocalPath, resourceSchema } from '../config/agent.js';
 import { secretNames, sessionResources } from '../shared/repositories.js';
-import { decodeJsonPayload, readRunChain, readSessionLog } from './log.js';
+import { decodeJsonPayload, readRunChain, readSessionLog } from '../log/read.js';
 
 /** What {@link TandemClient.replayReport} compares. */
 export interface ReplayReport {

@@ -3,8 +3,8 @@
  * selects and orders. Tool results always directly follow the assistant turn that asked for them, with any user
  * message that arrived meanwhile (steering) placed after them in the same user turn.
  */
-import type { SessionEvent } from '../shared/events.js';
-import { contentText } from '../shared/events.js';
+import type { SessionEvent } from '../log/events.js';
+import { contentText } from '../log/events.js';
 import { DELEGATE_TOOL, modelId, resolveTools, roster } from '../shared/tools.js';
 import type { AgentDefinition, ModelBlock, TextBlock } from '../shared/types.js';
 

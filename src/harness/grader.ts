@@ -2,8 +2,8 @@
  * The grader of outcomes (pure functions): its own context, built from the session log, the outcome and its
  * rubric, and the tools it may use — read-only ones in the session's sandbox, plus one to give its verdict.
  */
-import type { SessionEvent } from '../shared/events.js';
-import { contentText } from '../shared/events.js';
+import type { SessionEvent } from '../log/events.js';
+import { contentText } from '../log/events.js';
 import { modelId } from '../shared/tools.js';
 import type { AgentDefinition, OutcomeState, TextBlock } from '../shared/types.js';
 import type { BuiltinDefinitions, ContextMessage, ModelRequest, ToolDefinition } from './context.js';

@@ -8,7 +8,7 @@
  * as `session_thread_id`), at the parent's own log position: so its id is one of the parent's positional ids and
  * cannot collide with another event of the stream, and it reads the same on every read.
  */
-import type { SessionEvent } from '../shared/events.js';
+import type { SessionEvent } from '../log/events.js';
 
 /** An event as the API returns it. */
 export type ApiEvent = Record<string, unknown> & { id: string; type: string; processed_at: string };

@@ -7,9 +7,9 @@ import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { temporal } from '@temporalio/proto';
 import { compareEventIds, newSessionId, type TandemClient } from '../client/index.js';
-import { decodeJsonPayload } from '../client/log.js';
+import { decodeJsonPayload } from '../log/read.js';
 import { decodeHistoryInPlace } from '../codec/index.js';
-import { checkSignal, EVENT_TYPES } from '../shared/events.js';
+import { checkSignal, EVENT_TYPES } from '../log/events.js';
 import {
   GET_SESSION_QUERY,
   MEMO_SESSION,

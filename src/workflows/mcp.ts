@@ -3,7 +3,7 @@
  * worker (no sandbox), after a confirmation when its `mcp_toolset` policy asks. Deterministic: decisions come from
  * the pinned agent definition and the recorded model reply only.
  */
-import type { RecordedEvent } from '../shared/events.js';
+import type { RecordedEvent } from '../log/events.js';
 import { mcpServerNamed, mcpToolPolicy } from '../shared/mcp.js';
 import type { AgentDefinition, CallMcpToolInput, McpToolRef } from '../shared/types.js';
 

@@ -4,7 +4,7 @@
  */
 import { expect } from 'vitest';
 import { compareEventIds, type TandemClient } from '../../src/client/index.js';
-import type { SessionEvent } from '../../src/shared/events.js';
+import type { SessionEvent } from '../../src/log/events.js';
 import type { SessionState } from '../../src/shared/types.js';
 import { reply, type MessagesServer } from '../fakes/messages-server.js';
 import { waitFor } from '../helpers/env.js';

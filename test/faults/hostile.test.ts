@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readHistory } from '../../src/client/log.js';
+import { readHistory } from '../../src/log/read.js';
 import { GIT_ENV } from '../fakes/git-server.js';
 import { reply, toolUse } from '../fakes/messages-server.js';
 import { sandboxName, startWorker, testAgent, toolResults, useHarness } from '../helpers/env.js';

@@ -3,7 +3,7 @@
  * unknown tools, enormous replies. Each case ends with the same check (expectSessionIntact).
  */
 import { describe, expect, it } from 'vitest';
-import { readHistory } from '../../src/client/log.js';
+import { readHistory } from '../../src/log/read.js';
 import {
   apiError,
   cutStream,

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readRunChain } from '../../src/client/log.js';
+import { readRunChain } from '../../src/log/read.js';
 import { startApiServer, type ApiServer } from '../../src/server/index.js';
 import { Vault } from '../../src/vault/index.js';
 import { useHarness } from '../helpers/env.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
 import { describe, expect, inject, it } from 'vitest';
 import { Worker } from '@temporalio/worker';
-import { readHistory } from '../../src/client/log.js';
+import { readHistory } from '../../src/log/read.js';
 import { SA_AGENT_ID } from '../../src/shared/names.js';
 import { reply, toolUse, useApiHarness, waitFor } from '../helpers/api.js';
 import { runCli, testAgent, workflowBundle, workerEnv } from '../helpers/env.js';

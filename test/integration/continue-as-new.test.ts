@@ -4,8 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { compareEventIds } from '../../src/client/index.js';
-import { readRunChain } from '../../src/client/log.js';
-import type { SessionEvent } from '../../src/shared/events.js';
+import { readRunChain } from '../../src/log/read.js';
+import type { SessionEvent } from '../../src/log/events.js';
 import { reply, toolUse } from '../fakes/messages-server.js';
 import { testAgent, useHarness, waitFor } from '../helpers/env.js';
 

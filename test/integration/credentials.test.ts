@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readHistory } from '../../src/client/log.js';
+import { readHistory } from '../../src/log/read.js';
 import { Vault, VaultError } from '../../src/vault/index.js';
 import type { RepositoryResource } from '../../src/shared/types.js';
 import { startGitServer, type GitServer } from '../fakes/git-server.js';

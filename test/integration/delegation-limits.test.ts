@@ -4,7 +4,7 @@
  */
 import proto from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
-import { readHistory } from '../../src/client/log.js';
+import { readHistory } from '../../src/log/read.js';
 import type { AgentDefinition } from '../../src/shared/types.js';
 import { reply, toolUse, type RecordedRequest } from '../fakes/messages-server.js';
 import { startSession, testAgent, toolResults, useHarness, waitIdle } from '../helpers/env.js';

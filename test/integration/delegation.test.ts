@@ -7,8 +7,8 @@ import proto from '@temporalio/proto';
 import type { WorkflowHandle } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { apiError, reply, text, toolUse, type PlainStep, type RecordedRequest } from '../fakes/messages-server.js';
-import { readHistory } from '../../src/client/log.js';
-import type { SessionEvent } from '../../src/shared/events.js';
+import { readHistory } from '../../src/log/read.js';
+import type { SessionEvent } from '../../src/log/events.js';
 import type { AgentDefinition } from '../../src/shared/types.js';
 import {
   sessionState,

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { TandemClient } from '../../src/client/index.js';
 import { startApiServer } from '../../src/server/index.js';
 import { Vault } from '../../src/vault/index.js';
-import { readHistory } from '../../src/client/log.js';
+import { readHistory } from '../../src/log/read.js';
 import { freePort, startDevServer, type DevServer } from '../../src/cli/dev-server.js';
 import { AesGcmCodec, parsePayloadKeys, tandemDataConverter } from '../../src/codec/index.js';
 import { reply, startMessagesServer, toolUse, type MessagesServer } from '../fakes/messages-server.js';

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { readHistory } from '../../src/client/log.js';
+import { readHistory } from '../../src/log/read.js';
 import { McpHub } from '../../src/activities/mcp.js';
 import { Signals } from '../../src/shared/names.js';
 import type { AgentDefinition, McpServerConfig } from '../../src/shared/types.js';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readHistory } from '../../src/client/log.js';
+import { readHistory } from '../../src/log/read.js';
 import type { AgentDefinition, McpServerConfig, RepositoryResource } from '../../src/shared/types.js';
 import { Vault } from '../../src/vault/index.js';
 import { startGitServer, type GitServer } from '../fakes/git-server.js';

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { readHistory } from '../../src/client/log.js';
+import { readHistory } from '../../src/log/read.js';
 import { loadAgentFile } from '../../src/config/agent.js';
 import { reply, toolUse } from '../fakes/messages-server.js';
 import { sessionEvents, startSession, toolResults, useHarness, waitIdle } from '../helpers/env.js';

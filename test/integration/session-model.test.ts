@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { reply, apiError, hang, type RequestBody } from '../fakes/messages-server.js';
-import { readHistory } from '../../src/client/log.js';
+import { readHistory } from '../../src/log/read.js';
 import { LABEL_SESSION } from '../../src/activities/sandbox/docker.js';
 import { Signals } from '../../src/shared/names.js';
 import {

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { reply, toolUse, text } from '../fakes/messages-server.js';
-import { readHistory } from '../../src/client/log.js';
+import { readHistory } from '../../src/log/read.js';
 import { reapClosedSessions } from '../../src/worker.js';
 import { loadRuntimeConfig, sandboxScope } from '../../src/config/env.js';
 import { Signals } from '../../src/shared/names.js';

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { reply, toolUse } from '../fakes/messages-server.js';
 import { recordSession, testAgent, useHarness, waitIdle } from '../helpers/env.js';
-import { decodeJsonPayload } from '../../src/client/log.js';
+import { decodeJsonPayload } from '../../src/log/read.js';
 
 const h = useHarness('summ', { assertDone: true, record: 'summaries' });
 

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { mapEvents, positionalId } from '../../src/server/events.js';
 import { patchMetadata, updatedRecord, type ResourceRecord } from '../../src/shared/resources.js';
-import type { SessionEvent } from '../../src/shared/events.js';
+import type { SessionEvent } from '../../src/log/events.js';
 
 const at = '2026-11-22T00:00:00.000Z';
 const ev = (id: string, type: SessionEvent['type'], fields: Record<string, unknown> = {}): SessionEvent => ({

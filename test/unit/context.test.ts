@@ -8,7 +8,7 @@ import {
   summaryRequest,
   type ToolDefinition,
 } from '../../src/harness/context.js';
-import type { SessionEvent, SessionEventType } from '../../src/shared/events.js';
+import type { SessionEvent, SessionEventType } from '../../src/log/events.js';
 import type { AgentDefinition } from '../../src/shared/types.js';
 
 let seq = 0;

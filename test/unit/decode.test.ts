@@ -5,10 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { temporal } from '@temporalio/proto';
-import { decodeJsonPayload } from '../../src/client/log.js';
+import { decodeJsonPayload } from '../../src/log/read.js';
 import { buildMessages } from '../../src/harness/context.js';
-import { LogDecoder } from '../../src/harness/decode.js';
-import type { SessionEvent } from '../../src/shared/events.js';
+import { LogDecoder } from '../../src/log/decode.js';
+import type { SessionEvent } from '../../src/log/events.js';
 import type { SessionInput } from '../../src/shared/types.js';
 import { Signals } from '../../src/shared/names.js';
 

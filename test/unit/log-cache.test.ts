@@ -10,8 +10,8 @@ import type { Client } from '@temporalio/client';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import type { temporal } from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
-import { decodeJsonPayload, decodeRuns, type RunSpan } from '../../src/client/log.js';
-import { SessionLogCache } from '../../src/client/log-cache.js';
+import { decodeJsonPayload, decodeRuns, type RunSpan } from '../../src/log/read.js';
+import { SessionLogCache } from '../../src/log/cache.js';
 import type { SessionInput } from '../../src/shared/types.js';
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;

@@ -6,7 +6,7 @@ import { annotateMcpUses, boundText, McpHub, offerNames, resultText, scrub, scru
 import { buildMessages, buildRequest } from '../../src/harness/context.js';
 import { renderTranscript } from '../../src/harness/grader.js';
 import { agentSecretNames, mcpToolPolicy } from '../../src/shared/mcp.js';
-import type { SessionEvent, SessionEventType } from '../../src/shared/events.js';
+import type { SessionEvent, SessionEventType } from '../../src/log/events.js';
 import type { AgentDefinition } from '../../src/shared/types.js';
 
 const AGENT = `name: researcher

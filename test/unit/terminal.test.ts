@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { forTerminal, jsonLine } from '../../src/cli/terminal.js';
 import { eventDetail, formatEvent, shorten } from '../../src/cli/format.js';
-import type { SessionEvent } from '../../src/shared/events.js';
+import type { SessionEvent } from '../../src/log/events.js';
 import { jsonLogLine, textLogLine } from '../../src/telemetry.js';
 
 /** Anything a terminal would act on, other than line feed and tab. */

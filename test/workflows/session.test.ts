@@ -5,9 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
-import { readSessionLog } from '../../src/client/log.js';
+import { readSessionLog } from '../../src/log/read.js';
 import { Signals } from '../../src/shared/names.js';
-import type { SessionEvent } from '../../src/shared/events.js';
+import type { SessionEvent } from '../../src/log/events.js';
 import { testAgent, waitFor, waitIdle } from '../helpers/env.js';
 import { call, modelReply, useStubHarness } from './harness.js';
 

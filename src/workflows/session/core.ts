@@ -19,8 +19,8 @@ import {
   type WorkflowInfo,
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import { checkSignal } from '../../shared/events.js';
-import type { RecordedEvent } from '../../shared/events.js';
+import { checkSignal } from '../../log/events.js';
+import type { RecordedEvent } from '../../log/events.js';
 import { MEMO_EVENT, SA_ARCHIVED, SA_STATUS } from '../../shared/names.js';
 import { resolveTools, type ResolvedTool } from '../../shared/tools.js';
 import type { DelegationResult, Limits, ModelBlock, SessionErrorInfo, SessionInput, SessionState, SessionStatus, StopReason, Usage } from '../../shared/types.js';

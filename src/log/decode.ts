@@ -4,7 +4,7 @@
  * session-level events the workflow records. Used by `callModel` (to build the context) and by clients (getEvents).
  */
 import proto from '@temporalio/proto';
-import { checkSignal, type RecordedEvent, type SessionEvent, type SessionEventType } from '../shared/events.js';
+import { checkSignal, type RecordedEvent, type SessionEvent, type SessionEventType } from './events.js';
 import { MEMO_EVENT, Signals } from '../shared/names.js';
 import { DELEGATE_TOOL, resolveTools } from '../shared/tools.js';
 import type {

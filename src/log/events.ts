@@ -3,7 +3,7 @@
  * payloads, shared by the workflow (which acts on them) and the log decoder (which shows them), so both agree on
  * what was accepted.
  */
-import { Signals } from './names.js';
+import { Signals } from '../shared/names.js';
 import type {
   TextBlock,
   UserCustomToolResult,
@@ -11,7 +11,7 @@ import type {
   UserMessage,
   UserToolConfirmation,
   WakeSignal,
-} from './types.js';
+} from '../shared/types.js';
 
 /** Every event type Tandem writes. */
 export const EVENT_TYPES = [

@@ -15,10 +15,10 @@
 import type { Client } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { decodeHistoryInPlace } from '../codec/index.js';
-import { LogDecoder } from '../harness/decode.js';
-import type { SessionEvent } from '../shared/events.js';
+import { LogDecoder } from './decode.js';
+import type { SessionEvent } from './events.js';
 import type { SessionInput } from '../shared/types.js';
-import { decodeJsonPayload, forkPrefix, isClosing, readHistory, rememberClosedRun, runHistory } from './log.js';
+import { decodeJsonPayload, forkPrefix, isClosing, readHistory, rememberClosedRun, runHistory } from './read.js';
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 type HistoryRequest = temporal.api.workflowservice.v1.IGetWorkflowExecutionHistoryRequest;

@@ -7,8 +7,8 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { temporal } from '@temporalio/proto';
 import { decodeHistoryInPlace } from '../codec/index.js';
-import { LogDecoder, type PayloadDecoder } from '../harness/decode.js';
-import type { SessionEvent } from '../shared/events.js';
+import { LogDecoder, type PayloadDecoder } from './decode.js';
+import type { SessionEvent } from './events.js';
 import type { SessionInput } from '../shared/types.js';
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
