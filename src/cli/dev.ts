@@ -146,7 +146,7 @@ export async function runDemo(): Promise<number> {
   await checkHands(config);
   let scripted: { url: string; close(): Promise<void>; assertDone(): void } | undefined;
   if (!process.env.ANTHROPIC_API_KEY) {
-    const { startMessagesServer, loadScriptFile } = await import('../../test/fakes/messages-server.js');
+    const { startMessagesServer, loadScriptFile } = await import('../offline/messages-server.js');
     const scriptFile = join(projectRoot, 'examples', 'offline', 'coding-agent.script.json');
     if (!existsSync(scriptFile)) throw new Error(`offline script missing: ${scriptFile}`);
     scripted = await startMessagesServer({ script: await loadScriptFile(scriptFile), ttftMs: 150, latencyMs: 100 });
