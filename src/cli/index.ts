@@ -39,6 +39,9 @@ export function buildProgram(): Command {
   const program = new Command('tandem')
     .description('Long-running Claude agents on Temporal: sessions, brains and disposable hands.')
     .showHelpAfterError()
+    // What the parser refuses (an unknown verb or option, a missing argument) is a usage error: exit 2, after the
+    // message and its suggestion. Help and --version exit 0.
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
     // Verbs that run a worker set up the Temporal Runtime: logs (the worker's own lifecycle lines are noise on a
     // terminal; TANDEM_LOG_LEVEL=INFO or DEBUG brings them back) and metrics on TANDEM_METRICS_ADDRESS. The other
     // verbs are plain clients and need no Runtime, nor the worker code (loaded by the verbs that use it).

@@ -233,6 +233,23 @@ describe('errors a user sees', () => {
     expect(missing.stderr).toContain(join(dir, 'nope.yaml'));
   });
 
+  it('a usage error (unknown verb or option, missing argument) exits 2 with a suggestion; help exits 0', async () => {
+    const typo = await tandem(['frok', 'sesn_x']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain("error: unknown command 'frok'");
+    expect(typo.stderr).toContain('(Did you mean fork?)');
+    const option = await tandem(['ls', '--limt', '3']);
+    expect(option.code).toBe(2);
+    expect(option.stderr).toContain("error: unknown option '--limt'");
+    expect(option.stderr).toContain('(Did you mean --limit?)');
+    const missing = await tandem(['fork', 'sesn_x']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("error: required option '--at <event-id>' not specified");
+    const help = await tandem(['fork', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Usage: tandem fork [options] <session-id>');
+  });
+
   it('ls rejects a bad --limit in one sentence', async () => {
     const run = await tandem(['ls', '--limit', 'lots']);
     expect(run.code).toBe(1);
