@@ -44,7 +44,24 @@ export const builtinDefinitions: BuiltinDefinitions = new Map(
   ]),
 );
 
-/** Translates an SDK error into a typed failure (DESIGN rule 4). */
+/**
+ * How long the API asks to wait before the next attempt: `retry-after-ms` (milliseconds), else `retry-after`
+ * (seconds, or an HTTP date). Undefined when it says nothing usable; a wait over 10 minutes is capped there.
+ */
+export function retryDelayMs(headers: { get(name: string): string | null } | undefined): number | undefined {
+  const ms = Number(headers?.get('retry-after-ms') ?? NaN);
+  if (Number.isFinite(ms) && ms > 0) return Math.min(ms, 600_000);
+  const after = headers?.get('retry-after');
+  if (!after) return undefined;
+  const seconds = Number(after);
+  const delay = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(after) - Date.now();
+  return Number.isFinite(delay) && delay > 0 ? Math.min(delay, 600_000) : undefined;
+}
+
+/**
+ * Translates an SDK error into a typed failure (DESIGN rule 4): by status and the API's error type, with the wait
+ * the API asks for and its `x-should-retry` verdict.
+ */
 export function translateModelError(err: unknown): ApplicationFailure {
   if (err instanceof Anthropic.APIError && !(err instanceof Anthropic.APIConnectionError)) {
     // An error event inside a 200 stream has no status: take it from the error type.
@@ -52,11 +69,12 @@ export function translateModelError(err: unknown): ApplicationFailure {
     const apiType = body?.error?.type;
     const status = err.status ?? (apiType === 'overloaded_error' ? 529 : 500);
     const message = `model API ${status}${apiType ? ` ${apiType}` : ''}: ${body?.error?.message ?? err.message}`;
-    const retryAfter = Number(err.headers?.get?.('retry-after'));
-    const nextRetryDelay = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined;
+    const nextRetryDelay = retryDelayMs(err.headers);
+    // The API's own word on retrying (`x-should-retry`) wins over the status, as it does in the SDK.
+    const shouldRetry = err.headers?.get?.('x-should-retry');
     const retryable = (type: string) =>
-      ApplicationFailure.create({ type, message, nonRetryable: false, nextRetryDelay, cause: err });
-    const fatal = (type: string) => ApplicationFailure.create({ type, message, nonRetryable: true, cause: err });
+      ApplicationFailure.create({ type, message, nonRetryable: shouldRetry === 'false', nextRetryDelay, cause: err });
+    const fatal = (type: string) => ApplicationFailure.create({ type, message, nonRetryable: shouldRetry !== 'true', cause: err });
     if (status === 429) return retryable(Failure.ModelRateLimit);
     if (status === 529 || apiType === 'overloaded_error') return retryable(Failure.ModelOverloaded);
     if (status === 408) return retryable(Failure.ModelTimeout);

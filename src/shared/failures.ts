@@ -3,7 +3,7 @@
  * never on message text.
  */
 export const Failure = {
-  /** 429 from the model API; retryable, honours `retry-after`. */
+  /** 429 from the model API; retryable after the wait it asks for (`retry-after-ms`, `retry-after`). */
   ModelRateLimit: 'Model.RateLimit',
   /** 529 or an `overloaded_error`; retryable. */
   ModelOverloaded: 'Model.Overloaded',
@@ -48,17 +48,3 @@ export const Failure = {
   /** An MCP request got no answer in time; retryable. */
   McpTimeout: 'Mcp.Timeout',
 } as const;
-
-/** Failure types that a retry cannot fix. */
-export const NON_RETRYABLE_FAILURES: string[] = [
-  Failure.ModelBadRequest,
-  Failure.ModelPromptTooLong,
-  Failure.ModelAuthentication,
-  Failure.ModelPermissionDenied,
-  Failure.ModelNotFound,
-  Failure.ModelRequestTooLarge,
-  Failure.LogInvalid,
-  Failure.VaultSecretMissing,
-  Failure.McpAuthenticationFailed,
-  Failure.McpAddressRefused,
-];
