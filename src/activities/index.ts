@@ -3,6 +3,7 @@ import type Anthropic from '@anthropic-ai/sdk';
 import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
 import type { SessionLogCache } from '../log/cache.js';
+import type { ActivityName } from '../shared/names.js';
 import { createMcpActivities, McpHub } from './mcp.js';
 import { withMetrics } from './metrics.js';
 import { createModelActivities } from './model.js';
@@ -56,3 +57,7 @@ export function createActivities(deps: ActivityDeps) {
 
 /** The activity interface workflow code proxies (type-only import there). */
 export type Activities = ReturnType<typeof createActivities>;
+
+/** Fails to compile when a name in `ActivityNames` is not an activity (a rename the decoder would not notice). */
+type AllNamed<Missing extends never> = Missing;
+export type ActivityNamesAreActivities = AllNamed<Exclude<ActivityName, keyof Activities>>;

@@ -7,6 +7,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, type MetricMeter } from '@temporalio/common';
 import { Failure } from '../shared/failures.js';
+import { ActivityNames } from '../shared/names.js';
 import type { CallModelResult } from '../shared/types.js';
 
 /** Metric names (the exporter may add its prefix, `temporal_` by default). */
@@ -69,9 +70,10 @@ export function withMetrics<T extends Record<string, Activity>>(activities: T): 
       }
     }) as F;
   const out: Record<string, Activity> = { ...activities };
-  if (activities.callModel) {
-    out.callModel = wrap(
-      activities.callModel,
+  const callModel = activities[ActivityNames.callModel];
+  if (callModel) {
+    out[ActivityNames.callModel] = wrap(
+      callModel,
       (_a, r) => {
         const m = current();
         const res = r as CallModelResult;
@@ -86,9 +88,10 @@ export function withMetrics<T extends Record<string, Activity>>(activities: T): 
       (_a, err) => current()?.modelErrors.add(1, { type: failureType(err) }),
     );
   }
-  if (activities.execute) {
-    out.execute = wrap(
-      activities.execute,
+  const execute = activities[ActivityNames.execute];
+  if (execute) {
+    out[ActivityNames.execute] = wrap(
+      execute,
       (a, r) => {
         const m = current();
         const tool = (a[0] as unknown as { name: string }).name;
@@ -104,9 +107,10 @@ export function withMetrics<T extends Record<string, Activity>>(activities: T): 
       },
     );
   }
-  if (activities.provision) {
-    out.provision = wrap(
-      activities.provision,
+  const provision = activities[ActivityNames.provision];
+  if (provision) {
+    out[ActivityNames.provision] = wrap(
+      provision,
       (_a, r) => current()?.provision.record(Math.max(0, Math.round((r as { duration_ms: number }).duration_ms))),
       (_a, err) => {
         if (failureType(err) === Failure.SandboxLost) current()?.sandboxLost.add(1);

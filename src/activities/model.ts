@@ -20,6 +20,7 @@ import {
 } from '../harness/context.js';
 import { GRADER_TOOLS, GRADER_VERDICTS, graderRequest, graderTools, MAX_GRADER_CALLS, VERDICT_TOOL } from '../harness/grader.js';
 import { Failure } from '../shared/failures.js';
+import { ActivityNames, type ActivityName } from '../shared/names.js';
 import type {
   CallModelInput,
   CallModelResult,
@@ -178,7 +179,7 @@ export function createModelActivities({ anthropic, temporal, logCache, stallMs =
    * workflow's cursor plus whatever the same workflow task recorded just before scheduling it). Read through the
    * worker's cache, so a later call of the same run fetches only the events written since.
    */
-  function logBefore(ctx: Context, input: { session_id: string; run_id: string; cursor: number }, activity: string) {
+  function logBefore(ctx: Context, input: { session_id: string; run_id: string; cursor: number }, activity: ActivityName) {
     const { activityId } = ctx.info;
     return logs.readBefore(
       input.session_id,
@@ -194,7 +195,7 @@ export function createModelActivities({ anthropic, temporal, logCache, stallMs =
   async function callModel(input: CallModelInput): Promise<CallModelResult> {
     const ctx = Context.current();
     const started = Date.now(); // time to first token counts reading the log and building the context
-    const log = await logBefore(ctx, input, 'callModel');
+    const log = await logBefore(ctx, input, ActivityNames.callModel);
     const input0 = log.input;
     if (!input0) throw ApplicationFailure.nonRetryable('session log has no input', Failure.LogInvalid);
     const agent = input0.agent;
@@ -288,7 +289,7 @@ export function createModelActivities({ anthropic, temporal, logCache, stallMs =
    */
   async function gradeOutcome(input: GradeOutcomeInput): Promise<GradeOutcomeResult> {
     const ctx = Context.current();
-    const log = await logBefore(ctx, input, 'gradeOutcome');
+    const log = await logBefore(ctx, input, ActivityNames.gradeOutcome);
     const agent = log.input?.agent;
     if (!agent) throw ApplicationFailure.nonRetryable('session log has no input', Failure.LogInvalid);
     const sandbox = runTool ? input.sandbox : undefined;

@@ -5,7 +5,7 @@
  */
 import proto from '@temporalio/proto';
 import { checkSignal, type RecordedEvent, type SessionEvent, type SessionEventType } from './events.js';
-import { MEMO_EVENT, Signals } from '../shared/names.js';
+import { ActivityNames, MEMO_EVENT, Signals } from '../shared/names.js';
 import { DELEGATE_TOOL, resolveTools } from '../shared/tools.js';
 import type {
   CallMcpToolInput,
@@ -177,7 +177,7 @@ export class LogDecoder {
         const a = e.activityTaskScheduledEventAttributes;
         const type = a?.activityType?.name ?? '';
         this.scheduled.set(seq, { type, input: this.payload(a?.input), seq, attempt: 1, lastFailure: null });
-        if (type === 'callModel') emit('span.model_request_start');
+        if (type === ActivityNames.callModel) emit('span.model_request_start');
         break;
       }
       case EventType.ActivityTaskStarted: {
@@ -342,7 +342,7 @@ export class LogDecoder {
     emit: (t: SessionEventType, f?: Record<string, unknown>) => void,
   ): void {
     const start = `${s.seq}.0`;
-    if (s.type === 'callModel') {
+    if (s.type === ActivityNames.callModel) {
       const r = result as CallModelResult;
       if (r.compaction) emit('agent.thread_context_compacted', { model_request_id: start, ...r.compaction });
       for (const b of r.content) {
@@ -374,11 +374,11 @@ export class LogDecoder {
         ttft_ms: r.ttft_ms,
         duration_ms: r.duration_ms,
       });
-    } else if (s.type === 'provision') {
+    } else if (s.type === ActivityNames.provision) {
       const r = result as ProvisionResult;
       emit('sandbox.provisioned', { sandbox: r.sandbox, duration_ms: r.duration_ms, ...(r.warm ? { warm: true } : {}) });
       if (r.restored || r.wiped) emit('sandbox.restored', restoredFields(r.restored, r.sandbox.host, r.wiped === true));
-    } else if (s.type === 'recordedCall') {
+    } else if (s.type === ActivityNames.recordedCall) {
       // A replay's call answered from the recorded session: the recorded result is this call's.
       const r = result as RecordedCallResult;
       const input = s.input as RecordedCallInput;
@@ -388,10 +388,10 @@ export class LogDecoder {
       if (input.kind === 'mcp') emit('agent.mcp_tool_result', { mcp_tool_use_id: input.tool_use_id, name: input.name, content, is_error: r.is_error, ...recorded });
       else if (input.kind === 'custom') emit('user.custom_tool_result', { custom_tool_use_id: input.tool_use_id, content, is_error: r.is_error, ...recorded });
       else emit('agent.tool_result', { tool_use_id: input.tool_use_id, name: input.name, content, is_error: r.is_error, ...recorded });
-    } else if (s.type === 'snapshotSandbox') {
+    } else if (s.type === ActivityNames.snapshotSandbox) {
       const r = result as SnapshotResult;
       if (r.changed) emit('sandbox.snapshot', { ...r });
-    } else if (s.type === 'execute') {
+    } else if (s.type === ActivityNames.execute) {
       const r = result as ExecuteResult;
       const input = s.input as ExecuteInput;
       this.lostBefore(s, emit);
@@ -408,7 +408,7 @@ export class LogDecoder {
         duration_ms: r.duration_ms,
       });
       if (r.snapshot?.changed) emit('sandbox.snapshot', { ...r.snapshot });
-    } else if (s.type === 'callMcpTool') {
+    } else if (s.type === ActivityNames.callMcpTool) {
       const r = result as CallMcpToolResult;
       const input = s.input as CallMcpToolInput;
       emit('agent.mcp_tool_result', {
@@ -430,14 +430,14 @@ export class LogDecoder {
     emit: (t: SessionEventType, f?: Record<string, unknown>) => void,
   ): void {
     const f = canceled ? { type: 'Canceled', message: 'interrupted by the user' } : failureInfo(failure);
-    if (s.type === 'callModel') {
+    if (s.type === ActivityNames.callModel) {
       emit('span.model_request_end', { model_request_start_id: `${s.seq}.0`, is_error: true, error: f });
-    } else if (s.type === 'execute' && f.type === 'Timeout' && (s.input as ExecuteInput).sandbox.placement) {
+    } else if (s.type === ActivityNames.execute && f.type === 'Timeout' && (s.input as ExecuteInput).sandbox.placement) {
       // The sandbox's hands host stopped answering: the session places the sandbox again and runs the call there
       // (or records the call's error itself), so this is not the call's result.
       const host = (s.input as ExecuteInput).sandbox.placement!.host_id;
       emit('sandbox.lost', { error: { type: 'Sandbox.HostLost', message: `hands host ${host} stopped answering (${f.message})` }, host });
-    } else if (s.type === 'execute') {
+    } else if (s.type === ActivityNames.execute) {
       const input = s.input as ExecuteInput;
       const text = canceled
         ? 'The tool call was interrupted by the user.'
@@ -449,7 +449,7 @@ export class LogDecoder {
         is_error: true,
         error: f,
       });
-    } else if (s.type === 'callMcpTool') {
+    } else if (s.type === ActivityNames.callMcpTool) {
       const input = s.input as CallMcpToolInput;
       const text = canceled
         ? 'The tool call was interrupted by the user.'

@@ -2,6 +2,21 @@
 
 /** Workflow type of a session. */
 export const SESSION_WORKFLOW = 'agentSession';
+/**
+ * Activity type names that code outside the workflow matches on: the log decoder reads them from history and the
+ * metrics wrap them (the workflow calls them through typed proxies). `src/activities/index.ts` checks at compile
+ * time that each is an activity, so renaming one fails to compile instead of silently breaking decoding.
+ */
+export const ActivityNames = {
+  callModel: 'callModel',
+  gradeOutcome: 'gradeOutcome',
+  provision: 'provision',
+  execute: 'execute',
+  snapshotSandbox: 'snapshotSandbox',
+  callMcpTool: 'callMcpTool',
+  recordedCall: 'recordedCall',
+} as const;
+export type ActivityName = (typeof ActivityNames)[keyof typeof ActivityNames];
 /** Default task queue (env `TANDEM_TASK_QUEUE`). */
 export const DEFAULT_TASK_QUEUE = 'tandem';
 /** Signal names: the user events of Managed Agents, plus `wake`. */
