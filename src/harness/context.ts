@@ -3,7 +3,7 @@
  * selects and orders. Tool results always directly follow the assistant turn that asked for them, with any user
  * message that arrived meanwhile (steering) placed after them in the same user turn.
  */
-import type { SessionEvent } from '../log/events.js';
+import type { SessionEvent, SessionEventOf } from '../log/events.js';
 import { contentText } from '../log/events.js';
 import { DELEGATE_TOOL, modelId, resolveTools, roster } from '../shared/tools.js';
 import type { AgentDefinition, ModelBlock, TextBlock } from '../shared/types.js';
@@ -53,7 +53,7 @@ export function latestCompaction(events: readonly SessionEvent[]): Compaction | 
   for (let i = events.length - 1; i >= 0; i--) {
     const e = events[i]!;
     if (e.type === 'agent.thread_context_compacted')
-      return { summary: e.summary as string, first_kept_id: e.first_kept_id as string };
+      return { summary: e.summary, first_kept_id: e.first_kept_id };
   }
   return undefined;
 }
@@ -112,7 +112,7 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
     switch (e.type) {
       case 'user.message': {
         // A message that arrives while the model answers or tools run is read after that answer or those results.
-        const text = e.content as TextBlock[];
+        const text = e.content;
         // Copies: the request's blocks are changed below (cache_control), the log's events never.
         if (openUses.length > 0 || modelInFlight) deferred.push(...text.map((b) => ({ ...b })));
         else pushUser(text.map((b) => ({ type: 'text', text: b.text })));
@@ -146,40 +146,39 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
       case 'agent.mcp_tool_use':
       case 'agent.custom_tool_use': {
         if (e.session_thread_id !== undefined) break; // a sub-agent's call shown here: the child's context has it
-        const request = e.model_request_id as string;
+        const request = e.model_request_id;
         if (request !== currentRequest) {
           closeToolTurn();
           messages.push({ role: 'assistant', content: [] });
           // An assistant turn starts with its model call's start span, so that a compaction kept from here also
           // keeps a message that arrived during that call (it comes after the answer, but is logged before it).
-          starts.push(request === lastModelStart ? request : e.id);
+          starts.push(request !== undefined && request === lastModelStart ? request : e.id);
           currentRequest = request;
         }
         const turn = messages[messages.length - 1]!;
-        if (e.type === 'agent.message') turn.content.push(...(e.content as TextBlock[]));
-        else if (e.type === 'agent.thinking') turn.content.push(e.block as ModelBlock);
+        if (e.type === 'agent.message') turn.content.push(...e.content);
+        else if (e.type === 'agent.thinking') turn.content.push(e.block);
         else {
-          const id = e.tool_use_id as string;
+          const id = e.tool_use_id;
           // An MCP tool is named to the model as it was offered (`called_as` when that differs from its own name).
-          const name = ((e.type === 'agent.mcp_tool_use' ? e.called_as : undefined) ?? e.name) as string;
-          turn.content.push({ type: 'tool_use', id, name, input: e.input as Record<string, unknown> });
+          const name = (e.type === 'agent.mcp_tool_use' ? e.called_as : undefined) ?? e.name;
+          turn.content.push({ type: 'tool_use', id, name, input: e.input });
           openUses.push(id);
         }
         break;
       }
       case 'agent.tool_result':
       case 'agent.mcp_tool_result': {
-        const id = (e.type === 'agent.mcp_tool_result' ? e.mcp_tool_use_id : e.tool_use_id) as string;
+        const id = e.type === 'agent.mcp_tool_result' ? e.mcp_tool_use_id : e.tool_use_id;
         if (openUses.includes(id) && !results.has(id)) {
-          const content = contentText(e.content as TextBlock[]);
+          const content = contentText(e.content);
           results.set(id, { content, is_error: e.is_error === true });
         }
         break;
       }
       case 'user.custom_tool_result': {
-        const id = e.custom_tool_use_id as string;
-        if (openUses.includes(id) && !results.has(id))
-          results.set(id, { content: contentText(e.content as string | TextBlock[]), is_error: e.is_error === true });
+        const id = e.custom_tool_use_id;
+        if (openUses.includes(id) && !results.has(id)) results.set(id, { content: contentText(e.content), is_error: e.is_error === true });
         break;
       }
       default:
@@ -191,20 +190,19 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
 }
 
 /** What the agent reads of an outcome: its definition, and the grader's feedback when it asks for a revision. */
-function outcomeNote(e: SessionEvent): TextBlock | undefined {
+function outcomeNote(e: SessionEventOf<'user.define_outcome' | 'span.outcome_evaluation_end'>): TextBlock | undefined {
   if (e.type === 'user.define_outcome') {
-    const rubric = (e.rubric as { content: string }).content;
     return {
       type: 'text',
       text:
-        `The user defined the outcome of this work: ${e.description as string}\n\n` +
-        `When you end your turn, a grader checks the work against this rubric:\n${rubric}`,
+        `The user defined the outcome of this work: ${e.description}\n\n` +
+        `When you end your turn, a grader checks the work against this rubric:\n${e.rubric.content}`,
     };
   }
   if (e.result !== 'needs_revision') return undefined;
   return {
     type: 'text',
-    text: `The grader checked your work against the rubric (evaluation ${(e.iteration as number) + 1}) and asks for a revision:\n${e.explanation as string}`,
+    text: `The grader checked your work against the rubric (evaluation ${e.iteration + 1}) and asks for a revision:\n${e.explanation}`,
   };
 }
 

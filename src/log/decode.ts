@@ -4,7 +4,7 @@
  * session-level events the workflow records. Used by `callModel` (to build the context) and by clients (getEvents).
  */
 import proto from '@temporalio/proto';
-import { checkSignal, type RecordedEvent, type SessionEvent, type SessionEventType } from './events.js';
+import { checkSignal, type EventPayloads, type FailureInfo, type RecordedEvent, type SessionEvent, type SessionEventType } from './events.js';
 import { ActivityNames, MEMO_EVENT, Signals } from '../shared/names.js';
 import { DELEGATE_TOOL, resolveTools } from '../shared/tools.js';
 import type {
@@ -51,6 +51,9 @@ const EventType = {
   ChildTerminated: T.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED,
 } as const;
 
+/** Emits one session event of `type` with its fields. */
+type Emit = <K extends SessionEventType>(type: K, fields: EventPayloads[K]) => void;
+
 const SIGNAL_EVENT: Record<string, SessionEventType> = {
   [Signals.message]: 'user.message',
   [Signals.interrupt]: 'user.interrupt',
@@ -87,7 +90,7 @@ function timeOf(e: HistoryEvent): string {
   return new Date(toNumber(t.seconds) * 1000 + Math.floor((t.nanos ?? 0) / 1e6)).toISOString();
 }
 
-function failureInfo(f: FailureProto | null | undefined): { type: string; message: string } {
+function failureInfo(f: FailureProto | null | undefined): FailureInfo {
   let cur = f;
   let message = f?.message ?? 'unknown failure';
   while (cur) {
@@ -127,8 +130,8 @@ export class LogDecoder {
     const seq = toNumber(e.eventId) + offset;
     const processed_at = timeOf(e);
     const out: SessionEvent[] = [];
-    const emit = (type: SessionEventType, fields: Record<string, unknown> = {}): void => {
-      out.push({ id: `${seq}.${out.length}`, seq, type, processed_at, ...fields });
+    const emit: Emit = (type, fields) => {
+      out.push({ id: `${seq}.${out.length}`, seq, type, processed_at, ...fields } as SessionEvent);
     };
     switch (e.eventType) {
       case EventType.WorkflowExecutionStarted: {
@@ -177,7 +180,7 @@ export class LogDecoder {
         const a = e.activityTaskScheduledEventAttributes;
         const type = a?.activityType?.name ?? '';
         this.scheduled.set(seq, { type, input: this.payload(a?.input), seq, attempt: 1, lastFailure: null });
-        if (type === ActivityNames.callModel) emit('span.model_request_start');
+        if (type === ActivityNames.callModel) emit('span.model_request_start', {});
         break;
       }
       case EventType.ActivityTaskStarted: {
@@ -268,8 +271,8 @@ export class LogDecoder {
         const { type, ...fields } = this.decodePayload(field) as RecordedEvent;
         // An evaluation's end names its start by position, which only the log knows.
         if (type === 'span.outcome_evaluation_start') this.evaluationStart = `${seq}.${out.length}`;
-        if (type === 'span.outcome_evaluation_end') fields.outcome_evaluation_start_id = this.evaluationStart;
-        emit(type, fields);
+        if (type === 'span.outcome_evaluation_end') emit(type, { ...(fields as EventPayloads[typeof type]), outcome_evaluation_start_id: this.evaluationStart });
+        else emit(type, fields);
         break;
       }
       default:
@@ -285,7 +288,7 @@ export class LogDecoder {
    * `requires_action` stop reason and forwards their answers to the child. Cross-posts are not the parent's own
    * calls: its context leaves them out, and their results are in the child's log.
    */
-  private childPending(payload: unknown, emit: (t: SessionEventType, f?: Record<string, unknown>) => void): void {
+  private childPending(payload: unknown, emit: Emit): void {
     const p = payload as { session_id?: unknown; pending?: unknown } | undefined;
     const open = typeof p?.session_id === 'string' ? this.openChildren.get(p.session_id) : undefined;
     if (!open || !Array.isArray(p!.pending)) return; // the workflow ignores signals of sessions that are not its children
@@ -311,7 +314,7 @@ export class LogDecoder {
   private childAnswered(
     c: ChildSession,
     r: DelegationResult | undefined,
-    emit: (t: SessionEventType, f?: Record<string, unknown>) => void,
+    emit: Emit,
   ): void {
     const stop = r?.stop_reason.type ?? 'unknown';
     const ok = stop === 'end_turn' && r?.final_message != null;
@@ -329,7 +332,7 @@ export class LogDecoder {
     });
   }
 
-  private lostBefore(s: Scheduled, emit: (t: SessionEventType, f?: Record<string, unknown>) => void): void {
+  private lostBefore(s: Scheduled, emit: Emit): void {
     if (s.attempt > 1 && s.lastFailure) {
       const f = failureInfo(s.lastFailure);
       if (f.type === 'Sandbox.Lost') emit('sandbox.lost', { error: f, attempt: s.attempt - 1 });
@@ -339,7 +342,7 @@ export class LogDecoder {
   private completed(
     s: Scheduled,
     result: unknown,
-    emit: (t: SessionEventType, f?: Record<string, unknown>) => void,
+    emit: Emit,
   ): void {
     const start = `${s.seq}.0`;
     if (s.type === ActivityNames.callModel) {
@@ -383,7 +386,7 @@ export class LogDecoder {
       const r = result as RecordedCallResult;
       const input = s.input as RecordedCallInput;
       if (!r.match) return;
-      const content = [{ type: 'text', text: r.content }];
+      const content = [{ type: 'text' as const, text: r.content }];
       const recorded = { recorded: true, recorded_tool_use_id: r.recorded_tool_use_id };
       if (input.kind === 'mcp') emit('agent.mcp_tool_result', { mcp_tool_use_id: input.tool_use_id, name: input.name, content, is_error: r.is_error, ...recorded });
       else if (input.kind === 'custom') emit('user.custom_tool_result', { custom_tool_use_id: input.tool_use_id, content, is_error: r.is_error, ...recorded });
@@ -427,7 +430,7 @@ export class LogDecoder {
     s: Scheduled,
     canceled: boolean,
     failure: FailureProto | null,
-    emit: (t: SessionEventType, f?: Record<string, unknown>) => void,
+    emit: Emit,
   ): void {
     const f = canceled ? { type: 'Canceled', message: 'interrupted by the user' } : failureInfo(failure);
     if (s.type === ActivityNames.callModel) {
@@ -470,7 +473,7 @@ export class LogDecoder {
  * The fields of `sandbox.restored`: the snapshot a workspace was restored from on `host` (after a host was lost, or
  * for a rewind), or, for a rewind to before the first snapshot, none (the workspace was emptied).
  */
-function restoredFields(restored: ProvisionResult['restored'], host: string | undefined, rewind: boolean): Record<string, unknown> {
+function restoredFields(restored: ProvisionResult['restored'], host: string | undefined, rewind: boolean): EventPayloads['sandbox.restored'] {
   return { ...(restored ?? { snapshot_id: null, files: 0, bytes: 0, duration_ms: 0 }), host: host ?? null, ...(rewind ? { rewind } : {}) };
 }
 

@@ -5,7 +5,15 @@
  */
 import { Signals } from '../shared/names.js';
 import type {
+  EgressDenial,
+  ModelBlock,
+  OutcomeVerdict,
+  SandboxInfo,
+  SessionErrorInfo,
+  SnapshotResult,
+  StopReason,
   TextBlock,
+  Usage,
   UserCustomToolResult,
   UserDefineOutcome,
   UserMessage,
@@ -51,22 +59,132 @@ export const EVENT_TYPES = [
 /** One session event type. */
 export type SessionEventType = (typeof EVENT_TYPES)[number];
 
-/**
- * A session event. `id` is positional (`"<history position>.<index>"`) and sorts in log order; `seq` is the
- * history position alone. The payload fields follow the Managed Agents event of the same type.
- */
-export interface SessionEvent {
-  id: string;
-  seq: number;
-  type: SessionEventType;
-  processed_at: string;
-  [field: string]: unknown;
+/** Why a step failed, as the log shows it: the failure's type (`Sandbox.Lost`, `Timeout`, …) and message. */
+export interface FailureInfo {
+  type: string;
+  message: string;
 }
 
-/** A session-level event the workflow records in history as a memo change. */
-export interface RecordedEvent {
-  type: SessionEventType;
-  [field: string]: unknown;
+/** A signal's own id, shown as `client_id` (the event's `id` is its position in the log). */
+interface FromClient {
+  client_id?: string;
+}
+
+/** Set on a replay's tool result that came from the recorded session. */
+interface Recorded {
+  recorded?: boolean;
+  recorded_tool_use_id?: string;
+}
+
+/** A call a sub-agent made, cross-posted to its parent's log (`session_thread_id` names the child session). */
+interface OnThread {
+  session_thread_id?: string;
+}
+
+/** A block of a model reply (`model_request_id`: the `span.model_request_start` event of its call). */
+interface FromModel {
+  model_request_id?: string;
+}
+
+/**
+ * The fields of each event type, beside `id`, `seq`, `type` and `processed_at`. Field names follow the official
+ * SDK's beta session event types (`BetaManagedAgents…Event`) where they exist (`test/unit/events.test.ts` checks the
+ * shared ones against them); Tandem's own types (`sandbox.*`, `session.forked`, `session.wake`) and fields
+ * (durations, `recorded`, `error`) are documented in docs/contract.md.
+ */
+export interface EventPayloads {
+  'user.message': FromClient & { content: TextBlock[]; replayed?: boolean };
+  'user.interrupt': FromClient;
+  'user.tool_confirmation': FromClient & UserToolConfirmation;
+  'user.custom_tool_result': FromClient & Recorded & UserCustomToolResult;
+  'user.define_outcome': FromClient & Omit<UserDefineOutcome, 'id'>;
+  'agent.message': FromModel & { content: TextBlock[] };
+  'agent.thinking': FromModel & { block: ModelBlock };
+  'agent.tool_use': FromModel & OnThread & { tool_use_id: string; name: string; input: Record<string, unknown> };
+  'agent.tool_result': OnThread &
+    Recorded & {
+      tool_use_id: string;
+      name?: string;
+      content: TextBlock[];
+      is_error: boolean;
+      truncated?: boolean;
+      output_path?: string;
+      container_id?: string;
+      duration_ms?: number;
+      error?: FailureInfo;
+      /** A delegation's result: the child session's usage and turns. */
+      usage?: Usage;
+      turns?: number;
+    };
+  'agent.mcp_tool_use': FromModel &
+    OnThread & { tool_use_id: string; mcp_server_name: string; name: string; input: Record<string, unknown>; called_as?: string };
+  'agent.mcp_tool_result': Recorded & {
+    mcp_tool_use_id: string;
+    mcp_server_name?: string;
+    name?: string;
+    content: TextBlock[];
+    is_error: boolean;
+    truncated?: boolean;
+    duration_ms?: number;
+    error?: FailureInfo;
+  };
+  'agent.custom_tool_use': FromModel & OnThread & { tool_use_id: string; name: string; input: Record<string, unknown> };
+  'agent.thread_context_compacted': FromModel & { summary: string; first_kept_id: string; tokens_before: number; tokens_after: number };
+  'session.status_running': object;
+  'session.status_idle': { stop_reason: StopReason | null };
+  'session.status_rescheduled': object;
+  'session.status_terminated': object;
+  'session.error': { error: SessionErrorInfo };
+  'session.thread_created': { session_thread_id: string; agent_name: string; tool_use_id: string };
+  /** The changed attributes: `title`, `metadata`, `archived_at`. */
+  'session.updated': { [field: string]: unknown };
+  'session.forked': { origin_session_id: string; origin_event_id: string; snapshot_id: string | null };
+  'span.model_request_start': object;
+  'span.model_request_end': {
+    model_request_start_id: string;
+    is_error: boolean;
+    model?: string;
+    stop_reason?: string | null;
+    model_usage?: Usage;
+    ttft_ms?: number | null;
+    duration_ms?: number;
+    error?: FailureInfo;
+  };
+  'span.outcome_evaluation_start': { outcome_id: string; iteration: number };
+  'span.outcome_evaluation_end': {
+    outcome_id: string;
+    iteration: number;
+    result: OutcomeVerdict;
+    explanation: string;
+    usage?: Usage;
+    outcome_evaluation_start_id?: string;
+  };
+  'sandbox.provisioned': { sandbox: SandboxInfo; duration_ms?: number; warm?: boolean; attempt?: number };
+  'sandbox.lost': { error: FailureInfo; attempt?: number; host?: string };
+  'sandbox.egress_denied': EgressDenial & { tool_use_id: string };
+  'sandbox.snapshot': SnapshotResult;
+  'sandbox.restored': { snapshot_id: string | null; files: number; bytes: number; duration_ms: number; host: string | null; rewind?: boolean };
+  'session.wake': FromClient;
+}
+
+/** An event of the given type (of one of them, for a union of types). */
+export type SessionEventOf<K extends SessionEventType> = K extends SessionEventType
+  ? { id: string; seq: number; type: K; processed_at: string } & EventPayloads[K]
+  : never;
+
+/**
+ * A session event: a union discriminated by `type`, so checking `type` gives the fields of that event. `id` is
+ * positional (`"<history position>.<index>"`) and sorts in log order; `seq` is the history position alone. Other
+ * fields read as `unknown`: a log written by an older version may carry fields this one no longer writes.
+ */
+export type SessionEvent = { [K in SessionEventType]: SessionEventOf<K> & { [field: string]: unknown } }[SessionEventType];
+
+/** The session-level events the workflow records in history itself (as memo changes), by type. */
+export type RecordedEvent = { [K in SessionEventType]: { type: K } & EventPayloads[K] }[SessionEventType];
+
+/** Whether `e` is of one of `types` (narrows it to them). */
+export function isEvent<K extends SessionEventType>(e: SessionEvent, ...types: K[]): e is Extract<SessionEvent, { type: K }> {
+  return (types as SessionEventType[]).includes(e.type);
 }
 
 /** Signals whose payload failed validation are reported with this reason. */

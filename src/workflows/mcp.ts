@@ -32,7 +32,7 @@ export function mcpRoute(
 
 /** A tool error the harness records itself (refused input, denied call), as the result type of the call's kind. */
 export function toolErrorEvent(use: { id: string; mcp?: McpToolRef }, text: string): RecordedEvent {
-  const content = [{ type: 'text', text }];
+  const content = [{ type: 'text' as const, text }];
   if (use.mcp) {
     return { type: 'agent.mcp_tool_result', mcp_tool_use_id: use.id, mcp_server_name: use.mcp.server, name: use.mcp.tool, is_error: true, content };
   }

@@ -5,13 +5,14 @@ import { patchMetadata, updatedRecord, type ResourceRecord } from '../../src/sha
 import type { SessionEvent } from '../../src/log/events.js';
 
 const at = '2026-11-22T00:00:00.000Z';
-const ev = (id: string, type: SessionEvent['type'], fields: Record<string, unknown> = {}): SessionEvent => ({
-  id,
-  seq: Number(id.split('.')[0]),
-  type,
-  processed_at: at,
-  ...fields,
-});
+const ev = (id: string, type: SessionEvent['type'], fields: Record<string, unknown> = {}): SessionEvent =>
+  ({
+    id,
+    seq: Number(id.split('.')[0]),
+    type,
+    processed_at: at,
+    ...fields,
+  }) as SessionEvent;
 
 describe('event mapping', () => {
   it('names events by sevt_ ids and refers to tool calls by the id of their tool-use event', () => {

@@ -14,7 +14,7 @@ import type { AgentDefinition } from '../../src/shared/types.js';
 let seq = 0;
 function ev(type: SessionEventType, fields: Record<string, unknown> = {}): SessionEvent {
   seq++;
-  return { id: `${seq}.0`, seq, type, processed_at: '2026-01-01T00:00:00.000Z', ...fields };
+  return { id: `${seq}.0`, seq, type, processed_at: '2026-01-01T00:00:00.000Z', ...fields } as SessionEvent;
 }
 const user = (text: string) => ev('user.message', { content: [{ type: 'text', text }] });
 const say = (req: string, text: string) => ev('agent.message', { model_request_id: req, content: [{ type: 'text', text }] });

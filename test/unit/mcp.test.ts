@@ -197,7 +197,7 @@ describe('MCP results and secrets', () => {
 let seq = 0;
 function ev(type: SessionEventType, fields: Record<string, unknown> = {}): SessionEvent {
   seq++;
-  return { id: `${seq}.0`, seq, type, processed_at: '2026-01-01T00:00:00.000Z', ...fields };
+  return { id: `${seq}.0`, seq, type, processed_at: '2026-01-01T00:00:00.000Z', ...fields } as SessionEvent;
 }
 
 describe('context of MCP calls', () => {
