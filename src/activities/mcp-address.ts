@@ -13,6 +13,7 @@ import * as net from 'node:net';
 import { Readable } from 'node:stream';
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { isInternalAddress } from './sandbox/gateway.js';
+import { TandemError } from '../shared/errors.js';
 
 /** The host of a URL as compared and looked up: lower case, without IPv6 brackets or a trailing dot. */
 export function urlHost(url: string | URL): string {
@@ -80,7 +81,7 @@ export async function mcpUrlRefusal(url: string, policy: McpUrlPolicy = {}): Pro
 }
 
 /** A connection the worker refused to open: the server's host is, or resolves to, an internal address. */
-export class InternalAddressError extends Error {
+export class InternalAddressError extends TandemError {
   constructor(
     readonly host: string,
     readonly address: string,
@@ -90,7 +91,6 @@ export class InternalAddressError extends Error {
         ? `${host} is ${INTERNAL}, and this server was named through the API`
         : `${host} resolves to ${address}, ${INTERNAL}, and this server was named through the API`,
     );
-    this.name = 'InternalAddressError';
   }
 }
 

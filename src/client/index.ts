@@ -28,6 +28,7 @@ import { codecFromEnv, decodeHistoryInPlace, tandemDataConverter } from '../code
 import { isLocalPath, resourceSchema } from '../config/agent.js';
 import { secretNames, sessionResources } from '../shared/repositories.js';
 import { decodeJsonPayload, readRunChain, readSessionLog } from '../log/read.js';
+import { TandemError } from '../shared/errors.js';
 
 /** What {@link TandemClient.replayReport} compares. */
 export interface ReplayReport {
@@ -156,9 +157,7 @@ export function compareEventIds(a: string, b: string): number {
 }
 
 /** A session ID unknown to the server (workflow not found). */
-export class SessionNotFoundError extends Error {
-  override readonly name = 'SessionNotFoundError';
-}
+export class SessionNotFoundError extends TandemError {}
 
 /** One row of {@link TandemClient.listSessions}. */
 export interface SessionSummary {

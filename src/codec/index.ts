@@ -7,6 +7,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { type DataConverter, type Payload, type PayloadCodec } from '@temporalio/common';
 import proto from '@temporalio/proto';
+import { TandemError } from '../shared/errors.js';
 
 const { temporal } = proto;
 
@@ -25,9 +26,7 @@ export interface PayloadKey {
 }
 
 /** A problem with the configured keys; the message says what to do. */
-export class PayloadKeyError extends Error {
-  override name = 'PayloadKeyError';
-}
+export class PayloadKeyError extends TandemError {}
 
 /** Parses `TANDEM_PAYLOAD_KEY`: comma-separated base64 keys of 32 bytes each; the first one encrypts. */
 export function parsePayloadKeys(value: string): PayloadKey[] {

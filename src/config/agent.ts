@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { secretRefs } from '../shared/mcp.js';
 import { BUILTIN_TOOLS, type AgentDefinition, type RosterEntry } from '../shared/types.js';
 import { SECRET_NAME } from '../vault/index.js';
+import { TandemError } from '../shared/errors.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Schema
@@ -328,9 +329,7 @@ export interface AgentFileProblem {
 }
 
 /** An agent file that cannot be used; the message has one `file:line:col: path: problem` line per problem. */
-export class AgentFileError extends Error {
-  override readonly name = 'AgentFileError';
-
+export class AgentFileError extends TandemError {
   constructor(
     readonly file: string,
     readonly problems: AgentFileProblem[],

@@ -7,7 +7,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { ResourceFailure } from '../shared/resources.js';
+import { AgentFileError } from '../config/agent.js';
+import { SessionNotFoundError } from '../client/index.js';
 import { VaultError } from '../vault/index.js';
+import { TandemError } from '../shared/errors.js';
 
 /** Error types of the API, by HTTP status. */
 const ERROR_TYPES: Record<number, string> = {
@@ -23,7 +26,7 @@ const ERROR_TYPES: Record<number, string> = {
 };
 
 /** An error the API answers with `{type: 'error', error: {type, message}}` and its status. */
-export class ApiError extends Error {
+export class ApiError extends TandemError {
   constructor(
     readonly status: number,
     message: string,
@@ -47,10 +50,11 @@ export function notFound(kind: string, id: string): ApiError {
   return new ApiError(404, `${kind} "${id}" was not found`);
 }
 
-/** Turns Temporal and entity-workflow failures into API errors; anything else is a 500. */
+/** Turns Tandem's own errors and Temporal and entity-workflow failures into API errors; anything else is a 500. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
-  if (err instanceof VaultError) return new ApiError(400, err.message);
+  if (err instanceof VaultError || err instanceof AgentFileError) return new ApiError(400, err.message);
+  if (err instanceof SessionNotFoundError) return new ApiError(404, err.message);
   if (err instanceof WorkflowUpdateFailedError && err.cause instanceof ApplicationFailure) {
     const status =
       err.cause.type === ResourceFailure.conflict ? 409 : err.cause.type === ResourceFailure.notFound ? 404 : 400;

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { TandemError } from '../shared/errors.js';
 
 /** A secret's name: what agent files, sessions and the CLI use. */
 export const SECRET_NAME = /^[A-Za-z][A-Za-z0-9_.\-/]{0,127}$/;
@@ -30,9 +31,7 @@ interface VaultFile {
 }
 
 /** A problem with the vault or a name in it; the message says what to do. */
-export class VaultError extends Error {
-  override name = 'VaultError';
-}
+export class VaultError extends TandemError {}
 
 /** Default vault file: `$TANDEM_VAULT_FILE`, else `$XDG_CONFIG_HOME/tandem/vault.json` or `~/.config/tandem/vault.json`. */
 export function defaultVaultPath(env: NodeJS.ProcessEnv = process.env): string {

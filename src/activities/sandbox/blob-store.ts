@@ -16,6 +16,7 @@ import { lstat, mkdir, open, opendir, rename, rm, unlink } from 'node:fs/promise
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { TandemError } from '../../shared/errors.js';
 
 /** Objects by key (keys are '/'-separated ASCII paths such as `objects/ab/abcdef…`, `hosts/h1.json`). */
 export interface BlobStore {
@@ -39,16 +40,13 @@ export interface BlobStore {
 }
 
 /** A store refused an operation: a bad key, a bad setting, or the store's own error. The message says which. */
-export class BlobStoreError extends Error {
-  override name = 'BlobStoreError';
-}
+export class BlobStoreError extends TandemError {}
 
 /**
  * An object larger than the caller's `maxBytes`: thrown before its bytes are read (or as soon as more than maxBytes
  * have come), so a huge or hostile object never fills the host's memory.
  */
 export class ObjectTooLargeError extends BlobStoreError {
-  override name = 'ObjectTooLargeError';
   constructor(
     readonly key: string,
     /** The object's size when the store told it, else how many bytes had come when reading stopped. */

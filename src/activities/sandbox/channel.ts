@@ -15,6 +15,7 @@ import { chmodSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { encodeFrame, FrameDecoder, FrameError } from '../../../sandbox/frames.mjs';
+import { TandemError } from '../../shared/errors.js';
 
 /** Protocol version the toolbox speaks (its hello says which). */
 export const PROTOCOL_VERSION = 1;
@@ -24,7 +25,7 @@ const HELLO_TIMEOUT_MS = 5000;
 const MAX_UNGREETED = 8;
 
 /** The line broke: the peer closed it, or sent what the protocol does not allow (`violation`). */
-export class ChannelClosed extends Error {
+export class ChannelClosed extends TandemError {
   constructor(
     message: string,
     readonly violation: boolean,

@@ -8,6 +8,7 @@
  * `shallow` line) and refuses the whole push on anything else: a command the proxy did not see must never reach git.
  * See git's Documentation/gitprotocol-pack.txt ("Reference Update Request") and builtin/receive-pack.c.
  */
+import { TandemError } from '../../shared/errors.js';
 
 /**
  * Most bytes of ref updates (the commands before the pack) the git proxy reads to check a push against
@@ -20,7 +21,7 @@ export const MAX_REF_UPDATE_BYTES = 1024 * 1024;
 export const MAX_PKT_LINE = 65520;
 
 /** A request body the git proxy refuses, with the HTTP status to answer. */
-export class BodyError extends Error {
+export class BodyError extends TandemError {
   constructor(
     readonly status: number,
     message: string,
