@@ -19,7 +19,10 @@ describe('payload codec', () => {
     const [plain] = await rotated.decode([payload]);
     expect(plain).toBe(payload); // unencrypted payloads pass through
     await expect(new AesGcmCodec(parsePayloadKeys(k2)).decode([enc!])).rejects.toThrow(PayloadKeyError);
-    const tampered = { ...enc!, data: Buffer.from(enc!.data!).fill(1, 20, 21) };
+    // One byte changed (flipped: setting it to a fixed value would leave it as it was once in 256 runs).
+    const flipped = Buffer.from(enc!.data!);
+    flipped[20] = flipped[20]! ^ 0xff;
+    const tampered = { ...enc!, data: flipped };
     await expect(rotated.decode([tampered])).rejects.toThrow();
     // A payload cut short, down to a few bytes of tag, is refused rather than checked against a shorter tag.
     const cut = { ...enc!, data: Buffer.from(enc!.data!).subarray(0, 20) };
