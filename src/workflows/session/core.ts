@@ -54,7 +54,7 @@ export class SessionCore {
   readonly tools: Map<string, ResolvedTool>;
   /** The model and grader activities (any worker). */
   readonly model: Acts;
-  /** The hands activities of sessions begun before hands hosts (the session's own task queue). */
+  /** Tool calls on the session's own task queue: MCP tools, and the sandbox of sessions begun before hands hosts. */
   readonly hands: Acts;
   /** Short activities on any worker: removals, stops, replay reads. */
   readonly housekeeping: Acts;
