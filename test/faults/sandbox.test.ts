@@ -39,6 +39,23 @@ describe('container faults in the middle of a tool call', () => {
     await end(id);
   });
 
+  it('shell killed with its container (an engine going down): the call runs again, not answered as a dead shell', async () => {
+    const { id, result } = await midCall(async (c) => {
+      // The shell dies first and the toolbox answers for it; then the container goes, as when its engine dies.
+      const exec = await c.exec({
+        // As the sandbox's own user, who may signal its processes (root in the container holds no CAP_KILL).
+        Cmd: ['sh', '-c', 'for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = bash ] && kill -9 ${p#/proc/}; done'],
+      });
+      await exec.start({ Detach: true });
+      await waitFor(() => exec.inspect(), (i) => !i.Running, 30_000, 'the shell killed');
+      await c.kill();
+    });
+    expect(result.content).toContain('after-before');
+    const events = await expectSessionIntact(h.tandem, h.model, id, ['do the long thing']);
+    expect(events.some((e) => e.type === 'sandbox.lost')).toBe(true);
+    await end(id);
+  });
+
   it('paused: the call is not stuck until its timeout; a fresh container runs it', async () => {
     const t0 = Date.now();
     const { id, result } = await midCall((c) => c.pause());

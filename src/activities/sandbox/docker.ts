@@ -162,6 +162,9 @@ function dockerStatus(err: unknown): number | undefined {
   return (err as { statusCode?: number })?.statusCode;
 }
 
+/** What the toolbox answers when the shell died under a bash command (`sandbox/toolbox.mjs`). */
+const SHELL_EXITED = 'bash: the shell exited before the command finished';
+
 function lost(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: Failure.SandboxLost, message, nonRetryable: false });
 }
@@ -655,6 +658,16 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     return lost(`sandbox container ${id} stopped answering during ${tool} and was replaced`);
   }
 
+  /** Whether a container still runs a moment after its shell died (a container that is dying can still read as running). */
+  async function keepsRunning(container: Docker.Container): Promise<boolean> {
+    for (let i = 0; i < 10; i++) {
+      const state = await container.inspect().then((c) => c.State, () => undefined);
+      if (!state?.Running || state.Paused) return false;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return true;
+  }
+
   /** Runs one tool call in the session's sandbox and returns its (bounded) string output. */
   async function execute(input: ExecuteInput): Promise<ExecuteResult> {
     const started = Date.now();
@@ -713,6 +726,10 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
         line.cut(r);
         throw await lostDuring(container, line, input.name, line.closed);
       }
+      // A shell killed because its container died (the engine went down, an OOM kill) is a lost sandbox, not the
+      // command's result: the call runs again in a fresh one. A shell that ran `exit` leaves its container running.
+      if (input.name === 'bash' && r.is_error && r.content.includes(SHELL_EXITED) && !(await keepsRunning(container)))
+        throw await lostDuring(container, line, input.name, new ChannelClosed('lost its shell with the container', false));
       const denied = input.sandbox.config.network?.policy === 'limited' ? gateway?.drainDenials(input.sandbox.session_id) : undefined;
       result = {
         ...r,
