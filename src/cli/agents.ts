@@ -2,10 +2,11 @@
 import type { Command } from 'commander';
 import { loadAgentFile } from '../config/agent.js';
 import { resolveTools } from '../shared/tools.js';
+import type { Io } from './io.js';
 import { forTerminal } from './terminal.js';
 
 /** Adds the `agents` verb group to the program. */
-export function addAgentCommands(program: Command, fail: (err: unknown) => never): void {
+export function addAgentCommands(program: Command, io: Io, fail: (err: unknown) => never): void {
   const agents = program.command('agents').description('work with agent definition files');
   agents
     .command('validate')
@@ -15,10 +16,10 @@ export function addAgentCommands(program: Command, fail: (err: unknown) => never
     .action(async (file: string, o: { json?: boolean }) => {
       try {
         const agent = await loadAgentFile(file);
-        if (o.json) return console.log(JSON.stringify(agent));
+        if (o.json) return io.out(JSON.stringify(agent));
         const model = typeof agent.model === 'string' ? agent.model : agent.model.id;
         const tools = [...resolveTools(agent).keys()];
-        console.log(forTerminal(`OK ${file}: agent ${agent.name}, model ${model}, tools ${tools.length ? tools.join(' ') : 'none'}`));
+        io.out(forTerminal(`OK ${file}: agent ${agent.name}, model ${model}, tools ${tools.length ? tools.join(' ') : 'none'}`));
       } catch (err) {
         fail(err);
       }

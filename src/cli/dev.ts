@@ -12,6 +12,7 @@ import type { RepositoryResource } from '../shared/types.js';
 import { createWorker, type CreateWorkerOptions } from '../worker.js';
 import { connectWithRetry, findTemporalCli, projectRoot, registerSearchAttributes, startDevServer, type DevServer } from './dev-server.js';
 import { explainIdle, printUntilIdle } from './follow.js';
+import { processIo } from './io.js';
 import { startServe } from './serve.js';
 import { logLine } from '../telemetry.js';
 
@@ -169,7 +170,7 @@ export async function runDemo(): Promise<number> {
       resources: [repo.resource],
     });
     log(`session ${sessionId} started; its events follow`);
-    const idle = await printUntilIdle(client, sessionId);
+    const idle = await printUntilIdle(processIo, client, sessionId);
     const state = await client.getSession(sessionId);
     log(
       `session ${sessionId} is ${state.status}: ${state.turn} model calls, ` +
@@ -177,7 +178,7 @@ export async function runDemo(): Promise<number> {
         `${state.sandboxes.length} sandbox(es)`,
     );
     log(`inspect it: tandem events ${sessionId}   or the Temporal UI at ${uiUrl} while "tandem dev" runs`);
-    const code = explainIdle(sessionId, idle);
+    const code = explainIdle(processIo, sessionId, idle);
     await worker.client.workflow.getHandle(sessionId).cancel(); // the demo ends the session: its container goes
     await waitClosed(worker.client, sessionId);
     return code;

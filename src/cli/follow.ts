@@ -2,38 +2,46 @@
 import type { TandemClient } from '../client/index.js';
 import type { SessionEvent } from '../log/events.js';
 import { formatEvent } from './format.js';
+import type { Io } from './io.js';
 import { forTerminal, jsonLine } from './terminal.js';
 
 /** Prints events as they are written until the session goes idle; returns the idle event. */
 export async function printUntilIdle(
+  io: Io,
   client: TandemClient,
   sessionId: string,
   opts: { json?: boolean; after?: string } = {},
 ): Promise<SessionEvent | undefined> {
-  const color = !opts.json && process.stdout.isTTY === true && !process.env.NO_COLOR;
+  const color = !opts.json && useColor(io);
   for await (const e of client.followEvents(sessionId, { after: opts.after })) {
-    console.log(opts.json ? jsonLine(e) : formatEvent(e, color));
+    io.out(opts.json ? jsonLine(e) : formatEvent(e, color));
     if (e.type === 'session.status_idle' || e.type === 'session.status_terminated') return e;
   }
   return undefined;
 }
 
+/** Whether event lines get colours: on a terminal, unless NO_COLOR is set. */
+export function useColor(io: Io): boolean {
+  return io.isTTY && !io.env.NO_COLOR;
+}
+
 /** Explains what an idle session waits for and gives the exit code of `tandem run`. */
-export function explainIdle(sessionId: string, idle: SessionEvent | undefined): number {
-  const reason = (idle?.stop_reason as { type?: string; event_ids?: string[] } | undefined)?.type;
-  if (reason === 'requires_action') {
-    const ids = (idle?.stop_reason as { event_ids: string[] }).event_ids.map((id) => forTerminal(String(id)));
-    console.error(
+export function explainIdle(io: Io, sessionId: string, idle: SessionEvent | undefined): number {
+  const stop = idle?.type === 'session.status_idle' ? idle.stop_reason : null;
+  const reason = stop?.type;
+  if (stop?.type === 'requires_action') {
+    const ids = stop.event_ids.map((id) => forTerminal(String(id)));
+    io.err(
       `session ${sessionId} waits for you on ${ids.join(', ')}: tandem confirm ${sessionId} <id> allow|deny ` +
         `(a tool to confirm) or tandem answer ${sessionId} <id> "<result>" (a custom tool)`,
     );
     return 0;
   }
   if (reason === 'retries_exhausted') {
-    console.error(`session ${sessionId} stopped on an error; fix the cause, then: tandem wake ${sessionId}`);
+    io.err(`session ${sessionId} stopped on an error; fix the cause, then: tandem wake ${sessionId}`);
     return 1;
   }
-  if (reason === 'budget_reached') console.error(`session ${sessionId} reached its turn or token budget`);
+  if (reason === 'budget_reached') io.err(`session ${sessionId} reached its turn or token budget`);
   return 0;
 }
 
@@ -43,6 +51,7 @@ export function explainIdle(sessionId: string, idle: SessionEvent | undefined): 
  * so on down the tree). With `json`, each line carries `session_id` and `depth`.
  */
 export async function printTree(
+  io: Io,
   client: TandemClient,
   sessionId: string,
   opts: { types?: string[]; json?: boolean; color?: boolean },
@@ -51,8 +60,8 @@ export async function printTree(
   const indent = '    '.repeat(depth);
   for await (const e of await client.getEvents(sessionId)) {
     if (!opts.types || opts.types.includes(e.type)) {
-      console.log(opts.json ? jsonLine({ session_id: sessionId, depth, ...e }) : indent + formatEvent(e, opts.color));
+      io.out(opts.json ? jsonLine({ session_id: sessionId, depth, ...e }) : indent + formatEvent(e, opts.color));
     }
-    if (e.type === 'session.thread_created') await printTree(client, e.session_thread_id as string, opts, depth + 1);
+    if (e.type === 'session.thread_created') await printTree(io, client, e.session_thread_id, opts, depth + 1);
   }
 }

@@ -43,7 +43,7 @@ function rawDetail(e: SessionEvent): string {
     case 'agent.message':
       return shorten(texts(e.content), 160);
     case 'agent.thinking':
-      return shorten((e.block as { thinking?: string })?.thinking ?? '(redacted)', 100);
+      return shorten(e.block?.type === 'thinking' ? e.block.thinking : '(redacted)', 100);
     case 'agent.tool_use':
     case 'agent.custom_tool_use':
       return `${e.name} ${shorten(JSON.stringify(e.input), 120)}${thread(e)}`;
@@ -57,40 +57,39 @@ function rawDetail(e: SessionEvent): string {
     case 'user.tool_confirmation':
       return `${e.tool_use_id} ${e.result}${e.deny_message ? `: ${e.deny_message}` : ''}`;
     case 'session.status_idle': {
-      const r = e.stop_reason as { type: string; event_ids?: string[] } | null;
-      return r ? `${r.type}${r.event_ids ? ` ${r.event_ids.join(', ')}` : ''}` : '';
+      const r = e.stop_reason;
+      return r ? `${r.type}${r.type === 'requires_action' ? ` ${r.event_ids.join(', ')}` : ''}` : '';
     }
     case 'session.error': {
-      const err = e.error as { type: string; message: string };
-      return `${err.type}: ${shorten(err.message, 140)}`;
+      return `${e.error.type}: ${shorten(e.error.message, 140)}`;
     }
     case 'span.model_request_end': {
-      if (e.is_error) return `error ${(e.error as { type?: string })?.type ?? ''}`;
-      const u = e.model_usage as { input_tokens: number; output_tokens: number };
-      return `${u.input_tokens} in / ${u.output_tokens} out, ttft ${e.ttft_ms ?? '-'} ms, ${e.duration_ms} ms`;
+      if (e.is_error) return `error ${e.error?.type ?? ''}`;
+      const u = e.model_usage;
+      return `${u?.input_tokens ?? '?'} in / ${u?.output_tokens ?? '?'} out, ttft ${e.ttft_ms ?? '-'} ms, ${e.duration_ms} ms`;
     }
     case 'sandbox.provisioned': {
-      const s = e.sandbox as { name: string; container_id: string; host?: string };
+      const s = e.sandbox;
       return `${s.name} ${s.container_id.slice(0, 12)}${s.host ? ` on ${s.host}` : ''}${e.warm ? ' (warm)' : ''}`;
     }
     case 'session.forked':
-      return `${e.origin_session_id} at ${e.origin_event_id}${e.snapshot_id ? `, files of snapshot ${String(e.snapshot_id).slice(0, 12)}` : ''}`;
+      return `${e.origin_session_id} at ${e.origin_event_id}${e.snapshot_id ? `, files of snapshot ${e.snapshot_id.slice(0, 12)}` : ''}`;
     case 'sandbox.snapshot':
-      return `${String(e.snapshot_id).slice(0, 12)}: ${e.files} files, ${e.bytes} bytes, ${e.written_bytes} written, ${e.duration_ms} ms`;
+      return `${e.snapshot_id.slice(0, 12)}: ${e.files} files, ${e.bytes} bytes, ${e.written_bytes} written, ${e.duration_ms} ms`;
     case 'sandbox.restored':
       return e.snapshot_id === null
         ? `emptied (rewound to before the first snapshot)${e.host ? ` on ${e.host}` : ''}`
-        : `${String(e.snapshot_id).slice(0, 12)}: ${e.files} files, ${e.bytes} bytes in ${e.duration_ms} ms${e.host ? ` on ${e.host}` : ''}${e.rewind ? ' (rewind)' : ''}`;
+        : `${e.snapshot_id.slice(0, 12)}: ${e.files} files, ${e.bytes} bytes in ${e.duration_ms} ms${e.host ? ` on ${e.host}` : ''}${e.rewind ? ' (rewind)' : ''}`;
     case 'sandbox.lost':
-      return shorten((e.error as { message: string }).message, 140);
+      return shorten(e.error.message, 140);
     case 'session.thread_created':
       return `${e.agent_name} ${e.session_thread_id} (tandem events ${e.session_thread_id})`;
     case 'span.outcome_evaluation_start':
       return `${e.outcome_id} iteration ${e.iteration}`;
     case 'span.outcome_evaluation_end':
-      return `${e.result} (iteration ${e.iteration}): ${shorten(String(e.explanation ?? ''), 120)}`;
+      return `${e.result} (iteration ${e.iteration}): ${shorten(e.explanation ?? '', 120)}`;
     case 'user.define_outcome':
-      return shorten(String(e.description ?? ''), 140);
+      return shorten(e.description ?? '', 140);
     default:
       return '';
   }

@@ -10,38 +10,62 @@ import { TandemClient } from '../client/index.js';
 import { EVENT_TYPES, type SessionEventType } from '../log/events.js';
 import { formatEvent } from './format.js';
 import { forTerminal, jsonLine } from './terminal.js';
-import { explainIdle, printTree, printUntilIdle } from './follow.js';
+import { explainIdle, printTree, printUntilIdle, useColor } from './follow.js';
+import { closeClients, connect, Exit, processIo, type Io } from './io.js';
 import { addVaultCommands } from './vault.js';
-import { Vault } from '../vault/index.js';
+import { defaultVaultPath, Vault } from '../vault/index.js';
 import { loadRuntimeConfig } from '../config/env.js';
 import { addSessionCommands } from './sessions.js';
 import { addAgentCommands } from './agents.js';
 import { codecFromEnv } from '../codec/index.js';
 import { CODEC_MAX_BODY_BYTES, newCodecToken, startCodecServer } from './codec-server.js';
 
-function fail(err: unknown): never {
+/** Ends a verb on an error: one sentence on stderr, exit 2 for a bad agent file, else 1. */
+function failWith(io: Io, err: unknown): never {
+  if (err instanceof Exit) throw err;
   const message = err instanceof AgentFileError ? err.message : ((err as Error)?.message ?? String(err));
   // Messages can quote what a server, a session or a file said: shown, never acted on by the terminal.
-  console.error(`tandem: ${forTerminal(message, { newlines: true, tabs: true })}`);
-  process.exit(err instanceof AgentFileError ? 2 : 1);
+  io.err(`tandem: ${forTerminal(message, { newlines: true, tabs: true })}`);
+  throw new Exit(err instanceof AgentFileError ? 2 : 1);
 }
 
 /** Sends something to a session; with `wait`, prints what follows until it goes idle and exits accordingly. */
-async function sendAndFollow(sessionId: string, wait: boolean | undefined, send: (c: TandemClient) => Promise<void>): Promise<void> {
-  const client = await TandemClient.connect();
+async function sendAndFollow(io: Io, sessionId: string, wait: boolean | undefined, send: (c: TandemClient) => Promise<void>): Promise<void> {
+  const client = await connect(io);
   const before = (await client.getEvents(sessionId)).at(-1)?.id; // also: one clear error for an unknown session
   await send(client);
-  if (wait) process.exit(explainIdle(sessionId, await printUntilIdle(client, sessionId, { after: before })));
+  if (wait) throw new Exit(explainIdle(io, sessionId, await printUntilIdle(io, client, sessionId, { after: before })));
 }
 
-/** Builds the command tree (exported for tests and docs). */
-export function buildProgram(): Command {
+/**
+ * Runs `tandem` with `argv` (the arguments after the command's name) on `io`, and returns the exit code. A verb
+ * that serves (`dev`, `worker`, `serve`, …) returns when it stops.
+ */
+export async function runCli(argv: string[], io: Io = processIo): Promise<number> {
+  try {
+    await buildProgram(io).parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof Exit) return err.code;
+    io.err(`tandem: ${forTerminal((err as Error)?.message ?? String(err), { newlines: true, tabs: true })}`);
+    return 1;
+  } finally {
+    await closeClients(io);
+  }
+}
+
+/** Builds the command tree on `io` (exported for tests and docs). */
+export function buildProgram(io: Io = processIo): Command {
+  const fail = (err: unknown): never => failWith(io, err);
   const program = new Command('tandem')
     .description('Long-running Claude agents on Temporal: sessions, brains and disposable hands.')
     .showHelpAfterError()
     // What the parser refuses (an unknown verb or option, a missing argument) is a usage error: exit 2, after the
     // message and its suggestion. Help and --version exit 0.
-    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+    .exitOverride((err) => {
+      throw new Exit(err.exitCode === 0 ? 0 : 2);
+    })
+    .configureOutput({ writeOut: (s) => io.out(s.replace(/\n$/, '')), writeErr: (s) => io.err(s.replace(/\n$/, '')) })
     // Verbs that run a worker set up the Temporal Runtime: logs (the worker's own lifecycle lines are noise on a
     // terminal; TANDEM_LOG_LEVEL=INFO or DEBUG brings them back) and metrics on TANDEM_METRICS_ADDRESS. The other
     // verbs are plain clients and need no Runtime, nor the worker code (loaded by the verbs that use it).
@@ -104,14 +128,14 @@ export function buildProgram(): Command {
       try {
         const codec = codecFromEnv();
         if (!codec) throw new Error('TANDEM_PAYLOAD_KEY is not set, so there is nothing to decode; set it to the key the workers use');
-        const configured = loadRuntimeConfig().TANDEM_CODEC_TOKEN;
+        const configured = loadRuntimeConfig(io.env).TANDEM_CODEC_TOKEN;
         const token = configured ?? newCodecToken();
-        const ui = process.env.TANDEM_UI_ADDRESS;
+        const ui = io.env.TANDEM_UI_ADDRESS;
         const origins = o.origin ?? (ui ? [ui] : ['http://127.0.0.1:8233', 'http://localhost:8233']);
         await startCodecServer(codec, Number(o.port), { origins, token });
         const base = `http://127.0.0.1:${o.port}`;
         const shown = configured ? '$TANDEM_CODEC_TOKEN' : token;
-        console.log(
+        io.out(
           [
             `tandem codec-server: ${base} (POST /encode, /decode; ${CODEC_MAX_BODY_BYTES / 1024 / 1024} MiB at most a request)`,
             configured
@@ -124,12 +148,15 @@ export function buildProgram(): Command {
       } catch (err) {
         fail(err);
       }
+      await new Promise<never>(() => {}); // serves until the process is stopped
     });
 
   program
     .command('demo')
     .description('run the example coding agent on a real task in a real container (offline script without ANTHROPIC_API_KEY)')
-    .action(async () => (await import('./dev.js')).runDemo().then((code) => process.exit(code), fail));
+    .action(async () => {
+      throw new Exit(await (await import('./dev.js')).runDemo().catch(fail));
+    });
 
   program
     .command('run')
@@ -143,12 +170,12 @@ export function buildProgram(): Command {
     .action(async (file: string, message: string, o: { id?: string; title?: string; json?: boolean; secretCheck: boolean }) => {
       try {
         const agent = await loadAgentFile(file);
-        const vault = o.secretCheck ? new Vault() : undefined;
-        const client = await TandemClient.connect();
+        const vault = o.secretCheck ? new Vault(defaultVaultPath(io.env), io.env) : undefined;
+        const client = await connect(io);
         const sessionId = await client.start({ agent, message, sessionId: o.id, title: o.title, vault });
-        if (!o.json) console.error(`session ${sessionId} started (agent ${forTerminal(agent.name)})`);
-        const idle = await printUntilIdle(client, sessionId, { json: o.json });
-        process.exit(explainIdle(sessionId, idle));
+        if (!o.json) io.err(`session ${sessionId} started (agent ${forTerminal(agent.name)})`);
+        const idle = await printUntilIdle(io, client, sessionId, { json: o.json });
+        throw new Exit(explainIdle(io, sessionId, idle));
       } catch (err) {
         fail(err);
       }
@@ -163,7 +190,7 @@ export function buildProgram(): Command {
     .option('--wait', 'print events until the session goes idle again')
     .action(async (sessionId: string, message: string, o: { id?: string; wait?: boolean }) => {
       try {
-        await sendAndFollow(sessionId, o.wait, (c) => c.sendMessage(sessionId, message, o.id));
+        await sendAndFollow(io, sessionId, o.wait, (c) => c.sendMessage(sessionId, message, o.id));
       } catch (err) {
         fail(err);
       }
@@ -176,7 +203,7 @@ export function buildProgram(): Command {
       .argument('<session-id>')
       .action(async (sessionId: string) => {
         try {
-          await send(await TandemClient.connect(), sessionId);
+          await send(await connect(io), sessionId);
         } catch (err) {
           fail(err);
         }
@@ -195,7 +222,7 @@ export function buildProgram(): Command {
     .action(async (sessionId: string, toolUseId: string, decision: string, o: { message?: string; wait?: boolean }) => {
       try {
         if (decision !== 'allow' && decision !== 'deny') throw new Error(`the decision is "allow" or "deny", not "${decision}"`);
-        await sendAndFollow(sessionId, o.wait, (c) => c.confirmTool(sessionId, toolUseId, decision === 'allow', o.message));
+        await sendAndFollow(io, sessionId, o.wait, (c) => c.confirmTool(sessionId, toolUseId, decision === 'allow', o.message));
       } catch (err) {
         fail(err);
       }
@@ -211,7 +238,7 @@ export function buildProgram(): Command {
     .option('--wait', 'print events until the session goes idle again')
     .action(async (sessionId: string, toolUseId: string, content: string, o: { error?: boolean; wait?: boolean }) => {
       try {
-        await sendAndFollow(sessionId, o.wait, (c) => c.customToolResult(sessionId, toolUseId, content, o.error === true));
+        await sendAndFollow(io, sessionId, o.wait, (c) => c.customToolResult(sessionId, toolUseId, content, o.error === true));
       } catch (err) {
         fail(err);
       }
@@ -239,11 +266,11 @@ export function buildProgram(): Command {
           if (unknown?.length) throw new Error(`unknown event type ${unknown.join(', ')}; known: ${EVENT_TYPES.join(', ')}`);
           const limit = o.limit === undefined ? undefined : Number(o.limit);
           if (limit !== undefined && !(Number.isInteger(limit) && limit >= 0)) throw new Error('--limit takes a whole number');
-          const client = await TandemClient.connect();
-          const color = !o.json && process.stdout.isTTY === true && !process.env.NO_COLOR;
+          const client = await connect(io);
+          const color = !o.json && useColor(io);
           if (o.tree) {
             if (o.follow) throw new Error('--tree reads finished logs; it cannot be combined with --follow');
-            return await printTree(client, sessionId, { types, json: o.json, color });
+            return await printTree(io, client, sessionId, { types, json: o.json, color });
           }
           let printed = 0;
           const events = o.follow
@@ -252,7 +279,7 @@ export function buildProgram(): Command {
           for await (const e of events) {
             if (types && !types.includes(e.type)) continue;
             if (limit !== undefined && printed >= limit) break;
-            console.log(o.json ? jsonLine(e) : formatEvent(e, color));
+            io.out(o.json ? jsonLine(e) : formatEvent(e, color));
             printed++;
           }
         } catch (err) {
@@ -269,10 +296,10 @@ export function buildProgram(): Command {
     .option('--reason <text>', 'why (recorded with the reset)', 'tandem rewind')
     .action(async (sessionId: string, o: { to: string; reason: string }) => {
       try {
-        const client = await TandemClient.connect();
+        const client = await connect(io);
         const { runId, previousRunId } = await client.rewind(sessionId, o.to, o.reason);
-        console.log(`session ${sessionId} rewound to before event ${o.to}`);
-        console.log(`new run ${runId}; the old branch: tandem events ${sessionId} --run ${previousRunId}`);
+        io.out(`session ${sessionId} rewound to before event ${o.to}`);
+        io.out(`new run ${runId}; the old branch: tandem events ${sessionId} --run ${previousRunId}`);
       } catch (err) {
         fail(err);
       }
@@ -289,10 +316,10 @@ export function buildProgram(): Command {
     .action(async (sessionId: string, o: { at: string; id?: string; agent?: string; wait?: boolean }) => {
       try {
         const agent = o.agent ? await loadAgentFile(o.agent) : undefined;
-        const client = await TandemClient.connect();
+        const client = await connect(io);
         const forkId = await client.fork(sessionId, { at: o.at, ...(o.id ? { id: o.id } : {}), ...(agent ? { agent } : {}) });
-        console.log(`session ${forkId} forked from ${sessionId} at event ${o.at}`);
-        if (o.wait) await printUntilIdle(client, forkId);
+        io.out(`session ${forkId} forked from ${sessionId} at event ${o.at}`);
+        if (o.wait) await printUntilIdle(io, client, forkId);
       } catch (err) {
         fail(err);
       }
@@ -311,7 +338,7 @@ export function buildProgram(): Command {
     .action(async (ids: string[], o: { agent: string; from?: string; live?: boolean; query?: string; concurrency: string; json?: boolean }) => {
       try {
         const agent = await loadAgentFile(o.agent);
-        const client = await TandemClient.connect();
+        const client = await connect(io);
         const sessions = [...ids, ...(o.query ? await client.findSessions(o.query) : [])];
         if (sessions.length === 0) throw new Error('name sessions to replay, or a --query that finds some');
         if (o.from !== undefined && sessions.length > 1) throw new Error('--from names an event of one session: replay one session with it');
@@ -323,8 +350,8 @@ export function buildProgram(): Command {
           concurrency: n,
           ...(o.from !== undefined ? { from: o.from } : {}),
         });
-        if (o.json) console.log(jsonLine(reports));
-        else for (const r of reports) console.log((await import('./replay.js')).formatReport(r));
+        if (o.json) io.out(jsonLine(reports));
+        else for (const r of reports) io.out((await import('./replay.js')).formatReport(r));
       } catch (err) {
         fail(err);
       }
@@ -345,31 +372,29 @@ export function buildProgram(): Command {
         const rubric = await readFile(o.rubric, 'utf8').catch((err: NodeJS.ErrnoException) => {
           throw new Error(`cannot read the rubric ${o.rubric}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
         });
-        const client = await TandemClient.connect();
+        const client = await connect(io);
         const before = (await client.getEvents(sessionId)).at(-1)?.id;
         const description = o.description ?? `The work meets every criterion of the rubric (${basename(o.rubric)}).`;
         const outcomeId = await client.defineOutcome(sessionId, { description, rubric, max_iterations: max });
-        console.error(`outcome ${outcomeId} defined for session ${sessionId}`);
+        io.err(`outcome ${outcomeId} defined for session ${sessionId}`);
         if (!o.wait) return;
-        const idle = await printUntilIdle(client, sessionId, { after: before });
+        const idle = await printUntilIdle(io, client, sessionId, { after: before });
         const outcome = (await client.getSession(sessionId)).outcome;
         if (outcome)
-          console.error(
+          io.err(
             forTerminal(`outcome ${outcome.outcome_id}: ${outcome.result}${outcome.explanation ? ` (${outcome.explanation})` : ''}`, {
               newlines: true,
               tabs: true,
             }),
           );
-        process.exit(outcome?.result === 'satisfied' ? explainIdle(sessionId, idle) : 1);
+        throw new Exit(outcome?.result === 'satisfied' ? explainIdle(io, sessionId, idle) : 1);
       } catch (err) {
         fail(err);
       }
     });
 
-  addSessionCommands(program, fail);
-  addAgentCommands(program, fail);
-  addVaultCommands(program, fail);
+  addSessionCommands(program, io, fail);
+  addAgentCommands(program, io, fail);
+  addVaultCommands(program, io, fail);
   return program;
 }
-
-await buildProgram().parseAsync(process.argv);

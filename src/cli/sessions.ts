@@ -1,14 +1,15 @@
 /** `tandem start`, `tandem ls` and `tandem show`: sessions without following them. */
 import type { Command } from 'commander';
 import { loadAgentFile } from '../config/agent.js';
-import { TandemClient, type SessionDescription } from '../client/index.js';
+import type { SessionDescription } from '../client/index.js';
 import { estimateCost, priceOf } from './pricing.js';
 import { shorten } from './format.js';
 import { forTerminal, jsonLine } from './terminal.js';
 import { withSpinner } from './spinner.js';
+import { connect, type Io } from './io.js';
 
-/** The Temporal UI's page of a session (`TANDEM_UI_ADDRESS`, default the dev server's UI). */
-export function uiLink(sessionId: string, namespace: string, ui = process.env.TANDEM_UI_ADDRESS ?? 'http://127.0.0.1:8233'): string {
+/** The Temporal UI's page of a session on the UI at `ui` (`TANDEM_UI_ADDRESS`; default the dev server's UI). */
+export function uiLink(sessionId: string, namespace: string, ui = 'http://127.0.0.1:8233'): string {
   const base = /^https?:\/\//.test(ui) ? ui : `http://${ui}`;
   return `${base.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(sessionId)}`;
 }
@@ -21,7 +22,7 @@ function parseLimit(value: string | undefined, fallback: number): number {
 }
 
 /** What `tandem show --json` prints: the description plus the cost estimate and the UI link. */
-export function showView(d: SessionDescription, namespace: string) {
+export function showView(d: SessionDescription, namespace: string, ui?: string) {
   const usage = d.state?.usage ?? null;
   const cost = usage ? estimateCost(d.model, usage) : null;
   return {
@@ -35,11 +36,11 @@ export function showView(d: SessionDescription, namespace: string) {
     sandboxes: d.state?.sandboxes ?? null,
     pending: d.state?.pending ?? null,
     last_error: d.state?.last_error ?? null,
-    ui_url: uiLink(d.id, namespace),
+    ui_url: uiLink(d.id, namespace, ui),
   };
 }
 
-function printShow(v: ReturnType<typeof showView>): void {
+function printShow(io: Io, v: ReturnType<typeof showView>): void {
   // Titles, names, inputs and messages come from sessions and API clients: each is made one safe line.
   const t = (s: string | null | undefined, fallback = '?') => (s === null || s === undefined ? fallback : forTerminal(String(s)));
   const rows: Array<[string, string]> = [
@@ -82,11 +83,11 @@ function printShow(v: ReturnType<typeof showView>): void {
   if (v.closed_at) rows.push(['closed', v.closed_at]);
   rows.push(['history', `${v.history_length} events in the current run (${v.run_id})`]);
   rows.push(['ui', v.ui_url]);
-  for (const [k, val] of rows) console.log(forTerminal(`${k.padEnd(12)}${val}`, { newlines: true }));
+  for (const [k, val] of rows) io.out(forTerminal(`${k.padEnd(12)}${val}`, { newlines: true }));
 }
 
 /** Adds `start`, `ls` and `show` to the program. */
-export function addSessionCommands(program: Command, fail: (err: unknown) => never): void {
+export function addSessionCommands(program: Command, io: Io, fail: (err: unknown) => never): void {
   program
     .command('start')
     .description('start a session from an agent file and print its id (follow it with tandem events --follow)')
@@ -98,10 +99,10 @@ export function addSessionCommands(program: Command, fail: (err: unknown) => nev
     .action(async (file: string, message: string | undefined, o: { id?: string; title?: string; json?: boolean }) => {
       try {
         const agent = await loadAgentFile(file);
-        const client = await withSpinner('connecting to Temporal', () => TandemClient.connect());
+        const client = await withSpinner('connecting to Temporal', () => connect(io));
         const id = await client.start({ agent, message, sessionId: o.id, title: o.title });
-        if (o.json) console.log(JSON.stringify({ id, agent: agent.name, task_queue: client.taskQueue }));
-        else console.log(id);
+        if (o.json) io.out(JSON.stringify({ id, agent: agent.name, task_queue: client.taskQueue }));
+        else io.out(id);
       } catch (err) {
         fail(err);
       }
@@ -117,21 +118,21 @@ export function addSessionCommands(program: Command, fail: (err: unknown) => nev
     .action(async (o: { status?: string; agent?: string; limit?: string; json?: boolean }) => {
       try {
         const limit = parseLimit(o.limit, 20);
-        const client = await TandemClient.connect();
+        const client = await connect(io);
         const sessions = await withSpinner('listing sessions', () =>
           client.listSessions({ status: o.status, agent: o.agent, limit }),
         );
-        if (o.json) return console.log(jsonLine(sessions));
+        if (o.json) return io.out(jsonLine(sessions));
         if (sessions.length === 0) {
           const filter = [o.status && `status ${o.status}`, o.agent && `agent ${o.agent}`].filter(Boolean).join(', ');
-          console.error(`no sessions${filter ? ` with ${filter}` : ''} on ${client.address}`);
+          io.err(`no sessions${filter ? ` with ${filter}` : ''} on ${client.address}`);
           return;
         }
         const idWidth = Math.max(...sessions.map((s) => s.id.length), 7);
         const agentWidth = Math.max(...sessions.map((s) => s.agent.length), 5);
-        console.log(`${'SESSION'.padEnd(idWidth)}  ${'STATUS'.padEnd(12)}  ${'AGENT'.padEnd(agentWidth)}  STARTED`);
+        io.out(`${'SESSION'.padEnd(idWidth)}  ${'STATUS'.padEnd(12)}  ${'AGENT'.padEnd(agentWidth)}  STARTED`);
         for (const s of sessions)
-          console.log(forTerminal(`${s.id.padEnd(idWidth)}  ${s.status.padEnd(12)}  ${s.agent.padEnd(agentWidth)}  ${s.started_at}`));
+          io.out(forTerminal(`${s.id.padEnd(idWidth)}  ${s.status.padEnd(12)}  ${s.agent.padEnd(agentWidth)}  ${s.started_at}`));
       } catch (err) {
         fail(err);
       }
@@ -144,11 +145,11 @@ export function addSessionCommands(program: Command, fail: (err: unknown) => nev
     .option('--json', 'print one JSON object')
     .action(async (sessionId: string, o: { json?: boolean }) => {
       try {
-        const client = await TandemClient.connect();
+        const client = await connect(io);
         const d = await withSpinner(`reading session ${sessionId}`, () => client.describeSession(sessionId));
-        const view = showView(d, client.temporal.options.namespace);
-        if (o.json) console.log(jsonLine(view));
-        else printShow(view);
+        const view = showView(d, client.temporal.options.namespace, io.env.TANDEM_UI_ADDRESS);
+        if (o.json) io.out(jsonLine(view));
+        else printShow(io, view);
       } catch (err) {
         fail(err);
       }

@@ -3,15 +3,17 @@
  * from argv, where `ps` would show them) and are never printed back.
  */
 import type { Command } from 'commander';
-import { Vault, VaultError } from '../vault/index.js';
+import { defaultVaultPath, Vault, VaultError } from '../vault/index.js';
+import type { Io } from './io.js';
 
-async function readSecret(name: string): Promise<string> {
-  if (!process.stdin.isTTY) {
+async function readSecret(io: Io, name: string): Promise<string> {
+  if (!io.stdin.isTTY) {
     const chunks: Buffer[] = [];
-    for await (const c of process.stdin) chunks.push(c as Buffer);
+    for await (const c of io.stdin) chunks.push(Buffer.from(c));
     // One trailing newline is the shell's (echo, heredoc), not the secret's.
     return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
   }
+  // A terminal (the process's own): a prompt, and the value typed without echo.
   process.stderr.write(`value of ${name} (not shown): `);
   const stdin = process.stdin;
   stdin.setRawMode(true);
@@ -35,7 +37,8 @@ async function readSecret(name: string): Promise<string> {
 }
 
 /** Adds the `vault` verb group to the program. */
-export function addVaultCommands(program: Command, fail: (err: unknown) => never): void {
+export function addVaultCommands(program: Command, io: Io, fail: (err: unknown) => never): void {
+  const open = () => new Vault(defaultVaultPath(io.env), io.env);
   const vault = program
     .command('vault')
     .description('manage the worker-side vault of named secrets (TANDEM_VAULT_FILE, default ~/.config/tandem/vault.json)');
@@ -46,10 +49,10 @@ export function addVaultCommands(program: Command, fail: (err: unknown) => never
     .argument('<name>')
     .action(async (name: string) => {
       try {
-        const v = new Vault();
+        const v = open();
         const existed = v.list().some((s) => s.name === name && s.source === 'file');
-        v.set(name, await readSecret(name));
-        console.error(`${existed ? 'updated' : 'stored'} secret ${name} in ${v.path}`);
+        v.set(name, await readSecret(io, name));
+        io.err(`${existed ? 'updated' : 'stored'} secret ${name} in ${v.path}`);
       } catch (err) {
         fail(err);
       }
@@ -62,10 +65,10 @@ export function addVaultCommands(program: Command, fail: (err: unknown) => never
     .option('--json', 'JSON output')
     .action((o: { json?: boolean }) => {
       try {
-        const secrets = new Vault().list();
-        if (o.json) return console.log(JSON.stringify(secrets));
-        if (secrets.length === 0) return console.error('the vault is empty; add a secret with `tandem vault set NAME`');
-        for (const s of secrets) console.log(`${s.name}\t${s.source}\t${s.updated_at ?? ''}`);
+        const secrets = open().list();
+        if (o.json) return io.out(JSON.stringify(secrets));
+        if (secrets.length === 0) return io.err('the vault is empty; add a secret with `tandem vault set NAME`');
+        for (const s of secrets) io.out(`${s.name}\t${s.source}\t${s.updated_at ?? ''}`);
       } catch (err) {
         fail(err);
       }
@@ -77,9 +80,9 @@ export function addVaultCommands(program: Command, fail: (err: unknown) => never
     .argument('<name>')
     .action((name: string) => {
       try {
-        const v = new Vault();
+        const v = open();
         if (!v.remove(name)) throw new VaultError(`the vault file ${v.path} has no secret "${name}"`);
-        console.error(`removed secret ${name}`);
+        io.err(`removed secret ${name}`);
       } catch (err) {
         fail(err);
       }

@@ -1,6 +1,11 @@
-/** Runs the `tandem` command as a user does: `bin/tandem` in a process of its own. */
+/**
+ * Runs the `tandem` command as a user does (`bin/tandem` in a process of its own), or in the test's own process
+ * (`runCli` on buffers: the same verbs, without a process start).
+ */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { runCli } from '../../src/cli/index.js';
 
 /** The repository root, where `bin/tandem` lives. */
 export const repoRoot = join(import.meta.dirname, '..', '..');
@@ -28,6 +33,20 @@ export function runTandem(args: string[], env: Record<string, string> = {}, inpu
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     if (input !== undefined) child.stdin!.end(input);
   });
+}
+
+/** Runs `tandem <args>` in this process with `env` over this process's environment (colours off). */
+export async function runTandemHere(args: string[], env: Record<string, string> = {}, input?: string): Promise<CliRun> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(args, {
+    out: (line) => (stdout += `${line}\n`),
+    err: (line) => (stderr += `${line}\n`),
+    isTTY: false,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    stdin: Readable.from(input === undefined ? [] : [input]),
+  });
+  return { code, stdout, stderr };
 }
 
 /** Every verb of the command, as the words that name it (`['agents', 'validate']`). */

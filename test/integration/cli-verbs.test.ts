@@ -1,6 +1,7 @@
 /**
  * The verbs that manage sessions without following them (`start`, `ls`, `show`, `agents validate`) and the
- * command's manners (`--help` everywhere, one-sentence errors), run as processes against the real dev server.
+ * command's manners (`--help` everywhere, one-sentence errors), against the real dev server. The verbs run in this
+ * process (`runCli`), except where what is tested is the process (`bin/tandem`'s own start and exit).
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +12,7 @@ import { inject } from 'vitest';
 import { apiError, reply, startMessagesServer, toolUse, type MessagesServer } from '../fakes/messages-server.js';
 import { freePort } from '../helpers/global-setup.js';
 import { sandboxName, startWorker, testClient, uniqueQueue, waitFor, workerEnv } from '../helpers/env.js';
-import { runTandem, VERBS } from '../helpers/cli.js';
+import { runTandem, runTandemHere, VERBS } from '../helpers/cli.js';
 
 let client: Client;
 let model: MessagesServer;
@@ -22,7 +23,7 @@ const dir = mkdtempSync(join(tmpdir(), 'tandem-verbs-'));
 const agentFile = join(dir, 'agent.yaml');
 const askFile = join(dir, 'ask.yaml');
 const env = () => ({ ...workerEnv(queue, model.url), TANDEM_UI_ADDRESS: 'http://127.0.0.1:9999' });
-const tandem = (args: string[]) => runTandem(args, env());
+const tandem = (args: string[]) => runTandemHere(args, env());
 
 beforeAll(async () => {
   writeFileSync(agentFile, `name: ${agentName}\nmodel: claude-sonnet-5-5\ntools:\n  - type: agent_toolset_20260401\n`);
@@ -54,14 +55,14 @@ describe('tandem --help', () => {
     // The verbs the command lists itself (top level, and the groups' sub-verbs) are the ones checked below.
     const commandsOf = (help: string) =>
       [...(help.split('Commands:')[1] ?? '').matchAll(/^ {2}([a-z][a-z-]*)/gm)].map((m) => m[1]!).filter((n) => n !== 'help');
-    const top = commandsOf((await runTandem(['--help'])).stdout);
+    const top = commandsOf((await runTandemHere(['--help'])).stdout);
     const listed = [...top.map((v) => [v])];
     for (const group of ['agents', 'vault'])
-      listed.push(...commandsOf((await runTandem([group, '--help'])).stdout).map((v) => [group, v]));
+      listed.push(...commandsOf((await runTandemHere([group, '--help'])).stdout).map((v) => [group, v]));
     expect(listed.map((v) => v.join(' ')).sort()).toEqual(VERBS.map((v) => v.join(' ')).sort());
     const runs = [];
     for (let i = 0; i < VERBS.length; i += 6)
-      runs.push(...(await Promise.all(VERBS.slice(i, i + 6).map((v) => runTandem([...v, '--help'])))));
+      runs.push(...(await Promise.all(VERBS.slice(i, i + 6).map((v) => runTandemHere([...v, '--help'])))));
     for (const [i, run] of runs.entries()) {
       const verb = VERBS[i]!.join(' ');
       expect(run.code, verb).toBe(0);
@@ -234,10 +235,12 @@ describe('errors a user sees', () => {
   });
 
   it('a usage error (unknown verb or option, missing argument) exits 2 with a suggestion; help exits 0', async () => {
-    const typo = await tandem(['frok', 'sesn_x']);
-    expect(typo.code).toBe(2);
-    expect(typo.stderr).toContain("error: unknown command 'frok'");
-    expect(typo.stderr).toContain('(Did you mean fork?)');
+    // bin/tandem exits with the code the verb ended with.
+    for (const typo of [await tandem(['frok', 'sesn_x']), await runTandem(['frok', 'sesn_x'], env())]) {
+      expect(typo.code).toBe(2);
+      expect(typo.stderr).toContain("error: unknown command 'frok'");
+      expect(typo.stderr).toContain('(Did you mean fork?)');
+    }
     const option = await tandem(['ls', '--limt', '3']);
     expect(option.code).toBe(2);
     expect(option.stderr).toContain("error: unknown option '--limt'");

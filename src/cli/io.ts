@@ -1,0 +1,58 @@
+/**
+ * Where the `tandem` verbs write and how they end. `bin/tandem` runs them on the process's streams and exits with
+ * their code; a test runs them in its own process with `runCli(argv, io)` and reads what they wrote.
+ */
+import { TandemClient } from '../client/index.js';
+import { TandemError } from '../shared/errors.js';
+
+export interface Io {
+  /** Writes a line to standard output (the data a verb answers with). */
+  out(line: string): void;
+  /** Writes a line to standard error (progress, notes and errors for the person at the terminal). */
+  err(line: string): void;
+  /** Whether standard output is a terminal (colours). */
+  readonly isTTY: boolean;
+  /** The environment the verbs read their settings from. */
+  readonly env: NodeJS.ProcessEnv;
+  /** Standard input (a secret's value for `tandem vault set`). */
+  readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+}
+
+/** The process's own streams and environment. */
+export const processIo: Io = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+  get isTTY() {
+    return process.stdout.isTTY === true;
+  },
+  get env() {
+    return process.env;
+  },
+  get stdin() {
+    return process.stdin;
+  },
+};
+
+/** Ends a verb with an exit code (0 success, 1 failure, 2 usage error or bad agent file). */
+export class Exit extends TandemError {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
+
+const clients = new WeakMap<Io, TandemClient[]>();
+
+/** A client of the Temporal server and task queue the verbs' environment names; `closeClients` closes it. */
+export async function connect(io: Io): Promise<TandemClient> {
+  const { TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: namespace, TANDEM_TASK_QUEUE: taskQueue } = io.env;
+  const client = await TandemClient.connect({ address, namespace, taskQueue });
+  clients.set(io, [...(clients.get(io) ?? []), client]);
+  return client;
+}
+
+/** Closes the connections the verbs opened on `io` (a verb run in a test's process leaves none open). */
+export async function closeClients(io: Io): Promise<void> {
+  const open = clients.get(io) ?? [];
+  clients.delete(io);
+  await Promise.all(open.map((c) => c.temporal.connection.close().catch(() => undefined)));
+}
