@@ -635,13 +635,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
       await container.kill().catch(() => undefined);
       return lost(`sandbox container ${id} ${failure.message} during ${tool}, and was replaced`);
     }
-    // A killed container can still read as running for a moment.
-    let state: Docker.ContainerInspectInfo['State'] | undefined;
-    for (let i = 0; i < 15; i++) {
-      state = await container.inspect().then((i) => i.State, () => undefined);
-      if (!state?.Running || state.Paused) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const state = await settledState(container, 15);
     if (!state?.Running || state.Paused) {
       const why = !state
         ? 'was removed'
@@ -658,14 +652,18 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     return lost(`sandbox container ${id} stopped answering during ${tool} and was replaced`);
   }
 
-  /** Whether a container still runs a moment after its shell died (a container that is dying can still read as running). */
-  async function keepsRunning(container: Docker.Container): Promise<boolean> {
-    for (let i = 0; i < 10; i++) {
-      const state = await container.inspect().then((c) => c.State, () => undefined);
-      if (!state?.Running || state.Paused) return false;
+  /**
+   * A container's state once it has stopped, or after `polls` reads 200 ms apart that still find it running (a killed
+   * container can still read as running for a moment); undefined when it is gone or its engine does not answer.
+   */
+  async function settledState(container: Docker.Container, polls: number): Promise<Docker.ContainerInspectInfo['State'] | undefined> {
+    let state: Docker.ContainerInspectInfo['State'] | undefined;
+    for (let i = 0; i < polls; i++) {
+      state = await container.inspect().then((c) => c.State, () => undefined);
+      if (!state?.Running || state.Paused) break;
       await new Promise((r) => setTimeout(r, 200));
     }
-    return true;
+    return state;
   }
 
   /** Runs one tool call in the session's sandbox and returns its (bounded) string output. */
@@ -728,8 +726,11 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
       }
       // A shell killed because its container died (the engine went down, an OOM kill) is a lost sandbox, not the
       // command's result: the call runs again in a fresh one. A shell that ran `exit` leaves its container running.
-      if (input.name === 'bash' && r.is_error && r.content.includes(SHELL_EXITED) && !(await keepsRunning(container)))
-        throw await lostDuring(container, line, input.name, new ChannelClosed('lost its shell with the container', false));
+      if (input.name === 'bash' && r.is_error && r.content.includes(SHELL_EXITED)) {
+        const state = await settledState(container, 10);
+        if (!state?.Running || state.Paused)
+          throw await lostDuring(container, line, input.name, new ChannelClosed('lost its shell with the container', false));
+      }
       const denied = input.sandbox.config.network?.policy === 'limited' ? gateway?.drainDenials(input.sandbox.session_id) : undefined;
       result = {
         ...r,
