@@ -7,6 +7,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 import type { Payload, PayloadCodec } from '@temporalio/common';
+import { codecFromEnv } from '../codec/index.js';
+import { loadRuntimeConfig } from '../config/env.js';
+import type { Io } from './io.js';
 
 /** Default cap of a request body: the payloads of one history page are far below it. */
 export const CODEC_MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -146,4 +149,26 @@ export async function startCodecServer(codec: PayloadCodec, port: number, opts: 
     server.listen(port, host, resolve);
   });
   return server;
+}
+
+/** `tandem codec-server`: serves the `TANDEM_PAYLOAD_KEY` codec until the process stops, and says how to call it. */
+export async function codecServerRun(io: Io, o: { port: number; origin?: string[] }): Promise<never> {
+  const codec = codecFromEnv(io.env);
+  if (!codec) throw new Error('TANDEM_PAYLOAD_KEY is not set, so there is nothing to decode; set it to the key the workers use');
+  const configured = loadRuntimeConfig(io.env).TANDEM_CODEC_TOKEN;
+  const token = configured ?? newCodecToken();
+  const ui = io.env.TANDEM_UI_ADDRESS;
+  const origins = o.origin ?? (ui ? [ui] : ['http://127.0.0.1:8233', 'http://localhost:8233']);
+  await startCodecServer(codec, o.port, { origins, token });
+  const base = `http://127.0.0.1:${o.port}`;
+  const shown = configured ? '$TANDEM_CODEC_TOKEN' : token;
+  io.out(
+    [
+      `tandem codec-server: ${base} (POST /encode, /decode; ${CODEC_MAX_BODY_BYTES / 1024 / 1024} MiB at most a request)`,
+      configured ? 'token: the one in TANDEM_CODEC_TOKEN' : `token (shown this once; set TANDEM_CODEC_TOKEN to choose your own): ${token}`,
+      `  Temporal UI codec endpoint: ${base}/${shown}   (e.g. temporal server start-dev --ui-codec-endpoint ${base}/${shown})`,
+      `  temporal CLI: --codec-endpoint ${base} --codec-auth "Bearer ${shown}"`,
+    ].join('\n'),
+  );
+  return new Promise<never>(() => {}); // serves until the process is stopped
 }

@@ -5,17 +5,23 @@ import { formatEvent } from './format.js';
 import type { Io } from './io.js';
 import { forTerminal, jsonLine } from './terminal.js';
 
-/** Prints events as they are written until the session goes idle; returns the idle event. */
+/**
+ * Prints events as they are written until the session goes idle; returns the idle event. With `sent`, only an idle
+ * after the event it matches counts: what was sent may reach a session that has not yet written the idle event it
+ * was about to write, and that idle is not the answer.
+ */
 export async function printUntilIdle(
   io: Io,
   client: TandemClient,
   sessionId: string,
-  opts: { json?: boolean; after?: string } = {},
+  opts: { json?: boolean; after?: string; sent?: (e: SessionEvent) => boolean } = {},
 ): Promise<SessionEvent | undefined> {
   const color = !opts.json && useColor(io);
+  let arrived = opts.sent === undefined;
   for await (const e of client.followEvents(sessionId, { after: opts.after })) {
     io.out(opts.json ? jsonLine(e) : formatEvent(e, color));
-    if (e.type === 'session.status_idle' || e.type === 'session.status_terminated') return e;
+    arrived ||= opts.sent!(e);
+    if (e.type === 'session.status_terminated' || (arrived && e.type === 'session.status_idle')) return e;
   }
   return undefined;
 }

@@ -3,7 +3,9 @@
  * their code; a test runs them in its own process with `runCli(argv, io)` and reads what they wrote.
  */
 import { TandemClient } from '../client/index.js';
+import { AgentFileError } from '../config/agent.js';
 import { TandemError } from '../shared/errors.js';
+import { forTerminal } from './terminal.js';
 
 export interface Io {
   /** Writes a line to standard output (the data a verb answers with). */
@@ -40,12 +42,48 @@ export class Exit extends TandemError {
   }
 }
 
+/** Ends a verb on an error: one sentence on stderr, exit 2 for a bad agent file, else 1. */
+export function failWith(io: Io, err: unknown): never {
+  if (err instanceof Exit) throw err;
+  // Messages can quote what a server, a session or a file said: shown, never acted on by the terminal.
+  io.err(`tandem: ${forTerminal((err as Error)?.message ?? String(err), { newlines: true, tabs: true })}`);
+  throw new Exit(err instanceof AgentFileError ? 2 : 1);
+}
+
+/**
+ * The commander action of a verb: calls its run function with what the parser read, and ends on an error with
+ * `failWith`. Each verb is an options object and a run function (`sendRun(io, options)`), which a program or a test
+ * can also call directly.
+ */
+export function action<A extends unknown[]>(io: Io, run: (...args: A) => unknown): (...args: A) => Promise<void> {
+  return async (...args) => {
+    try {
+      await run(...args);
+    } catch (err) {
+      failWith(io, err);
+    }
+  };
+}
+
+/**
+ * Reads a whole-number option (`--limit`, `--concurrency`, …) within bounds; anything else is an error that names
+ * the option and what it got. A parser for the command line, and the check a run function makes of its options.
+ */
+export function wholeNumber(flag: string, min: number, max = Infinity): (value: string | number) => number {
+  return (value) => {
+    const n = typeof value === 'number' ? value : value.trim() === '' ? NaN : Number(value);
+    if (Number.isInteger(n) && n >= min && n <= max) return n;
+    const range = max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`;
+    throw new Error(`${flag} takes a whole number ${range} (got ${JSON.stringify(String(value))})`);
+  };
+}
+
 const clients = new WeakMap<Io, TandemClient[]>();
 
 /** A client of the Temporal server and task queue the verbs' environment names; `closeClients` closes it. */
 export async function connect(io: Io): Promise<TandemClient> {
   const { TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: namespace, TANDEM_TASK_QUEUE: taskQueue } = io.env;
-  const client = await TandemClient.connect({ address, namespace, taskQueue });
+  const client = await TandemClient.connect({ address, namespace, taskQueue, env: io.env });
   clients.set(io, [...(clients.get(io) ?? []), client]);
   return client;
 }

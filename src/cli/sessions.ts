@@ -6,19 +6,12 @@ import { estimateCost, priceOf } from './pricing.js';
 import { shorten } from './format.js';
 import { forTerminal, jsonLine } from './terminal.js';
 import { withSpinner } from './spinner.js';
-import { connect, type Io } from './io.js';
+import { action, connect, wholeNumber, type Io } from './io.js';
 
 /** The Temporal UI's page of a session on the UI at `ui` (`TANDEM_UI_ADDRESS`; default the dev server's UI). */
 export function uiLink(sessionId: string, namespace: string, ui = 'http://127.0.0.1:8233'): string {
   const base = /^https?:\/\//.test(ui) ? ui : `http://${ui}`;
   return `${base.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(sessionId)}`;
-}
-
-function parseLimit(value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--limit takes a whole number of at least 1 (got "${value}")`);
-  return n;
 }
 
 /** What `tandem show --json` prints: the description plus the cost estimate and the UI link. */
@@ -86,8 +79,70 @@ function printShow(io: Io, v: ReturnType<typeof showView>): void {
   for (const [k, val] of rows) io.out(forTerminal(`${k.padEnd(12)}${val}`, { newlines: true }));
 }
 
+export interface StartOptions {
+  /** The agent file (YAML or JSON). */
+  file: string;
+  /** The first user message (none: the session waits idle for one). */
+  message?: string;
+  id?: string;
+  title?: string;
+  /** Print {"id", "agent", "task_queue"} as JSON instead of the id. */
+  json?: boolean;
+}
+
+/** `tandem start`: starts a session and prints its id, without following it. */
+export async function startRun(io: Io, o: StartOptions): Promise<void> {
+  const agent = await loadAgentFile(o.file);
+  const client = await withSpinner('connecting to Temporal', () => connect(io));
+  const id = await client.start({ agent, message: o.message, sessionId: o.id, title: o.title });
+  if (o.json) io.out(JSON.stringify({ id, agent: agent.name, task_queue: client.taskQueue }));
+  else io.out(id);
+}
+
+export interface LsOptions {
+  status?: string;
+  agent?: string;
+  /** At most this many sessions (default 20). */
+  limit?: number;
+  json?: boolean;
+}
+
+const sessionLimit = wholeNumber('--limit', 1);
+
+/** `tandem ls`: sessions newest first, filtered through Temporal visibility. */
+export async function lsRun(io: Io, o: LsOptions): Promise<void> {
+  const limit = sessionLimit(o.limit ?? 20);
+  const client = await connect(io);
+  const sessions = await withSpinner('listing sessions', () => client.listSessions({ status: o.status, agent: o.agent, limit }));
+  if (o.json) return io.out(jsonLine(sessions));
+  if (sessions.length === 0) {
+    const filter = [o.status && `status ${o.status}`, o.agent && `agent ${o.agent}`].filter(Boolean).join(', ');
+    io.err(`no sessions${filter ? ` with ${filter}` : ''} on ${client.address}`);
+    return;
+  }
+  const idWidth = Math.max(...sessions.map((s) => s.id.length), 7);
+  const agentWidth = Math.max(...sessions.map((s) => s.agent.length), 5);
+  io.out(`${'SESSION'.padEnd(idWidth)}  ${'STATUS'.padEnd(12)}  ${'AGENT'.padEnd(agentWidth)}  STARTED`);
+  for (const s of sessions)
+    io.out(forTerminal(`${s.id.padEnd(idWidth)}  ${s.status.padEnd(12)}  ${s.agent.padEnd(agentWidth)}  ${s.started_at}`));
+}
+
+export interface ShowOptions {
+  sessionId: string;
+  json?: boolean;
+}
+
+/** `tandem show`: status, usage and cost, sandboxes, pending actions, last error and the UI link of a session. */
+export async function showRun(io: Io, o: ShowOptions): Promise<void> {
+  const client = await connect(io);
+  const d = await withSpinner(`reading session ${o.sessionId}`, () => client.describeSession(o.sessionId));
+  const view = showView(d, client.temporal.options.namespace, io.env.TANDEM_UI_ADDRESS);
+  if (o.json) io.out(jsonLine(view));
+  else printShow(io, view);
+}
+
 /** Adds `start`, `ls` and `show` to the program. */
-export function addSessionCommands(program: Command, io: Io, fail: (err: unknown) => never): void {
+export function addSessionCommands(program: Command, io: Io): void {
   program
     .command('start')
     .description('start a session from an agent file and print its id (follow it with tandem events --follow)')
@@ -96,62 +151,25 @@ export function addSessionCommands(program: Command, io: Io, fail: (err: unknown
     .option('--id <session-id>', 'session ID (default: sesn_ + random)')
     .option('--title <title>', 'title shown in the Temporal UI')
     .option('--json', 'print {"id", "agent", "task_queue"} as JSON')
-    .action(async (file: string, message: string | undefined, o: { id?: string; title?: string; json?: boolean }) => {
-      try {
-        const agent = await loadAgentFile(file);
-        const client = await withSpinner('connecting to Temporal', () => connect(io));
-        const id = await client.start({ agent, message, sessionId: o.id, title: o.title });
-        if (o.json) io.out(JSON.stringify({ id, agent: agent.name, task_queue: client.taskQueue }));
-        else io.out(id);
-      } catch (err) {
-        fail(err);
-      }
-    });
+    .action(
+      action(io, (file: string, message: string | undefined, o: Omit<StartOptions, 'file' | 'message'>) =>
+        startRun(io, { file, message, ...o }),
+      ),
+    );
 
   program
     .command('ls')
     .description('list sessions, newest first (Temporal visibility: TandemStatus, TandemAgent)')
     .option('--status <status>', 'only sessions with this status (idle, running, rescheduling, terminated)')
     .option('--agent <name>', 'only sessions of this agent')
-    .option('--limit <n>', 'at most this many sessions', '20')
+    .option('--limit <n>', 'at most this many sessions', sessionLimit, 20)
     .option('--json', 'print a JSON array')
-    .action(async (o: { status?: string; agent?: string; limit?: string; json?: boolean }) => {
-      try {
-        const limit = parseLimit(o.limit, 20);
-        const client = await connect(io);
-        const sessions = await withSpinner('listing sessions', () =>
-          client.listSessions({ status: o.status, agent: o.agent, limit }),
-        );
-        if (o.json) return io.out(jsonLine(sessions));
-        if (sessions.length === 0) {
-          const filter = [o.status && `status ${o.status}`, o.agent && `agent ${o.agent}`].filter(Boolean).join(', ');
-          io.err(`no sessions${filter ? ` with ${filter}` : ''} on ${client.address}`);
-          return;
-        }
-        const idWidth = Math.max(...sessions.map((s) => s.id.length), 7);
-        const agentWidth = Math.max(...sessions.map((s) => s.agent.length), 5);
-        io.out(`${'SESSION'.padEnd(idWidth)}  ${'STATUS'.padEnd(12)}  ${'AGENT'.padEnd(agentWidth)}  STARTED`);
-        for (const s of sessions)
-          io.out(forTerminal(`${s.id.padEnd(idWidth)}  ${s.status.padEnd(12)}  ${s.agent.padEnd(agentWidth)}  ${s.started_at}`));
-      } catch (err) {
-        fail(err);
-      }
-    });
+    .action(action(io, (o: LsOptions) => lsRun(io, o)));
 
   program
     .command('show')
     .description('status, stop reason, turn, usage and cost estimate, sandboxes, pending actions, last error, UI link')
     .argument('<session-id>')
     .option('--json', 'print one JSON object')
-    .action(async (sessionId: string, o: { json?: boolean }) => {
-      try {
-        const client = await connect(io);
-        const d = await withSpinner(`reading session ${sessionId}`, () => client.describeSession(sessionId));
-        const view = showView(d, client.temporal.options.namespace, io.env.TANDEM_UI_ADDRESS);
-        if (o.json) io.out(jsonLine(view));
-        else printShow(io, view);
-      } catch (err) {
-        fail(err);
-      }
-    });
+    .action(action(io, (sessionId: string, o: { json?: boolean }) => showRun(io, { sessionId, ...o })));
 }

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { defaultVaultPath, Vault, VaultError } from '../vault/index.js';
-import type { Io } from './io.js';
+import { action, type Io } from './io.js';
 
 async function readSecret(io: Io, name: string): Promise<string> {
   if (!io.stdin.isTTY) {
@@ -36,9 +36,33 @@ async function readSecret(io: Io, name: string): Promise<string> {
   }
 }
 
+const openVault = (io: Io) => new Vault(defaultVaultPath(io.env), io.env);
+
+/** `tandem vault set NAME`: stores a secret read from stdin or a hidden prompt. */
+export async function vaultSetRun(io: Io, o: { name: string }): Promise<void> {
+  const v = openVault(io);
+  const existed = v.list().some((s) => s.name === o.name && s.source === 'file');
+  v.set(o.name, await readSecret(io, o.name));
+  io.err(`${existed ? 'updated' : 'stored'} secret ${o.name} in ${v.path}`);
+}
+
+/** `tandem vault list`: the secrets' names and where each comes from, never their values. */
+export function vaultListRun(io: Io, o: { json?: boolean }): void {
+  const secrets = openVault(io).list();
+  if (o.json) return io.out(JSON.stringify(secrets));
+  if (secrets.length === 0) return io.err('the vault is empty; add a secret with `tandem vault set NAME`');
+  for (const s of secrets) io.out(`${s.name}\t${s.source}\t${s.updated_at ?? ''}`);
+}
+
+/** `tandem vault rm NAME`: removes a secret from the vault file. */
+export function vaultRmRun(io: Io, o: { name: string }): void {
+  const v = openVault(io);
+  if (!v.remove(o.name)) throw new VaultError(`the vault file ${v.path} has no secret "${o.name}"`);
+  io.err(`removed secret ${o.name}`);
+}
+
 /** Adds the `vault` verb group to the program. */
-export function addVaultCommands(program: Command, io: Io, fail: (err: unknown) => never): void {
-  const open = () => new Vault(defaultVaultPath(io.env), io.env);
+export function addVaultCommands(program: Command, io: Io): void {
   const vault = program
     .command('vault')
     .description('manage the worker-side vault of named secrets (TANDEM_VAULT_FILE, default ~/.config/tandem/vault.json)');
@@ -47,44 +71,18 @@ export function addVaultCommands(program: Command, io: Io, fail: (err: unknown) 
     .command('set')
     .description('store a secret; the value comes from stdin or a hidden prompt, never from the command line')
     .argument('<name>')
-    .action(async (name: string) => {
-      try {
-        const v = open();
-        const existed = v.list().some((s) => s.name === name && s.source === 'file');
-        v.set(name, await readSecret(io, name));
-        io.err(`${existed ? 'updated' : 'stored'} secret ${name} in ${v.path}`);
-      } catch (err) {
-        fail(err);
-      }
-    });
+    .action(action(io, (name: string) => vaultSetRun(io, { name })));
 
   vault
     .command('list')
     .alias('ls')
     .description('list secret names (never values)')
     .option('--json', 'JSON output')
-    .action((o: { json?: boolean }) => {
-      try {
-        const secrets = open().list();
-        if (o.json) return io.out(JSON.stringify(secrets));
-        if (secrets.length === 0) return io.err('the vault is empty; add a secret with `tandem vault set NAME`');
-        for (const s of secrets) io.out(`${s.name}\t${s.source}\t${s.updated_at ?? ''}`);
-      } catch (err) {
-        fail(err);
-      }
-    });
+    .action(action(io, (o: { json?: boolean }) => vaultListRun(io, o)));
 
   vault
     .command('rm')
     .description('remove a secret from the vault file')
     .argument('<name>')
-    .action((name: string) => {
-      try {
-        const v = open();
-        if (!v.remove(name)) throw new VaultError(`the vault file ${v.path} has no secret "${name}"`);
-        io.err(`removed secret ${name}`);
-      } catch (err) {
-        fail(err);
-      }
-    });
+    .action(action(io, (name: string) => vaultRmRun(io, { name })));
 }

@@ -98,6 +98,8 @@ export interface ConnectOptions {
   address?: string;
   namespace?: string;
   taskQueue?: string;
+  /** Where the settings not given above are read from (default the process's environment). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** What to start a session with. */
@@ -244,15 +246,16 @@ export class TandemClient {
    * With `TANDEM_PAYLOAD_KEY` set, payloads are encrypted and decrypted with it.
    */
   static async connect(opts: ConnectOptions = {}): Promise<TandemClient> {
-    const settings = temporalSettings({ address: opts.address, namespace: opts.namespace });
+    const env = opts.env ?? process.env;
+    const settings = temporalSettings({ address: opts.address, namespace: opts.namespace }, env);
     const { address } = settings;
     const connection = await Connection.connect({ ...settings.connection, connectTimeout: 5000 }).catch((err: unknown) => {
       const why = (err as Error).message.split('\n')[0];
       throw new Error(`cannot reach Temporal at ${address} (${why}); start a dev server with "tandem dev" or set TEMPORAL_ADDRESS`);
     });
-    const dataConverter = tandemDataConverter(codecFromEnv());
+    const dataConverter = tandemDataConverter(codecFromEnv(env));
     const client = new Client({ connection, namespace: settings.namespace, ...(dataConverter ? { dataConverter } : {}) });
-    return new TandemClient(client, opts.taskQueue);
+    return new TandemClient(client, opts.taskQueue ?? env.TANDEM_TASK_QUEUE ?? DEFAULT_TASK_QUEUE);
   }
 
   private notFound(sessionId: string) {

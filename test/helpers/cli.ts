@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { runCli } from '../../src/cli/index.js';
+import type { Io } from '../../src/cli/io.js';
 
 /** The repository root, where `bin/tandem` lives. */
 export const repoRoot = join(import.meta.dirname, '..', '..');
@@ -35,18 +36,25 @@ export function runTandem(args: string[], env: Record<string, string> = {}, inpu
   });
 }
 
-/** Runs `tandem <args>` in this process with `env` over this process's environment (colours off). */
-export async function runTandemHere(args: string[], env: Record<string, string> = {}, input?: string): Promise<CliRun> {
+/** An `Io` on buffers, with `env` over this process's environment (colours off), and what was written to it. */
+export function bufferIo(env: Record<string, string> = {}, input?: string): { io: Io; stdout: () => string; stderr: () => string } {
   let stdout = '';
   let stderr = '';
-  const code = await runCli(args, {
+  const io: Io = {
     out: (line) => (stdout += `${line}\n`),
     err: (line) => (stderr += `${line}\n`),
     isTTY: false,
     env: { ...process.env, NO_COLOR: '1', ...env },
     stdin: Readable.from(input === undefined ? [] : [input]),
-  });
-  return { code, stdout, stderr };
+  };
+  return { io, stdout: () => stdout, stderr: () => stderr };
+}
+
+/** Runs `tandem <args>` in this process with `env` over this process's environment (colours off). */
+export async function runTandemHere(args: string[], env: Record<string, string> = {}, input?: string): Promise<CliRun> {
+  const { io, stdout, stderr } = bufferIo(env, input);
+  const code = await runCli(args, io);
+  return { code, stdout: stdout(), stderr: stderr() };
 }
 
 /** Every verb of the command, as the words that name it (`['agents', 'validate']`). */

@@ -22,7 +22,7 @@ import type { AgentDefinition, SessionInput, SessionState } from '../../src/shar
 import { createWorker, workflowsPath, type TandemWorker } from '../../src/worker.js';
 import { readSessionLog } from '../../src/log/read.js';
 import type { SessionEvent } from '../../src/log/events.js';
-import { runTandem, type CliRun } from './cli.js';
+import { runTandemHere, type CliRun } from './cli.js';
 import type { Vault } from '../../src/vault/index.js';
 import { sandboxNames } from '../../src/activities/sandbox/docker.js';
 
@@ -288,9 +288,9 @@ export function useHarness(
   return h;
 }
 
-/** Runs `bin/tandem <args>` as a process against this worker's task queue and scripted model, to completion. */
+/** Runs `tandem <args>` (in this process) against this worker's task queue and scripted model, to completion. */
 export function runCli(args: string[], queue: string, messagesUrl: string, env: Record<string, string> = {}): Promise<CliRun> {
-  return runTandem(args, { ...workerEnv(queue, messagesUrl), ...env });
+  return runTandemHere(args, { ...workerEnv(queue, messagesUrl), ...env });
 }
 
 /** Every string of raw history events, with payload bytes read as UTF-8: what a leak check searches. */
