@@ -35,6 +35,12 @@ export const Failure = {
   SandboxProvisionFailed: 'Sandbox.ProvisionFailed',
   /** A repository resource could not be cloned or checked out; retryable (the next attempt starts afresh). */
   SandboxResourceFailed: 'Sandbox.ResourceFailed',
+  /** A sandbox task reached a hands host other than the one its sandbox was placed on; not retryable. */
+  HandsWrongHost: 'Hands.WrongHost',
+  /** A placement was asked of a worker that runs no hands host; not retryable. */
+  HandsUnavailable: 'Hands.Unavailable',
+  /** A snapshot was asked of a hands host with no snapshot store; not retryable. */
+  SnapshotUnavailable: 'Snapshot.Unavailable',
   /** The session log could not be read or holds something the harness cannot use; not retryable. */
   LogInvalid: 'Log.Invalid',
   /** The session refers to a secret the worker's vault does not hold; not retryable (set it, then `wake`). */

@@ -26,6 +26,7 @@ import type {
   SandboxRef,
   SnapshotResult,
 } from '../../shared/types.js';
+import { dockerBoundary, dockerStatus, fromDocker, handsRefused, provisionFailed, resourceFailed, sandboxLost } from './failures.js';
 import { ChannelClosed, ToolboxChannels, type ToolboxLine } from './channel.js';
 import type { HostRegistry } from './hosts.js';
 import type { Snapshots } from './snapshots.js';
@@ -158,16 +159,8 @@ export function containerSpec(
   };
 }
 
-function dockerStatus(err: unknown): number | undefined {
-  return (err as { statusCode?: number })?.statusCode;
-}
-
 /** What the toolbox answers when the shell died under a bash command (`sandbox/toolbox.mjs`). */
 const SHELL_EXITED = 'bash: the shell exited before the command finished';
-
-function lost(message: string): ApplicationFailure {
-  return ApplicationFailure.create({ type: Failure.SandboxLost, message, nonRetryable: false });
-}
 
 /** A tool's answer as the host accepts it from the toolbox. */
 interface ToolAnswer {
@@ -203,7 +196,7 @@ export async function runInSandbox(line: ToolboxLine, argv: string[], stdin?: st
   const a = await line.request('run', { argv, ...(stdin !== undefined ? { stdin } : {}), timeout_ms: timeoutMs });
   if (typeof a.exit !== 'number' || typeof a.stdout !== 'string' || typeof a.stderr !== 'string') {
     line.cut(typeof a.error === 'string' ? `run refused: ${a.error.slice(0, 200)}` : 'a run answer of the wrong shape');
-    throw lost('the sandbox answered a command with something that is not its outcome');
+    throw sandboxLost('the sandbox answered a command with something that is not its outcome');
   }
   return { exit: a.exit, stdout: a.stdout, stderr: a.stderr };
 }
@@ -290,10 +283,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
         return;
       } catch (err) {
         if (Date.now() > deadline)
-          throw ApplicationFailure.create({
-            type: Failure.SandboxProvisionFailed,
-            message: `the Docker engine did not answer for ${timeoutMs / 1000} s: ${(err as Error).message}`,
-          });
+          throw provisionFailed(`the Docker engine did not answer for ${timeoutMs / 1000} s: ${(err as Error).message}`);
         heartbeat({ waiting: 'docker engine' });
         await new Promise((r) => setTimeout(r, 1000));
       }
@@ -314,13 +304,11 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
   async function prepareSlot(ref: SandboxRef, fresh: boolean): Promise<{ slot: Slot; created: boolean }> {
     const explicitDisk = ref.config.disk_mb;
     if (explicitDisk !== undefined && slots.mode !== 'quota')
-      throw ApplicationFailure.create({
-        type: Failure.SandboxProvisionFailed,
-        message:
-          `the sandbox asks for disk_mb ${explicitDisk}, but this hands host cannot limit workspaces ` +
+      throw provisionFailed(
+        `the sandbox asks for disk_mb ${explicitDisk}, but this hands host cannot limit workspaces ` +
           '(TANDEM_WORKSPACE_QUOTA=off, or not root, or no loop devices); remove disk_mb or run the host as root',
-        nonRetryable: true,
-      });
+        true,
+      );
     const slot = slots.prepare(ref.session_id);
     await channels.listen(slot.sock);
     if (slots.mode === 'quota')
@@ -345,11 +333,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     let mount: GatewayMount | undefined;
     if (needsGateway(ref)) {
       if (!gateway)
-        throw ApplicationFailure.create({
-          type: Failure.SandboxProvisionFailed,
-          message: 'this session has repositories or limited egress, but this worker runs no gateway for them',
-          nonRetryable: true,
-        });
+        throw provisionFailed('this session has repositories or limited egress, but this worker runs no gateway for them', true);
       mount = await gateway.ensure(ref);
     }
     const name = sandboxNames(ref.session_id, settings.scope).container;
@@ -397,17 +381,13 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
       container = await docker.createContainer(spec);
     } catch (err) {
       if (dockerStatus(err) === 409) return ensureRunning(ref, restore); // another attempt created it meanwhile (and wiped)
-      throw ApplicationFailure.create({
-        type: Failure.SandboxProvisionFailed,
-        message: `could not create sandbox ${spec.name} from image ${spec.Image}: ${(err as Error).message}`,
-        nonRetryable: dockerStatus(err) === 404, // image missing: run scripts/setup
-      });
+      throw fromDocker(err, `creating sandbox ${spec.name} from image ${spec.Image}`);
     }
     try {
       await container.start();
       const started = await container.inspect();
       const line = await channels.connect(slot.sock, started.Config.Hostname, TOOLBOX_START_MS);
-      if (!line) throw lost(`the sandbox's toolbox did not come up within ${TOOLBOX_START_MS / 1000} s`);
+      if (!line) throw sandboxLost(`the sandbox's toolbox did not come up within ${TOOLBOX_START_MS / 1000} s`);
       if (mount) {
         await forward(line, mount);
         await cloneRepositories(line, ref);
@@ -423,11 +403,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
   /** Restores a snapshot into the sandbox's workspace, new to this host and untouched by any tool. */
   async function restoreInto(ref: SandboxRef, snapshotId: string): Promise<Running['restored']> {
     if (!snapshots)
-      throw ApplicationFailure.create({
-        type: Failure.SandboxProvisionFailed,
-        message: 'this sandbox has a snapshot to restore, but this hands host has no snapshot store',
-        nonRetryable: true,
-      });
+      throw provisionFailed('this sandbox has a snapshot to restore, but this hands host has no snapshot store', true);
     return snapshots.restore(ref.session_id, snapshotId, await workspaceDir(ref), await sandboxUser());
   }
 
@@ -496,7 +472,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
       await container.remove({ force: true }).catch(() => undefined);
       await channels.close(slot.sock);
       await removeSlotDir(slot.dir);
-      throw lost(`a warm container could not take the sandbox on: ${(err as Error).message}`);
+      throw sandboxLost(`a warm container could not take the sandbox on: ${(err as Error).message}`);
     }
   }
 
@@ -529,7 +505,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
   /** Has the toolbox relay the gateway's proxy ports (idempotent; the relay lives in the toolbox process). */
   async function forward(line: ToolboxLine, mount: GatewayMount): Promise<void> {
     const a = await line.request('forward', { ports: mount.ports });
-    if (a.ok !== true) throw lost(`the sandbox could not relay the gateway's ports: ${String(a.error ?? 'no answer').slice(0, 200)}`);
+    if (a.ok !== true) throw sandboxLost(`the sandbox could not relay the gateway's ports: ${String(a.error ?? 'no answer').slice(0, 200)}`);
   }
 
   /**
@@ -559,10 +535,9 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
         heartbeat({ phase: 'clone', repository: repo.url });
         const r = await runInSandbox(line, cmd);
         if (r.exit !== 0)
-          throw ApplicationFailure.create({
-            type: Failure.SandboxResourceFailed,
-            message: `could not ${exists ? 'update' : 'clone'} ${repo.url} into ${path}: ${r.stderr.trim().split('\n').slice(-3).join(' ').replaceAll(token, '***').slice(0, 1000) || `exit ${r.exit}`}`,
-          });
+          throw resourceFailed(
+            `could not ${exists ? 'update' : 'clone'} ${repo.url} into ${path}: ${r.stderr.trim().split('\n').slice(-3).join(' ').replaceAll(token, '***').slice(0, 1000) || `exit ${r.exit}`}`,
+          );
       }
     }
   }
@@ -581,11 +556,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
   /** Refuses a sandbox placed on another host (a task that reached the wrong queue, or a grader elsewhere). */
   function checkHere(ref: SandboxRef): void {
     if (ref.placement && registry && ref.placement.host_id !== registry.hostId)
-      throw ApplicationFailure.create({
-        type: 'Hands.WrongHost',
-        message: `the sandbox of ${ref.session_id} runs on hands host ${ref.placement.host_id}, not on ${registry.hostId}`,
-        nonRetryable: true,
-      });
+      throw handsRefused(Failure.HandsWrongHost, `the sandbox of ${ref.session_id} runs on hands host ${ref.placement.host_id}, not on ${registry.hostId}`);
   }
 
   /**
@@ -612,14 +583,14 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
   /** Snapshots the session's workspace into the shared store (after a tool turn). */
   async function snapshotSandbox(ref: SandboxRef): Promise<SnapshotResult> {
     if (!snapshots)
-      throw ApplicationFailure.create({ type: 'Snapshot.Unavailable', message: 'this hands host has no snapshot store', nonRetryable: true });
+      throw handsRefused(Failure.SnapshotUnavailable, 'this hands host has no snapshot store');
     checkHere(ref);
     return beating({ phase: 'snapshot' }, async () => snapshots.take(ref.session_id, await workspaceDir(ref)));
   }
 
   /** Picks the hands host of a sandbox (any host may run this; see hosts.ts). */
   async function placeSandbox(input: PlaceSandboxInput): Promise<Placement> {
-    if (!registry) throw ApplicationFailure.create({ type: 'Hands.Unavailable', message: 'this worker places no sandboxes', nonRetryable: true });
+    if (!registry) throw handsRefused(Failure.HandsUnavailable, 'this worker places no sandboxes');
     return registry.place(input);
   }
 
@@ -633,7 +604,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     const id = container.id.slice(0, 12);
     if (failure instanceof ChannelClosed && failure.violation) {
       await container.kill().catch(() => undefined);
-      return lost(`sandbox container ${id} ${failure.message} during ${tool}, and was replaced`);
+      return sandboxLost(`sandbox container ${id} ${failure.message} during ${tool}, and was replaced`);
     }
     const state = await settledState(container, 15);
     if (!state?.Running || state.Paused) {
@@ -644,12 +615,12 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
           : state.OOMKilled
             ? 'was OOM-killed'
             : `exited (code ${state.ExitCode})`;
-      return lost(`sandbox container ${id} ${why} during ${tool}`);
+      return sandboxLost(`sandbox container ${id} ${why} during ${tool}`);
     }
     // It runs but its toolbox cannot answer (for example every process slot is taken): the sandbox is broken, so
     // it is replaced, like a lost one.
     await container.kill().catch(() => undefined);
-    return lost(`sandbox container ${id} stopped answering during ${tool} and was replaced`);
+    return sandboxLost(`sandbox container ${id} stopped answering during ${tool} and was replaced`);
   }
 
   /**
@@ -813,7 +784,15 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
   }
 
   return {
-    activities: { provision, execute, stopSandbox, removeSandbox, snapshotSandbox, placeSandbox },
+    // What the engine throws leaves an activity as a failure the session acts on (failures.ts), never as Docker's words.
+    activities: {
+      provision: dockerBoundary('provisioning a sandbox', provision),
+      execute: dockerBoundary('running a tool call', execute),
+      stopSandbox: dockerBoundary('stopping a sandbox', stopSandbox),
+      removeSandbox: dockerBoundary('removing a sandbox', removeSandbox),
+      snapshotSandbox: dockerBoundary('snapshotting a workspace', snapshotSandbox),
+      placeSandbox,
+    },
     slots,
     load,
     /** Warm containers ready for sandboxes of this config. */

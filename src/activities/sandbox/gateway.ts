@@ -26,6 +26,7 @@ import { createEgressProxy } from './egress-proxy.js';
 import { DEFAULT_GATEWAY_LIMITS, type GatewayLimits } from './gateway-limits.js';
 import { createGitProxy } from './git-proxy.js';
 import { localProblem } from './local-repository.js';
+import { resourceFailed } from './failures.js';
 import { HOST_MOUNT, Slots, type Slot } from './slot.js';
 
 export { classifyAddress, hostAllowed, isInternalAddress, isLoopback, ownAddresses, parseAddress } from './address-policy.js';
@@ -165,11 +166,7 @@ export class Gateway {
           ? undefined
           : 'is not an http(s) or file:// URL';
       if (problem)
-        throw ApplicationFailure.create({
-          type: Failure.SandboxResourceFailed,
-          message: `repository ${repo.url} ${problem}`,
-          nonRetryable: true,
-        });
+        throw resourceFailed(`repository ${repo.url} ${problem}`, true);
     }
   }
 

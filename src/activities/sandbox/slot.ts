@@ -34,8 +34,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ApplicationFailure } from '@temporalio/common';
-import { Failure } from '../../shared/failures.js';
+import { provisionFailed } from './failures.js';
 
 const run = promisify(execFile);
 
@@ -180,13 +179,13 @@ export class Slots {
         created = true;
       } catch (err) {
         rmSync(tmp, { force: true });
-        throw provisionFailure(`could not make the workspace image: ${errorText(err)}`);
+        throw provisionFailed(`could not make the workspace image: ${errorText(err)}`);
       }
     }
     try {
       await run('mount', ['-o', 'loop,nosuid,nodev,noinit_itable', image, slot.workspace]);
     } catch (err) {
-      if (!isMountPoint(slot.workspace)) throw provisionFailure(`could not mount the workspace: ${errorText(err)}`);
+      if (!isMountPoint(slot.workspace)) throw provisionFailed(`could not mount the workspace: ${errorText(err)}`);
     }
     if (created) rmSync(join(slot.workspace, 'lost+found'), { recursive: true, force: true });
     return created;
@@ -255,15 +254,11 @@ export function checkOwnRoot(root: string): void {
   const st = lstatSync(root);
   const uid = process.getuid?.();
   if (!st.isDirectory() || st.isSymbolicLink() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o022) !== 0) {
-    throw ApplicationFailure.nonRetryable(
+    throw provisionFailed(
       `the hands directory ${root} is not a directory of this user that only it can write; remove it or set TANDEM_HANDS_DIR`,
-      Failure.SandboxProvisionFailed,
+      true,
     );
   }
-}
-
-function provisionFailure(message: string): ApplicationFailure {
-  return ApplicationFailure.create({ type: Failure.SandboxProvisionFailed, message });
 }
 
 function errorText(err: unknown): string {
