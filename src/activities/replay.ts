@@ -7,12 +7,11 @@
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { readSessionLog } from '../log/read.js';
-import type { SessionEvent } from '../log/events.js';
+import { eventsOf, type SessionEvent } from '../log/events.js';
 import type { RecordedCallInput, RecordedCallResult, ReplayPlan, ReplayPlanInput, TextBlock } from '../shared/types.js';
 
 /** The user turns of a replay may take at most this much of its history. */
 const MAX_PLAN_BYTES = 1024 * 1024;
-const USE_TYPES = new Set(['agent.tool_use', 'agent.mcp_tool_use', 'agent.custom_tool_use']);
 
 /** JSON with object keys in order: two inputs match when their values do, whatever order their keys came in. */
 export function canonical(v: unknown): string {
@@ -37,9 +36,7 @@ export function createReplayActivities({ temporal }: { temporal: Client }) {
 
   /** The user messages of the recorded session (after `after_seq`), in order: the turns the replay sends again. */
   async function replayPlan(input: ReplayPlanInput): Promise<ReplayPlan> {
-    const turns = (await log(input.session_id, input.after_seq))
-      .filter((e) => e.type === 'user.message')
-      .map((e) => e.content as TextBlock[]);
+    const turns = eventsOf(await log(input.session_id, input.after_seq), 'user.message').map((e) => e.content);
     if (JSON.stringify(turns).length > MAX_PLAN_BYTES)
       throw ApplicationFailure.nonRetryable(
         `the user messages of session ${input.session_id} take more than ${MAX_PLAN_BYTES} bytes; replay it from a later event`,
@@ -55,13 +52,15 @@ export function createReplayActivities({ temporal }: { temporal: Client }) {
    */
   async function recordedCall(input: RecordedCallInput): Promise<RecordedCallResult> {
     const events = await log(input.session_id, input.after_seq);
-    const uses = events.filter((e) => USE_TYPES.has(e.type) && e.session_thread_id === undefined);
+    const uses = eventsOf(events, 'agent.tool_use', 'agent.mcp_tool_use', 'agent.custom_tool_use').filter((e) => e.session_thread_id === undefined);
     const use = uses[input.index];
     const snapshotBefore = (seq: number) =>
-      (events.filter((e) => e.type === 'sandbox.snapshot' && e.seq < seq).at(-1)?.snapshot_id as string | undefined) ?? input.start_snapshot ?? null;
+      eventsOf(events, 'sandbox.snapshot').filter((e) => e.seq < seq).at(-1)?.snapshot_id ?? input.start_snapshot ?? null;
     const diverged: RecordedCallResult = { match: false, snapshot_id: snapshotBefore(use?.seq ?? Number.MAX_SAFE_INTEGER) };
-    if (!use || ((use.called_as ?? use.name) as string) !== input.name || canonical(use.input) !== canonical(input.input)) return diverged;
-    const id = use.tool_use_id as string;
+    // An MCP call is matched by the name the model called it by.
+    const calledAs = use?.type === 'agent.mcp_tool_use' ? (use.called_as ?? use.name) : use?.name;
+    if (!use || calledAs !== input.name || canonical(use.input) !== canonical(input.input)) return diverged;
+    const id = use.tool_use_id;
     const result = events.find(
       (e) =>
         ((e.type === 'agent.tool_result' && e.tool_use_id === id) ||

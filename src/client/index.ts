@@ -7,7 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { LogDecoder } from '../log/decode.js';
-import { checkSignal, type SessionEvent, type SessionEventType } from '../log/events.js';
+import { checkSignal, eventsOf, isEvent, type SessionEvent, type SessionEventType } from '../log/events.js';
 import { agentSecretNames } from '../shared/mcp.js';
 import { unknownSecretsMessage, VaultError, type Vault } from '../vault/index.js';
 import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, MEMO_FORK, MEMO_REPLAY, SA_AGENT, SA_STATUS, SESSION_WORKFLOW, Signals } from '../shared/names.js';
@@ -65,13 +65,13 @@ function sessionSetUp(origin: SessionInput, agent: AgentDefinition): SessionInpu
 /** A log's turns: each user message, the tool calls after it (name and a short input), and the last reply's text. */
 function turnsOf(events: SessionEvent[]): Array<{ user: string; tools: string[]; final: string }> {
   const turns: Array<{ user: string; tools: string[]; final: string }> = [];
-  const text = (c: unknown) => ((c as TextBlock[] | undefined) ?? []).map((b) => b.text).join('');
+  const text = (c: TextBlock[]) => c.map((b) => b.text).join('');
   for (const e of events) {
     if (e.type === 'user.message') turns.push({ user: text(e.content), tools: [], final: '' });
     const t = turns.at(-1);
     if (!t || e.session_thread_id !== undefined) continue;
-    if (e.type === 'agent.tool_use' || e.type === 'agent.mcp_tool_use' || e.type === 'agent.custom_tool_use')
-      t.tools.push(`${e.name as string} ${JSON.stringify(e.input).slice(0, 80)}`);
+    if (isEvent(e, 'agent.tool_use', 'agent.mcp_tool_use', 'agent.custom_tool_use'))
+      t.tools.push(`${e.name} ${JSON.stringify(e.input).slice(0, 80)}`);
     if (e.type === 'agent.message') t.final = text(e.content);
   }
   return turns;
@@ -79,18 +79,17 @@ function turnsOf(events: SessionEvent[]): Array<{ user: string; tools: string[];
 
 function sumUsage(events: SessionEvent[]): Usage {
   const u: Usage = { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
-  for (const e of events)
-    if (e.type === 'span.model_request_end' && e.model_usage)
-      for (const k of Object.keys(u) as Array<keyof Usage>) u[k] += (e.model_usage as Usage)[k] ?? 0;
+  for (const e of eventsOf(events, 'span.model_request_end'))
+    if (e.model_usage) for (const k of Object.keys(u) as Array<keyof Usage>) u[k] += e.model_usage[k] ?? 0;
   return u;
 }
 
 function modelOf(events: SessionEvent[]): string | null {
-  return (events.filter((e) => e.type === 'span.model_request_end' && typeof e.model === 'string').at(-1)?.model as string | undefined) ?? null;
+  return eventsOf(events, 'span.model_request_end').filter((e) => e.model !== undefined).at(-1)?.model ?? null;
 }
 
 function verdicts(events: SessionEvent[]): OutcomeVerdict[] {
-  return events.filter((e) => e.type === 'span.outcome_evaluation_end').map((e) => e.result as OutcomeVerdict);
+  return eventsOf(events, 'span.outcome_evaluation_end').map((e) => e.result);
 }
 
 /** Options of {@link TandemClient.connect}. */
@@ -607,7 +606,7 @@ export class TandemClient {
     if (!event || !run) throw new Error(`event ${at} is not in the log of session "${sessionId}"`);
     const origin = log.decoder.input;
     if (!origin) throw new Error(`session "${sessionId}" has no input to fork from`);
-    const snapshot = log.events.filter((e) => e.type === 'sandbox.snapshot' && e.seq <= seq).at(-1)?.snapshot_id as string | undefined;
+    const snapshot = eventsOf(log.events, 'sandbox.snapshot').filter((e) => e.seq <= seq).at(-1)?.snapshot_id;
     const fork: ForkOrigin = {
       session_id: run.workflowId ?? sessionId,
       run_id: run.runId,

@@ -5,7 +5,7 @@
 import type { SessionEvent } from '../log/events.js';
 import { contentText } from '../log/events.js';
 import { modelId } from '../shared/tools.js';
-import type { AgentDefinition, OutcomeState, TextBlock } from '../shared/types.js';
+import type { AgentDefinition, OutcomeState } from '../shared/types.js';
 import type { BuiltinDefinitions, ContextMessage, ModelRequest, ToolDefinition } from './context.js';
 
 /** The tool the grader answers with. */
@@ -33,26 +33,26 @@ export function renderTranscript(events: readonly SessionEvent[], maxChars = 120
   for (const e of events) {
     switch (e.type) {
       case 'user.message':
-        lines.push(`[user] ${contentText(e.content as TextBlock[])}`);
+        lines.push(`[user] ${contentText(e.content)}`);
         break;
       case 'agent.message':
-        lines.push(`[agent] ${contentText(e.content as TextBlock[])}`);
+        lines.push(`[agent] ${contentText(e.content)}`);
         break;
       case 'agent.tool_use':
       case 'agent.custom_tool_use':
         if (e.session_thread_id !== undefined) break; // a sub-agent's waiting call: its own transcript has it
-        lines.push(`[agent calls ${e.name as string}] ${clip(JSON.stringify(e.input), 1_000)}`);
+        lines.push(`[agent calls ${e.name}] ${clip(JSON.stringify(e.input), 1_000)}`);
         break;
       case 'agent.mcp_tool_use':
         if (e.session_thread_id !== undefined) break;
-        lines.push(`[agent calls ${e.name as string} of MCP server ${e.mcp_server_name as string}] ${clip(JSON.stringify(e.input), 1_000)}`);
+        lines.push(`[agent calls ${e.name} of MCP server ${e.mcp_server_name}] ${clip(JSON.stringify(e.input), 1_000)}`);
         break;
       case 'agent.tool_result':
       case 'agent.mcp_tool_result':
-        lines.push(`[${e.is_error ? 'tool error' : 'tool result'}] ${clip(contentText(e.content as TextBlock[]), 2_000)}`);
+        lines.push(`[${e.is_error ? 'tool error' : 'tool result'}] ${clip(contentText(e.content), 2_000)}`);
         break;
       case 'span.outcome_evaluation_end':
-        lines.push(`[earlier evaluation: ${e.result as string}] ${e.explanation as string}`);
+        lines.push(`[earlier evaluation: ${e.result}] ${e.explanation}`);
         break;
       default:
         break;

@@ -187,6 +187,11 @@ export function isEvent<K extends SessionEventType>(e: SessionEvent, ...types: K
   return (types as SessionEventType[]).includes(e.type);
 }
 
+/** The events of a log that are of the given types, typed as such. */
+export function eventsOf<K extends SessionEventType>(events: readonly SessionEvent[], ...types: K[]): Array<Extract<SessionEvent, { type: K }>> {
+  return events.filter((e): e is Extract<SessionEvent, { type: K }> => isEvent(e, ...types));
+}
+
 /** Signals whose payload failed validation are reported with this reason. */
 export type SignalCheck<T> = { ok: true; value: T } | { ok: false; error: string };
 

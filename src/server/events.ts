@@ -48,31 +48,34 @@ export class EventMapper {
   /** The session's sub-agent threads (child session IDs), as their `session.thread_created` events name them. */
   readonly threads = new Set<string>();
 
-  private tool(id: unknown): unknown {
-    return typeof id === 'string' ? (this.toolEvents.get(id) ?? id) : id;
+  /** The API id of a tool call: the id of its event, by its Tandem tool-use id. */
+  private tool(id: string): string {
+    return this.toolEvents.get(id) ?? id;
   }
 
   /** The thread a call waits in, by its Tandem tool-use id (undefined for the session's own calls). */
-  private threadOf(id: unknown): string | undefined {
-    const event = typeof id === 'string' ? this.toolEvents.get(id) : undefined;
+  private threadOf(id: string): string | undefined {
+    const event = this.toolEvents.get(id);
     return event ? this.calls.get(event)?.session_thread_id : undefined;
   }
 
   map(e: SessionEvent): ApiEvent {
     const { id: _id, seq: _seq, client_id: _client, ...fields } = e;
     const out: ApiEvent = { ...fields, id: apiEventId(e), type: e.type, processed_at: e.processed_at };
-    for (const k of ['model_request_id', 'model_request_start_id', 'outcome_evaluation_start_id'] as const)
-      if (typeof out[k] === 'string') out[k] = positionalId(out[k] as string);
+    for (const k of ['model_request_id', 'model_request_start_id', 'outcome_evaluation_start_id'] as const) {
+      const ref = out[k];
+      if (typeof ref === 'string') out[k] = positionalId(ref);
+    }
     switch (e.type) {
       case 'agent.tool_use':
       case 'agent.custom_tool_use':
       case 'agent.mcp_tool_use':
-        if (typeof e.tool_use_id === 'string') {
-          this.toolEvents.set(e.tool_use_id, out.id);
-          const thread = typeof e.session_thread_id === 'string' ? { session_thread_id: e.session_thread_id } : {};
-          this.calls.set(out.id, { tool_use_id: e.tool_use_id, type: e.type, ...thread });
-        }
+      {
+        this.toolEvents.set(e.tool_use_id, out.id);
+        const thread = e.session_thread_id !== undefined ? { session_thread_id: e.session_thread_id } : {};
+        this.calls.set(out.id, { tool_use_id: e.tool_use_id, type: e.type, ...thread });
         break;
+      }
       case 'agent.tool_result':
         out.tool_use_id = this.tool(e.tool_use_id);
         break;
@@ -91,23 +94,23 @@ export class EventMapper {
         break;
       }
       case 'session.thread_created':
-        if (typeof e.session_thread_id === 'string') this.threads.add(e.session_thread_id);
+        this.threads.add(e.session_thread_id);
         out.tool_use_id = this.tool(e.tool_use_id); // the delegate call that started the thread
         out.workflow_run_id = null;
         break;
       case 'session.status_idle': {
-        const stop = e.stop_reason as { type: string; event_ids?: string[] } | null;
-        out.stop_reason = stop?.event_ids ? { ...stop, event_ids: stop.event_ids.map((i) => this.tool(i)) } : (stop ?? { type: 'end_turn' });
+        const stop = e.stop_reason;
+        out.stop_reason =
+          stop?.type === 'requires_action' ? { ...stop, event_ids: stop.event_ids.map((i) => this.tool(i)) } : (stop ?? { type: 'end_turn' });
         out.stop_details = null;
         break;
       }
       case 'session.error': {
-        const err = e.error as { type?: string; message?: string; retryable?: boolean } | undefined;
-        const type = err?.type ?? 'Unknown';
+        const { type, message, retryable } = e.error;
         out.error = {
           type: ERROR_TYPES[type] ?? (type.startsWith('Model.') ? 'model_request_failed_error' : 'unknown_error'),
-          message: err?.message ?? 'unknown error',
-          retry_status: { type: err?.retryable ? 'exhausted' : 'terminal' },
+          message,
+          retry_status: { type: retryable ? 'exhausted' : 'terminal' },
           tandem_type: type,
         };
         break;
