@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { z } from 'zod';
 import { secretRefs } from '../shared/mcp.js';
+import { foldNetwork } from '../shared/network.js';
 import { BUILTIN_TOOLS, type AgentDefinition, type RosterEntry } from '../shared/types.js';
 import { SECRET_NAME } from '../vault/index.js';
 import { TandemError } from '../shared/errors.js';
@@ -179,17 +180,18 @@ const sandboxSchema = strict({
   disk_mb: intIn(16, 1_048_576).optional(),
   pids_limit: intIn(16, 32768).optional(),
   network: strict({
-    policy: z.enum(['none', 'limited']),
+    policy: z.enum(['none', 'limited', 'unrestricted']),
     allowed_hosts: z.array(z.string().min(1)).optional(),
+    allow_package_managers: z.boolean().optional(),
+    allow_mcp_servers: z.boolean().optional(),
   })
     .superRefine((n, ctx) => {
-      if (n.policy === 'none' && n.allowed_hosts && n.allowed_hosts.length > 0) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['allowed_hosts'],
-          message: 'allowed_hosts needs policy: limited (policy none allows no network at all)',
-          input: n.allowed_hosts,
-        });
+      if (n.policy === 'limited') return;
+      const why = n.policy === 'none' ? 'policy none allows no network at all' : 'policy unrestricted allows every public host';
+      for (const field of ['allowed_hosts', 'allow_package_managers', 'allow_mcp_servers'] as const) {
+        const v = n[field];
+        if (v === undefined || v === false || (Array.isArray(v) && v.length === 0)) continue;
+        ctx.addIssue({ code: 'custom', path: [field], message: `${field} needs policy: limited (${why})`, input: v });
       }
     })
     .optional(),
@@ -595,7 +597,12 @@ export function parseAgentDefinition(text: string, file = '<input>'): AgentDefin
   }
 
   const parsed = agentDefinitionSchema.safeParse(data, { error: errorMap });
-  if (parsed.success) return parsed.data;
+  if (parsed.success) {
+    const agent: AgentDefinition = parsed.data;
+    const network = agent.sandbox?.network;
+    if (!network) return agent;
+    return { ...agent, sandbox: { ...agent.sandbox, network: foldNetwork(network, agent.mcp_servers ?? []) } };
+  }
 
   const raw: RawProblem[] = [];
   for (const issue of parsed.error.issues) explain(issue, data, [], raw);

@@ -7,6 +7,7 @@ import { agentDefinitionSchema } from '../config/agent.js';
 import { mcpUrlRefusal, privateHostAllowed } from '../activities/mcp-address.js';
 import type { ResourceRecord } from '../shared/resources.js';
 import type { AgentDefinition, Multiagent, RosterEntry, SandboxConfig } from '../shared/types.js';
+import { foldNetwork } from '../shared/network.js';
 import type { Vault } from '../vault/index.js';
 import {
   ApiError,
@@ -376,15 +377,17 @@ function environmentConfig(v: unknown, current?: Record<string, unknown>): Recor
 }
 
 /**
- * The sandbox settings an environment gives a session. `limited` networking becomes Tandem's `limited` policy with
- * the same hosts; Tandem has no unrestricted egress, so `unrestricted` (and `self_hosted`) run with no network.
- * Packages are not installed (the sandbox image is fixed).
+ * The sandbox settings an environment gives a session of `agent`: `unrestricted` networking is Tandem's
+ * `unrestricted` policy (every public host through the egress proxy), `limited` its `limited` policy with the same
+ * hosts, the package registries (`allow_package_managers`) and the agent's MCP servers (`allow_mcp_servers`). A
+ * `self_hosted` environment's sandbox has no network.
  */
-export function sandboxOf(env: ResourceRecord): SandboxConfig {
-  const config = env.config as { type: string; networking?: { type: string; allowed_hosts?: string[] } };
+export function sandboxOf(env: ResourceRecord, agent: Pick<AgentDefinition, 'mcp_servers'>): SandboxConfig {
+  const config = env.config as { type: string; networking?: { type: string; allowed_hosts?: string[]; allow_mcp_servers?: boolean; allow_package_managers?: boolean } };
   const n = config.networking;
-  if (n?.type === 'limited' && n.allowed_hosts?.length) return { network: { policy: 'limited', allowed_hosts: n.allowed_hosts } };
-  return { network: { policy: 'none' } };
+  if (!n) return { network: { policy: 'none' } };
+  const network = n.type === 'unrestricted' ? { policy: 'unrestricted' as const } : { ...n, policy: 'limited' as const };
+  return { network: foldNetwork(network, agent.mcp_servers ?? []) };
 }
 
 function addEnvironmentRoutes(router: Router, s: Stores): void {

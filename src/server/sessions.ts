@@ -329,7 +329,7 @@ export class SessionApi {
       vault: this.stores.vault,
       ...(title ? { title } : {}),
       ...(Object.keys(metadata).length ? { metadata } : {}),
-      sandbox: sandboxOf(env),
+      sandbox: sandboxOf(env, def),
       initialEvents,
       vaultIds: vaultIds as string[],
       memo: { [MEMO_SESSION]: memo },

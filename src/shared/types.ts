@@ -94,6 +94,14 @@ export type McpServerConfig = McpUrlServer | McpStdioServer;
 /** Model identifier, or the Managed Agents model config object. */
 export type ModelConfig = string | { id: string; max_tokens?: number; effort?: string | null };
 
+/** The network policy of a sandbox (see `SandboxConfig.network`). */
+export interface SandboxNetwork {
+  policy: 'none' | 'limited' | 'unrestricted';
+  allowed_hosts?: string[];
+  allow_package_managers?: boolean;
+  allow_mcp_servers?: boolean;
+}
+
 /** Tandem's own sandbox block of an agent definition. */
 export interface SandboxConfig {
   /** Docker image of the hands; default `tandem-sandbox:latest` (built by `scripts/setup`). */
@@ -104,8 +112,13 @@ export interface SandboxConfig {
   memory_mb?: number;
   /** Process limit inside the container. Default 256. */
   pids_limit?: number;
-  /** `none` (default): no network at all. */
-  network?: { policy: 'none' | 'limited'; allowed_hosts?: string[] };
+  /**
+   * `none` (default): no network at all. `limited`: the hosts of `allowed_hosts` (with `allow_package_managers`, the
+   * package registries; with `allow_mcp_servers`, the agent's MCP servers: both folded into `allowed_hosts` when the
+   * agent is read), through the worker's egress proxy. `unrestricted`: every host on the internet through that proxy.
+   * Either way the container itself has no network; the proxy never leads to the worker host or a private network.
+   */
+  network?: SandboxNetwork;
   /**
    * Size limit of the workspace in MiB (writes past it fail with "No space left on device"). Default: the hands
    * host's `TANDEM_WORKSPACE_MB` (4096). A host that cannot limit workspaces refuses a sandbox that sets it.

@@ -1,7 +1,8 @@
 /**
- * Egress: a sandbox has no network unless its agent asks for `network: {policy: limited, allowed_hosts}`; then its
- * only way out is the worker's egress proxy, which lets allowed hosts through (CONNECT and plain HTTP) and records
- * every refusal as a `sandbox.egress_denied` event.
+ * Egress: a sandbox has no network unless its agent asks for `network: {policy: limited, allowed_hosts}` or
+ * `{policy: unrestricted}`; then its only way out is the worker's egress proxy, which lets allowed hosts (every
+ * public host, when unrestricted) through (CONNECT and plain HTTP) and records every refusal as a
+ * `sandbox.egress_denied` event. The public host is a test host in a network namespace (test/helpers/netns.ts).
  */
 import { mkdtempSync } from 'node:fs';
 import * as http from 'node:http';
@@ -9,8 +10,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { reply, toolUse } from '../fakes/messages-server.js';
+import { startTestHost } from '../helpers/netns.js';
 import { sessionEvents, startSession, testAgent, toolResults, useHarness, waitIdle, sandboxName } from '../helpers/env.js';
 
 const docker = new Docker();
@@ -108,6 +110,51 @@ describe('egress', () => {
     const denials = (await sessionEvents(h.client, handle)).filter((e) => e.type === 'sandbox.egress_denied');
     expect(denials.map((d) => [d.host, d.tool_use_id])).toEqual([['localhost', 'tu_local']]);
     await handle.cancel();
+  });
+
+  it('unrestricted: a public host is reached through the proxy; the worker host, loopback, metadata and private networks are refused and recorded', async () => {
+    const host = await startTestHost();
+    try {
+      const temporalPort = Number(inject('temporalAddress').split(':').at(-1));
+      const curl = (url: string, id: string, extra = '') => reply(toolUse('bash', { command: `curl -sS -m 10 ${extra}${url}; echo " exit $?"` }, id));
+      h.model.push(
+        curl(`http://${host.address}:${host.port}/plain`, 'tu_public'),
+        curl(`http://${host.address}:${host.port}/tunnel`, 'tu_public_tunnel', '--proxytunnel '),
+        curl('http://169.254.169.254/latest/meta-data/', 'tu_metadata'),
+        curl(`http://[::ffff:169.254.169.254]/latest/meta-data/`, 'tu_metadata_mapped'),
+        // The sandbox's NO_PROXY names loopback (its own); --noproxy '' sends it to the proxy all the same.
+        curl(`http://127.0.0.1:${temporalPort}/`, 'tu_temporal', "--noproxy '' --proxytunnel "),
+        curl(`http://${hostIp}:${port}/`, 'tu_worker'),
+        curl(`http://${host.hostSide}:${port}/`, 'tu_worker_veth'),
+        curl(`http://10.1.2.3:${port}/`, 'tu_private'),
+        reply('Done.'),
+      );
+      const agent = testAgent({ sandbox: { memory_mb: 256, network: { policy: 'unrestricted' } } });
+      const handle = await startSession(h.client, h.queue, { agent }, 'reach out');
+      await waitIdle(handle, 'end_turn', 9);
+      const results = toolResults(h.model.requests.at(-1)!);
+      expect(results.get('tu_public')?.content).toBe(`hello from test host ${host.address}:${host.port} /plain\n exit 0`);
+      expect(results.get('tu_public_tunnel')?.content).toBe(`hello from test host ${host.address}:${host.port} /tunnel\n exit 0`);
+      for (const id of ['tu_metadata', 'tu_metadata_mapped', 'tu_worker', 'tu_worker_veth', 'tu_private']) {
+        expect(results.get(id)?.content, id).toContain('does not lead to the internet');
+        expect(results.get(id)?.content, id).not.toContain('hello from');
+      }
+      expect(results.get('tu_temporal')?.content).toMatch(/403/);
+      const denials = (await sessionEvents(h.client, handle)).filter((e) => e.type === 'sandbox.egress_denied');
+      expect(denials.map((d) => [d.host, d.tool_use_id])).toEqual([
+        ['169.254.169.254', 'tu_metadata'],
+        [expect.stringMatching(/^\[?::ffff:(169\.254\.169\.254|a9fe:a9fe)\]?$/), 'tu_metadata_mapped'],
+        ['127.0.0.1', 'tu_temporal'],
+        [hostIp, 'tu_worker'],
+        [host.hostSide, 'tu_worker_veth'],
+        ['10.1.2.3', 'tu_private'],
+      ]);
+      const info = await docker.getContainer(sandboxName(handle.workflowId)).inspect();
+      expect(info.HostConfig.NetworkMode).toBe('none');
+      await handle.cancel();
+    } finally {
+      await host.close();
+    }
   });
 
   it('gives a sandbox with default networking no way out at all', async () => {

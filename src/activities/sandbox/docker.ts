@@ -30,7 +30,7 @@ import { dockerBoundary, dockerStatus, fromDocker, handsRefused, provisionFailed
 import { ChannelClosed, ToolboxChannels, type ToolboxLine } from './channel.js';
 import type { HostRegistry } from './hosts.js';
 import type { Snapshots } from './snapshots.js';
-import { needsGateway, remoteUrl, type Gateway, type GatewayMount } from './gateway.js';
+import { needsGateway, remoteUrl, usesEgress, type Gateway, type GatewayMount } from './gateway.js';
 import {
   DEFAULT_DISK_MB,
   HOST_MOUNT,
@@ -702,7 +702,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
         if (!state?.Running || state.Paused)
           throw await lostDuring(container, line, input.name, new ChannelClosed('lost its shell with the container', false));
       }
-      const denied = input.sandbox.config.network?.policy === 'limited' ? gateway?.drainDenials(input.sandbox.session_id) : undefined;
+      const denied = usesEgress(input.sandbox) ? gateway?.drainDenials(input.sandbox.session_id) : undefined;
       result = {
         ...r,
         ...(input.notice ? { content: `${input.notice}\n\n${r.content}` } : {}),

@@ -1,8 +1,9 @@
 /**
- * The egress proxy of one session whose network policy is `limited`: an HTTP(S) proxy on a unix socket that the
- * sandbox reaches through its forwarder (`HTTP_PROXY`/`HTTPS_PROXY`). It lets through `CONNECT host:port` tunnels
- * and plain-HTTP absolute-URI requests to the allow-list's hosts, when their address is on the internet
- * (address-policy.ts), and refuses the rest with a 403 and a record of the refusal (egress-denials.ts), reported
+ * The egress proxy of one session whose network policy is `limited` or `unrestricted`: an HTTP(S) proxy on a unix
+ * socket that the sandbox reaches through its forwarder (`HTTP_PROXY`/`HTTPS_PROXY`). It lets through `CONNECT
+ * host:port` tunnels and plain-HTTP absolute-URI requests to the allow-list's hosts (any host, when unrestricted),
+ * when their address is on the internet (address-policy.ts: never the worker host, a private or link-local network,
+ * cloud metadata, or a translation of one), and refuses the rest with a 403 and a record of the refusal (egress-denials.ts), reported
  * with the next tool result. Connections, tunnels and idle time are bounded (gateway-limits.ts), and nothing an
  * upstream server answers can throw out of a callback (http-answer.ts).
  */
@@ -42,8 +43,10 @@ class EgressProxy {
     this.s.denials.record({ host, port, method, at: new Date().toISOString() } satisfies EgressDenial);
   }
 
+  /** Whether the policy lets the name through; where it leads is checked after (`resolve`), for every policy. */
   private allowed(host: string, port: number, method: string): boolean {
     const network = this.s.ref.config.network;
+    if (network?.policy === 'unrestricted') return true;
     if (network?.policy === 'limited' && hostAllowed(network.allowed_hosts ?? [], host, port)) return true;
     this.deny(host, port, method);
     return false;

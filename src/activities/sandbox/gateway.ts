@@ -64,9 +64,9 @@ export interface GatewaySettings {
   limits?: Partial<GatewayLimits>;
 }
 
-/** Whether a sandbox needs the gateway: it has repositories or limited egress. */
+/** Whether a sandbox needs the gateway: it has repositories or a way out through the egress proxy. */
 export function needsGateway(ref: SandboxRef): boolean {
-  return (ref.resources?.length ?? 0) > 0 || ref.config.network?.policy === 'limited';
+  return (ref.resources?.length ?? 0) > 0 || usesEgress(ref);
 }
 
 /** The container side of a session's gateway: where its sockets are, the shell's environment, the ports to relay. */
@@ -117,9 +117,10 @@ interface SessionProxies {
   denials: DenialLog;
 }
 
-/** Whether a session's network policy uses the egress proxy: only then does it get one. */
-function usesEgress(ref: SandboxRef): boolean {
-  return ref.config.network?.policy === 'limited';
+/** Whether a session's network policy (limited or unrestricted) uses the egress proxy: only then does it get one. */
+export function usesEgress(ref: SandboxRef): boolean {
+  const policy = ref.config.network?.policy;
+  return policy === 'limited' || policy === 'unrestricted';
 }
 
 /** The gateway of one worker: the proxies of the sessions whose sandboxes it provisions or runs tools in. */

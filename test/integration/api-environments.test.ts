@@ -1,0 +1,48 @@
+/**
+ * What an environment made through the official SDK gives its sessions: `networking: {type: 'unrestricted'}` is a
+ * way out to public hosts through the egress proxy (a test host in a network namespace stands in for one), and
+ * never to the worker host. The mapping of every networking form is in test/unit/network.test.ts.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
+import { describe, expect, it } from 'vitest';
+import { toolResults } from '../helpers/env.js';
+import { readUntil, reply, toolUse, useApiHarness, type ApiStreamEvent } from '../helpers/api.js';
+import { startTestHost } from '../helpers/netns.js';
+
+const h = useApiHarness('api-env', {
+  assertDone: true,
+  worker: () => ({ env: { TANDEM_HANDS_DIR: mkdtempSync(join(tmpdir(), 'tandem-api-env-')) } }),
+});
+
+const idle = (e: ApiStreamEvent) => e.type === 'session.status_idle';
+
+describe('environments through the official SDK', () => {
+  it('an unrestricted environment reaches a public host and nothing of the worker host', async () => {
+    const host = await startTestHost();
+    try {
+      const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+      const env = await client.beta.environments.create({ name: 'open-env', config: { type: 'cloud', networking: { type: 'unrestricted' } } });
+      expect(env.config).toMatchObject({ networking: { type: 'unrestricted' } });
+      const agent = await client.beta.agents.create({ name: 'fetcher', model: 'claude-sonnet-5-5', tools: [{ type: 'agent_toolset_20260401' }] });
+      h.model.push(
+        reply(toolUse('bash', { command: `curl -sS -m 10 http://${host.address}:${host.port}/from-api` }, 'tu_public')),
+        reply(toolUse('bash', { command: `curl -sS -m 10 http://${host.hostSide}:${host.port}/; echo " exit $?"` }, 'tu_own')),
+        reply('Fetched.'),
+      );
+      const session = await client.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+      const stream = await client.beta.sessions.events.stream(session.id);
+      await client.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'fetch it' }] }] });
+      const events = await readUntil(stream, idle);
+      stream.controller.abort();
+      const results = toolResults(h.model.requests.at(-1)!);
+      expect(results.get('tu_public')?.content).toBe(`hello from test host ${host.address}:${host.port} /from-api`);
+      expect(results.get('tu_own')?.content).toContain(`${host.hostSide} does not lead to the internet`);
+      expect(events.filter((e) => e.type === 'agent.tool_result')).toHaveLength(2);
+    } finally {
+      await host.close();
+    }
+  });
+});
