@@ -354,6 +354,13 @@ function packages(v: unknown): Record<string, unknown> {
     const list = p[m] ?? [];
     if (!Array.isArray(list) || list.some((x) => typeof x !== 'string'))
       throw invalid(`config.packages.${m}`, 'must be a list of package names');
+    // Refused rather than stored and not installed: a session would find them missing only when it used them.
+    if (list.length > 0)
+      throw invalid(
+        `config.packages.${m}`,
+        `Tandem does not install packages into sandboxes yet, so ${list.slice(0, 5).map((p) => JSON.stringify(p.slice(0, 100))).join(', ')} would be missing; ` +
+          'bake them into the sandbox image (TANDEM_SANDBOX_IMAGE) and leave the lists empty',
+      );
     out[m] = list;
   }
   return out;

@@ -20,6 +20,22 @@ const h = useApiHarness('api-env', {
 const idle = (e: ApiStreamEvent) => e.type === 'session.status_idle';
 
 describe('environments through the official SDK', () => {
+  it('refuses packages at once, naming the list, instead of storing them and leaving them uninstalled', async () => {
+    const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+    const err = await client.beta.environments
+      .create({ name: 'pkg-env', config: { type: 'cloud', packages: { pip: ['six'] } } })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.BadRequestError);
+    const body = (err as InstanceType<typeof Anthropic.BadRequestError>).error as { error: { message: string } };
+    expect(body.error.message).toMatch(/^config\.packages\.pip: Tandem does not install packages into sandboxes yet, so "six" would be missing; /);
+    // Nothing was stored; empty lists (what the SDK sends by default) are fine.
+    const names = (await client.beta.environments.list()).data.map((e) => e.name);
+    expect(names).not.toContain('pkg-env');
+    const env = await client.beta.environments.create({ name: 'no-pkg-env', config: { type: 'cloud', packages: { pip: [], npm: [] } } });
+    const refused = await client.beta.environments.update(env.id, { config: { type: 'cloud', packages: { apt: ['cowsay'] } } }).catch((e: unknown) => e);
+    expect((refused as Error).message).toContain('config.packages.apt: ');
+  });
+
   it('an unrestricted environment reaches a public host and nothing of the worker host', async () => {
     const host = await startTestHost();
     try {
