@@ -12,7 +12,7 @@ import { SessionLogCache } from './log/cache.js';
 import { McpHub } from './activities/mcp.js';
 import { createHands, defaultHandsDir, LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION, LABEL_WARM } from './activities/sandbox/docker.js';
 import { quotaSupported, type Slots } from './activities/sandbox/slot.js';
-import { blobStoreFromEnv } from './activities/sandbox/blob-store.js';
+import { blobStoreFromEnv, defaultStoreDir } from './activities/sandbox/blob-store.js';
 import { defaultHostId, HostRegistry } from './activities/sandbox/hosts.js';
 import { placementQueue } from './shared/names.js';
 import { Snapshots } from './activities/sandbox/snapshots.js';
@@ -67,12 +67,6 @@ export interface TandemWorker {
   shutdown(): Promise<void>;
 }
 
-/** Default snapshot store directory: `/var/lib/tandem/snapshots` for root, else `$TMPDIR/tandem-snapshots-<uid>`. */
-export function defaultSnapshotDir(): string {
-  const uid = process.getuid?.();
-  return uid === 0 ? '/var/lib/tandem/snapshots' : `${process.env.TMPDIR ?? '/tmp'}/tandem-snapshots-${uid ?? 'user'}`;
-}
-
 /** Builds a worker with all activities wired to real clients. */
 export async function createWorker(opts: CreateWorkerOptions = {}): Promise<TandemWorker> {
   const config = opts.config ?? loadRuntimeConfig();
@@ -124,7 +118,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     warmContainers: config.TANDEM_WARM_CONTAINERS,
   };
   // Workspaces outlive their host: snapshots go to a store every hands host shares (a directory, or S3).
-  const store = blobStoreFromEnv(config, { defaultDir: defaultSnapshotDir(), vault });
+  const store = blobStoreFromEnv(config, { defaultDir: defaultStoreDir(), vault });
   const snapshots = new Snapshots(store);
   const hostId = config.TANDEM_HANDS_ID ?? defaultHostId();
   let load: () => Promise<{ running: number; warm: Record<string, number> }> = async () => ({ running: 0, warm: {} });

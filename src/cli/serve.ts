@@ -3,6 +3,7 @@ import type { RuntimeConfig } from '../config/env.js';
 import { TandemClient } from '../client/index.js';
 import { resolveApiKeys, startApiServer, type ApiServer } from '../server/index.js';
 import { Vault } from '../vault/index.js';
+import { blobStoreFromEnv, defaultStoreDir } from '../activities/sandbox/blob-store.js';
 
 const log = (line: string) => console.error(`tandem: ${line}`);
 
@@ -19,6 +20,7 @@ export async function startServe(config: RuntimeConfig, listen?: string): Promis
   const vault = new Vault();
   const { keys, created } = resolveApiKeys({ TANDEM_API_KEYS: config.TANDEM_API_KEYS }, vault);
   const server = await startApiServer({
+    files: blobStoreFromEnv(config, { defaultDir: defaultStoreDir(), vault }),
     tandem,
     keys,
     vault,

@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 import type { TandemClient } from '../client/index.js';
 import { Vault } from '../vault/index.js';
 import { ApiError, checkApiKey, readJson, Router, sendJson, toApiError, type ApiRequest } from './http.js';
+import { DirStore, defaultStoreDir, type BlobStore } from '../activities/sandbox/blob-store.js';
+import { addFileRoutes, FileStore, MAX_FILE_BYTES } from './files.js';
 import { addResourceRoutes } from './resources.js';
 import { SessionApi } from './sessions.js';
 import { ResourceStore } from './store.js';
@@ -30,6 +32,13 @@ export interface ApiServerOptions {
    * (`TANDEM_MCP_PRIVATE_HOSTS`); any other such URL is refused with a 400.
    */
   mcpPrivateHosts?: readonly string[];
+  /**
+   * Where the Files API keeps files (under `files/`): the hands hosts' snapshot store (`TANDEM_SNAPSHOT_STORE`), so a
+   * file is where the sandboxes' hosts can reach it. Default: the default snapshot directory of this machine.
+   */
+  files?: BlobStore;
+  /** The largest file the Files API takes, in bytes (default the hosted API's 500 MB). */
+  maxFileBytes?: number;
 }
 
 /** A running API server. */
@@ -70,6 +79,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   };
   const router = new Router();
   addResourceRoutes(router, stores);
+  const maxFileBytes = opts.maxFileBytes ?? MAX_FILE_BYTES;
+  addFileRoutes(router, new FileStore(opts.files ?? new DirStore(defaultStoreDir()), maxFileBytes), maxFileBytes);
   new SessionApi(opts.tandem, stores).routes(router);
 
   const server = createServer((raw, res) => {
@@ -78,7 +89,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         const url = new URL(raw.url ?? '/', 'http://localhost');
         checkApiKey(raw.headers, opts.keys);
         const { handler, params } = router.match(raw.method ?? 'GET', url.pathname);
-        const body = raw.method === 'GET' || raw.method === 'DELETE' ? undefined : await readJson(raw);
+        // A multipart body (a file upload) is read by its route, up to the file limit; every other body is JSON.
+        const multipart = /^multipart\//i.test(raw.headers['content-type'] ?? '');
+        const body = raw.method === 'GET' || raw.method === 'DELETE' || multipart ? undefined : await readJson(raw);
         const req: ApiRequest = {
           method: raw.method ?? 'GET',
           path: url.pathname,

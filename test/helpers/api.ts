@@ -8,10 +8,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { startApiServer, type ApiServer } from '../../src/server/index.js';
 import { Vault } from '../../src/vault/index.js';
+import { DirStore } from '../../src/activities/sandbox/blob-store.js';
 import { useHarness } from './env.js';
 
 export { reply, text, toolUse, hang } from '../fakes/messages-server.js';
 export { waitFor } from './env.js';
+
+/** The largest file the test server takes: small, so a test can send one past it. */
+export const TEST_MAX_FILE_BYTES = 1024 * 1024;
 
 /** The API key the test server accepts. */
 export const TEST_API_KEY = 'sk-tandem-test-key';
@@ -43,10 +47,14 @@ export function useApiHarness(
     url: '',
     apiKey: TEST_API_KEY,
     vaultFile: join(dir, 'vault.json'),
+    /** Where the Files API keeps its files (a directory store). */
+    filesDir: join(dir, 'files'),
     server: undefined as ApiServer | undefined,
   };
   beforeAll(async () => {
     api.server = await startApiServer({
+      files: new DirStore(api.filesDir),
+      maxFileBytes: TEST_MAX_FILE_BYTES,
       tandem: h.tandem,
       keys: [TEST_API_KEY],
       vault: new Vault(api.vaultFile, {}),

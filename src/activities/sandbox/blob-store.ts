@@ -499,6 +499,12 @@ export class S3Store implements BlobStore {
   }
 }
 
+/** The store's directory when `TANDEM_SNAPSHOT_STORE` names none: /var/lib/tandem/snapshots as root, else one in TMPDIR. */
+export function defaultStoreDir(): string {
+  const uid = process.getuid?.();
+  return uid === 0 ? '/var/lib/tandem/snapshots' : `${process.env.TMPDIR ?? '/tmp'}/tandem-snapshots-${uid ?? 'user'}`;
+}
+
 /** The settings {@link blobStoreFromEnv} reads (parsed by `src/config/env.ts`). */
 export interface SnapshotStoreSettings {
   TANDEM_SNAPSHOT_STORE?: string;
