@@ -73,7 +73,7 @@ describe('many sessions under random container kills', () => {
       expect(results).toHaveLength(TOOL_CALLS);
       lost += events.filter((e) => e.type === 'sandbox.lost').length;
       // A call whose container was killed on every attempt may end as a Sandbox.Lost tool error; nothing else may.
-      const otherErrors = results.filter((r) => r.is_error && !JSON.stringify(r.error).includes('Sandbox.Lost'));
+      const otherErrors = results.filter((r) => r.is_error && !JSON.stringify(r.error ?? r.content).includes('Sandbox.Lost'));
       expect(otherErrors).toEqual([]);
     }
     // Each kill hit a running call, so each gave a loss, unless the container was killed between the

@@ -32,13 +32,13 @@ describe('fromDocker', () => {
     expect(f.message).toMatch(/^the Docker engine failed stopping a sandbox \(HTTP 404\): /);
   });
 
-  it('a spec the engine refuses (400) is not retried, and names what the engine said', async () => {
+  it('a spec the engine refuses (400) is retried, and names what the engine said', async () => {
     // The sandbox image exists (the set-up builds it), so what the engine refuses is the memory limit.
     const err = await caught(new Docker().createContainer({ Image: 'tandem-sandbox:latest', HostConfig: { Memory: 1024 } }));
     expect((err as { statusCode?: number }).statusCode).toBe(400);
     const f = fromDocker(err, 'creating sandbox y') as ApplicationFailure;
-    expect([f.type, f.nonRetryable]).toEqual([Failure.SandboxProvisionFailed, true]);
-    expect(f.message).toMatch(/^the Docker engine refused creating sandbox y: .*memory/i);
+    expect([f.type, f.nonRetryable]).toEqual([Failure.SandboxProvisionFailed, false]);
+    expect(f.message).toMatch(/^the Docker engine failed creating sandbox y \(HTTP 400\): .*memory/i);
   });
 
   it('an engine that does not answer is a provision failure that is retried', async () => {

@@ -52,8 +52,8 @@ function engineWords(err: unknown): string {
  * acts on:
  * - no answer (its socket refuses or is gone): `Sandbox.ProvisionFailed`, retryable (the engine may be restarting);
  * - 404 for an image: `Sandbox.ProvisionFailed`, not retryable until the image is built;
- * - 400 (a container spec the engine refuses): not retryable;
- * - any other answer (404 of a container removed meanwhile, 409, 5xx): retryable.
+ * - any other answer (404 of a container removed meanwhile, 409, 5xx, and 400 too: a bind source that a replaced
+ *   container's clean-up took away a moment ago is a 400 the next attempt does not get): retryable.
  * Failures already made here, cancellations and errors that are not the engine's pass through unchanged.
  */
 export function fromDocker(err: unknown, doing: string): unknown {
@@ -67,7 +67,6 @@ export function fromDocker(err: unknown, doing: string): unknown {
   const words = engineWords(err);
   if (status === 404 && /\bimage\b/i.test(words))
     return provisionFailed(`the Docker engine has no image for ${doing}: ${words}; build the sandbox image (scripts/setup)`, true);
-  if (status === 400) return provisionFailed(`the Docker engine refused ${doing}: ${words}`, true);
   return provisionFailed(`the Docker engine failed ${doing} (HTTP ${status}): ${words}`);
 }
 
