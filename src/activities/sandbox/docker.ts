@@ -333,7 +333,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     let mount: GatewayMount | undefined;
     if (needsGateway(ref)) {
       if (!gateway)
-        throw provisionFailed('this session has repositories or limited egress, but this worker runs no gateway for them', true);
+        throw provisionFailed('this session has repositories or network egress, but this worker runs no gateway for them', true);
       mount = await gateway.ensure(ref);
     }
     const name = sandboxNames(ref.session_id, settings.scope).container;
@@ -784,7 +784,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
   }
 
   return {
-    // What the engine throws leaves an activity as a failure the session acts on (failures.ts), never as Docker's words.
+    // What the engine throws leaves an activity as a failure of a type the session acts on (failures.ts), not as a bare error.
     activities: {
       provision: dockerBoundary('provisioning a sandbox', provision),
       execute: dockerBoundary('running a tool call', execute),
