@@ -40,6 +40,7 @@ import {
   notFound,
   objectBody,
   pageLimit,
+  pageOf,
   queryBool,
   type ApiRequest,
   type Router,
@@ -477,6 +478,65 @@ export class SessionApi {
     return false;
   }
 
+  // -------------------------------------------------------------------------------------------------------------
+  // Threads: a session's sub-agent sessions, at any depth
+  // -------------------------------------------------------------------------------------------------------------
+
+  /** Each sub-agent thread of a session, at any depth, with the thread that started it (the session's id first). */
+  private async threadsOf(sessionId: string): Promise<Array<{ id: string; parent: string }>> {
+    const found: Array<{ id: string; parent: string }> = [];
+    const walk = async (parent: string) => {
+      for (const id of (await this.logOf(parent)).threads) {
+        found.push({ id, parent });
+        await walk(id);
+      }
+    };
+    await walk(sessionId);
+    return found;
+  }
+
+  /** A sub-agent session as the API's `session_thread`. */
+  private async threadObject(sessionId: string, thread: { id: string; parent: string }): Promise<Record<string, unknown>> {
+    const t = await this.load(thread.id);
+    return {
+      type: 'session_thread',
+      id: thread.id,
+      session_id: sessionId,
+      // The session's own (primary) thread is named by the session's id.
+      parent_thread_id: thread.parent,
+      agent: t.object.agent,
+      status: t.status,
+      usage: t.object.usage,
+      stats: t.object.stats,
+      created_at: t.times.created,
+      updated_at: t.times.closed ?? t.object.updated_at,
+      archived_at: null,
+      workflow_run_id: null,
+    };
+  }
+
+  /** The thread a request names, checked to be one of its session's (404 naming both otherwise). */
+  private async thread(req: ApiRequest): Promise<{ id: string; parent: string }> {
+    const sessionId = req.params.id!;
+    await this.load(sessionId);
+    const thread = (await this.threadsOf(sessionId)).find((t) => t.id === req.params.thread);
+    if (!thread) throw new ApiError(404, `session "${sessionId}" has no thread "${req.params.thread}"`);
+    return thread;
+  }
+
+  private async listThreads(req: ApiRequest): Promise<unknown> {
+    const sessionId = req.params.id!;
+    await this.load(sessionId);
+    const statuses = [...req.query.getAll('statuses[]'), ...req.query.getAll('statuses')];
+    for (const s of statuses)
+      if (!['running', 'idle', 'rescheduling', 'terminated'].includes(s)) throw invalid('statuses', `unknown thread status "${s}"`);
+    const threads = await Promise.all((await this.threadsOf(sessionId)).map((t) => this.threadObject(sessionId, t)));
+    return pageOf(
+      threads.filter((t) => statuses.length === 0 || statuses.includes(t.status as string)),
+      req.query,
+    );
+  }
+
   private async send(req: ApiRequest): Promise<unknown> {
     const id = req.params.id!;
     const body = objectBody(req.body);
@@ -626,8 +686,7 @@ export class SessionApi {
     return { data: signals.map((sig) => ({ ...sig.event, processed_at: now })) };
   }
 
-  private async listEvents(req: ApiRequest): Promise<unknown> {
-    const id = req.params.id!;
+  private async listEvents(req: ApiRequest, id = req.params.id!): Promise<unknown> {
     await this.load(id);
     const q = req.query;
     const limit = pageLimit(q, 100);
@@ -672,8 +731,7 @@ export class SessionApi {
    * event as JSON. Without `Last-Event-ID` it starts at the end of the log, as the hosted API does (list the
    * events to read the past); with it, it first sends every event after that one. Ends when the session ends.
    */
-  private async stream(req: ApiRequest): Promise<undefined> {
-    const id = req.params.id!;
+  private async stream(req: ApiRequest, id = req.params.id!): Promise<undefined> {
     await this.load(id);
     const lastEventId = typeof req.headers['last-event-id'] === 'string' ? req.headers['last-event-id'] : undefined;
     const res = req.res;
@@ -722,6 +780,14 @@ export class SessionApi {
     router.add('GET', '/v1/sessions/:id/events/stream', (r) => this.stream(r));
     // Tandem's own (the hosted API has no fork): a new session from this one's log at an event, its files as then.
     router.add('POST', '/v1/sessions/:id/fork', (r) => this.fork(r));
+    router.add('GET', '/v1/sessions/:id/threads', (r) => this.listThreads(r));
+    router.add('GET', '/v1/sessions/:id/threads/:thread', async (r) => this.threadObject(r.params.id!, await this.thread(r)));
+    router.add('GET', '/v1/sessions/:id/threads/:thread/events', async (r) => this.listEvents(r, (await this.thread(r)).id));
+    router.add('GET', '/v1/sessions/:id/threads/:thread/stream', async (r) => this.stream(r, (await this.thread(r)).id));
+    router.add('POST', '/v1/sessions/:id/threads/:thread/archive', async (r) => {
+      await this.thread(r);
+      throw invalid('thread', 'a thread is archived with its session in Tandem (sessions.archive); it keeps its log either way');
+    });
   }
 }
 

@@ -122,6 +122,25 @@ describe('sub-agent threads through the official SDK', () => {
     const leadLast = seen.get('You are lead.')!.at(-1)!;
     expect(toolResults(leadLast).get('tu_del')).toMatchObject({ content: 'removed it' });
     expect(JSON.stringify(leadLast.body.messages)).not.toContain('tu_rm');
+
+    // The thread through the threads endpoints: listed, retrieved, its own log, and an unknown thread named.
+    const threads = (await client.beta.sessions.threads.list(session.id)).data;
+    expect(threads).toEqual([
+      expect.objectContaining({ type: 'session_thread', id: threadId, session_id: session.id, parent_thread_id: session.id, archived_at: null }),
+    ]);
+    expect(threads[0]!.agent).toMatchObject({ name: 'careful' });
+    expect(['idle', 'terminated']).toContain(threads[0]!.status);
+    expect(await client.beta.sessions.threads.retrieve(threadId, { session_id: session.id })).toEqual(threads[0]);
+    expect((await client.beta.sessions.threads.list(session.id, { statuses: ['running'] })).data).toEqual([]);
+    const own = (await client.beta.sessions.threads.events.list(threadId, { session_id: session.id })).data as unknown as Event[];
+    expect(own.find((e) => e.type === 'agent.tool_use')).toMatchObject({ name: 'bash', input: { command: 'echo removed' } });
+    expect(own.find((e) => e.type === 'agent.tool_result')).toMatchObject({ is_error: false, content: [{ type: 'text', text: 'removed' }] });
+    // The thread's live stream opens (as the session's does: at the end of its log, unless Last-Event-ID says where).
+    const threadStream = await client.beta.sessions.threads.events.stream(threadId, { session_id: session.id });
+    threadStream.controller.abort();
+    const unknown = await client.beta.sessions.threads.retrieve('sthr_nope', { session_id: session.id }).catch((e: unknown) => e);
+    expect(unknown).toBeInstanceOf(Anthropic.NotFoundError);
+    expect((unknown as Error).message).toContain(`session \\"${session.id}\\" has no thread \\"sthr_nope\\"`);
     await client.beta.sessions.delete(session.id);
   });
 
