@@ -59,8 +59,11 @@ const RUN_DIR = '/run/tandem';
 const SANDBOX_USER = '1000:1000';
 /** Where the toolbox may say a truncated result's full output is. */
 const OUTPUTS_DIR = `${RUN_DIR}/outputs/`;
-/** How long a new container's toolbox has to dial this process. */
-const TOOLBOX_START_MS = 20_000;
+/**
+ * How long a new container's toolbox has to dial this process while the container runs: a loaded engine can take
+ * tens of seconds to start one (50 at once on 2 busy cores took over 20 s). A container that stops is given up at once.
+ */
+const TOOLBOX_START_MS = 90_000;
 /** How long a running container's toolbox has to dial a process that has not heard from it yet (it rescans every 2 s). */
 const TOOLBOX_REDIAL_MS = 5_000;
 /** A toolbox that does not answer a ping for this long while a call runs is mute, and its sandbox is replaced. */
@@ -386,8 +389,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     try {
       await container.start();
       const started = await container.inspect();
-      const line = await channels.connect(slot.sock, started.Config.Hostname, TOOLBOX_START_MS);
-      if (!line) throw sandboxLost(`the sandbox's toolbox did not come up within ${TOOLBOX_START_MS / 1000} s`);
+      const line = await toolboxOf(container, slot.sock, started.Config.Hostname);
       if (mount) {
         await forward(line, mount);
         await cloneRepositories(line, ref);
@@ -397,6 +399,22 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
       // Start afresh next attempt: a half-prepared container must not be found and reused.
       await container.remove({ force: true }).catch(() => undefined);
       throw err;
+    }
+  }
+
+  /**
+   * The line of a new container's toolbox once it has dialled in: waited for up to TOOLBOX_START_MS while the
+   * container runs, checked every 5 s; a container that stopped or went away is a lost sandbox at once.
+   */
+  async function toolboxOf(container: Docker.Container, sock: string, hostname: string): Promise<ToolboxLine> {
+    const deadline = Date.now() + TOOLBOX_START_MS;
+    for (;;) {
+      const line = await channels.connect(sock, hostname, Math.max(0, Math.min(5_000, deadline - Date.now())));
+      if (line) return line;
+      const state = await container.inspect().then((c) => c.State, () => undefined);
+      if (!state?.Running)
+        throw sandboxLost(`the sandbox's container ${state ? `exited (code ${state.ExitCode})` : 'went away'} before its toolbox came up`);
+      if (Date.now() >= deadline) throw sandboxLost(`the sandbox's toolbox did not come up within ${TOOLBOX_START_MS / 1000} s`);
     }
   }
 
@@ -427,7 +445,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     try {
       await container.start();
       entry.hostname = (await container.inspect()).Config.Hostname;
-      if (!(await channels.connect(slot.sock, entry.hostname, TOOLBOX_START_MS))) throw new Error('its toolbox did not come up');
+      await toolboxOf(container, slot.sock, entry.hostname);
       return entry;
     } catch (err) {
       await destroyWarm(entry);
