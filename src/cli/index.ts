@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { loadRuntimeConfig } from '../config/env.js';
 import { addAgentCommands } from './agents.js';
 import { codecServerRun } from './codec-server.js';
+import { addFileCommands } from './files.js';
 import { addHistoryCommands } from './history.js';
 import { action, closeClients, Exit, failWith, processIo, wholeNumber, type Io } from './io.js';
 import { addSessionCommands } from './sessions.js';
@@ -121,5 +122,6 @@ export function buildProgram(io: Io = processIo): Command {
   addSessionCommands(program, io);
   addAgentCommands(program, io);
   addVaultCommands(program, io);
+  addFileCommands(program, io);
   return program;
 }

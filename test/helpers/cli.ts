@@ -85,4 +85,9 @@ export const VERBS: string[][] = [
   ['vault', 'list'],
   ['vault', 'rm'],
   ['codec-server'],
+  ['files'],
+  ['files', 'put'],
+  ['files', 'ls'],
+  ['files', 'get'],
+  ['files', 'rm'],
 ];

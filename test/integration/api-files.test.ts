@@ -2,11 +2,13 @@
  * The Files API through the official SDK: upload, list, metadata, download and delete, with the hosted API's shapes,
  * its limits and its errors. The bytes are in the server's file store (a directory here), nowhere else.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Anthropic, { toFile } from '@anthropic-ai/sdk';
 import { describe, expect, it } from 'vitest';
 import { TEST_MAX_FILE_BYTES, useApiHarness } from '../helpers/api.js';
+import { runTandemHere } from '../helpers/cli.js';
 
 const h = useApiHarness('api-files');
 const client = () => new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
@@ -72,6 +74,30 @@ describe('files through the official SDK', () => {
     });
     expect(noFile.status).toBe(400);
     expect(readdirSync(join(h.filesDir, 'files')).length).toBe(before);
+  });
+
+  it('tandem files reads and writes the same store: get writes the bytes the API took, put is listed by the API', async () => {
+    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => 255 - i));
+    const meta = await client().beta.files.upload({ file: await toFile(bytes, 'report.bin') });
+    const env = { TANDEM_SNAPSHOT_STORE: h.filesDir };
+    const out = join(mkdtempSync(join(tmpdir(), 'tandem-files-get-')), 'report.bin');
+    const get = await runTandemHere(['files', 'get', meta.id, '-o', out], env);
+    expect(get.code, get.stderr).toBe(0);
+    expect(readFileSync(out)).toEqual(bytes);
+    const ls = await runTandemHere(['files', 'ls', '--json'], env);
+    expect((JSON.parse(ls.stdout) as Array<{ id: string }>).map((f) => f.id)).toContain(meta.id);
+
+    const local = join(mkdtempSync(join(tmpdir(), 'tandem-files-put-')), 'notes.md');
+    writeFileSync(local, '# Notes\n');
+    const put = await runTandemHere(['files', 'put', local, '--mime-type', 'text/markdown', '--json'], env);
+    expect(put.code, put.stderr).toBe(0);
+    const stored = JSON.parse(put.stdout) as { id: string };
+    expect(await client().beta.files.retrieveMetadata(stored.id)).toMatchObject({ filename: 'notes.md', mime_type: 'text/markdown', size_bytes: 8 });
+    expect(await (await client().beta.files.download(stored.id)).text()).toBe('# Notes\n');
+
+    expect((await runTandemHere(['files', 'rm', stored.id], env)).code).toBe(0);
+    const gone = await runTandemHere(['files', 'get', stored.id, '-o', out], env);
+    expect([gone.code, gone.stderr.trim()]).toEqual([1, `tandem: file "${stored.id}" was not found`]);
   });
 
   it('gives an expiring file its expiry', async () => {

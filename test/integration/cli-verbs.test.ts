@@ -57,7 +57,7 @@ describe('tandem --help', () => {
       [...(help.split('Commands:')[1] ?? '').matchAll(/^ {2}([a-z][a-z-]*)/gm)].map((m) => m[1]!).filter((n) => n !== 'help');
     const top = commandsOf((await runTandemHere(['--help'])).stdout);
     const listed = [...top.map((v) => [v])];
-    for (const group of ['agents', 'vault'])
+    for (const group of ['agents', 'vault', 'files'])
       listed.push(...commandsOf((await runTandemHere([group, '--help'])).stdout).map((v) => [group, v]));
     expect(listed.map((v) => v.join(' ')).sort()).toEqual(VERBS.map((v) => v.join(' ')).sort());
     const runs = [];
