@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename } from 'node:path';
 import type { BlobStore } from '../activities/sandbox/blob-store.js';
-import { ApiError, invalid, notFound, pageOf, type ApiRequest, type Router } from './http.js';
+import { ApiError, invalid, notFound, pageOf, readBody, type ApiRequest, type Router } from './http.js';
 
 /** The hosted API's limit of one file. */
 export const MAX_FILE_BYTES = 500 * 1000 * 1000;
@@ -106,20 +106,6 @@ export class FileStore {
   }
 }
 
-/** Reads a request body of at most `max` bytes (a 413 past it, before more is read). */
-async function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) throw new ApiError(413, `the upload is ${declared} bytes; at most ${max} fit`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > max) throw new ApiError(413, `the upload is over ${max} bytes`);
-    chunks.push(c as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
 /** One part of a multipart body: its name, its filename when it has one, its type and its bytes. */
 interface Part {
   name: string;
@@ -136,13 +122,14 @@ export function parseMultipart(body: Buffer, contentType: string): Part[] {
   const boundary = /;\s*boundary=(?:"([^"]{1,70})"|([^;\s]{1,70}))/i.exec(contentType);
   if (!boundary) throw invalid('file', 'the multipart body names no boundary');
   const delimiter = Buffer.from(`--${boundary[1] ?? boundary[2]}`);
+  const partEnd = Buffer.concat([Buffer.from('\r\n'), delimiter]);
   const parts: Part[] = [];
   let at = body.indexOf(delimiter);
   while (at >= 0 && parts.length < 16) {
     const start = at + delimiter.length;
     if (body.subarray(start, start + 2).toString() === '--') return parts; // the closing delimiter
     const headerEnd = body.indexOf('\r\n\r\n', start);
-    const next = body.indexOf(Buffer.concat([Buffer.from('\r\n'), delimiter]), headerEnd);
+    const next = body.indexOf(partEnd, headerEnd);
     if (headerEnd < 0 || next < 0 || headerEnd - start > 8192) break;
     const headers = body.subarray(start, headerEnd).toString('utf8');
     const disposition = /^content-disposition:\s*form-data(.*)$/im.exec(headers)?.[1] ?? '';
@@ -176,7 +163,7 @@ async function readUpload(req: IncomingMessage, maxBytes: number) {
   // Only the final path component of the part's filename is kept (the hosted API's rule), without control characters.
   const filename = basename((file.filename ?? '').replaceAll('\\', '/')).replace(/[\u0000-\u001f\u007f]/g, '').slice(0, 255) || 'unnamed';
   const mime = file.type && /^[\w.+-]+\/[\w.+-]+$/.test(file.type) ? file.type : 'application/octet-stream';
-  return { filename, mime_type: mime, data: Buffer.from(file.data), ...(expires ? { expires_in_seconds: expires } : {}) };
+  return { filename, mime_type: mime, data: file.data, ...(expires ? { expires_in_seconds: expires } : {}) };
 }
 
 /** Sends a file's bytes. */

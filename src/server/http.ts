@@ -119,18 +119,29 @@ export class Router {
 
 const MAX_BODY = 8 * 1024 * 1024;
 
-/** Reads a JSON body (empty body: undefined). */
-export async function readJson(req: IncomingMessage): Promise<unknown> {
+/**
+ * Reads a request body of at most `max` bytes: a 413 when it announces more, or as soon as more has come (the
+ * connection stays up for the answer; the rest of the body is not read).
+ */
+export async function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > max) throw new ApiError(413, `the request body is ${declared} bytes; at most ${max} fit`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req) {
     size += (c as Buffer).length;
-    if (size > MAX_BODY) throw new ApiError(413, `the request body is over ${MAX_BODY} bytes`);
+    if (size > max) throw new ApiError(413, `the request body is over ${max} bytes`);
     chunks.push(c as Buffer);
   }
-  if (size === 0) return undefined;
+  return Buffer.concat(chunks, size);
+}
+
+/** Reads a JSON body (empty body: undefined). */
+export async function readJson(req: IncomingMessage): Promise<unknown> {
+  const body = await readBody(req, MAX_BODY);
+  if (body.length === 0) return undefined;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch {
     // Not the parser's message: it quotes the body, which may hold a secret.
     throw new ApiError(400, 'the request body is not valid JSON');

@@ -61,7 +61,7 @@ describe('files through the official SDK', () => {
       .beta.files.upload({ file: await toFile(Buffer.alloc(TEST_MAX_FILE_BYTES + 1, 1), 'big.bin') })
       .catch((e: unknown) => e);
     expect((big as InstanceType<typeof Anthropic.APIError>).status).toBe(413);
-    expect(message(big)).toMatch(/^the (upload|file) is .*bytes; at most \d+ fit|^the upload is over \d+ bytes$/);
+    expect(message(big)).toMatch(/^the (request body|file) is \d+ bytes; at most \d+ fit$/);
     const expiry = await client()
       .beta.files.upload({ file: await toFile(Buffer.from('e'), 'e.txt'), expires_in_seconds: 60 })
       .catch((e: unknown) => e);
@@ -73,6 +73,23 @@ describe('files through the official SDK', () => {
       body: '{}',
     });
     expect(noFile.status).toBe(400);
+    // A body that announces no length is cut off as soon as it passes the cap.
+    const head = '--b\r\nContent-Disposition: form-data; name="file"; filename="chunked.bin"\r\n\r\n';
+    const chunks = [Buffer.from(head), Buffer.alloc(TEST_MAX_FILE_BYTES, 2), Buffer.alloc(128 * 1024, 2), Buffer.from('\r\n--b--\r\n')];
+    const chunked = await fetch(`${h.url}/v1/files`, {
+      method: 'POST',
+      headers: { 'x-api-key': h.apiKey, 'content-type': 'multipart/form-data; boundary=b' },
+      body: new ReadableStream({
+        pull(controller) {
+          const next = chunks.shift();
+          if (next) controller.enqueue(next);
+          else controller.close();
+        },
+      }),
+      duplex: 'half',
+    } as RequestInit);
+    expect(chunked.status).toBe(413);
+    expect(((await chunked.json()) as { error: { message: string } }).error.message).toBe(`the request body is over ${TEST_MAX_FILE_BYTES + 64 * 1024} bytes`);
     expect(readdirSync(join(h.filesDir, 'files')).length).toBe(before);
   });
 
