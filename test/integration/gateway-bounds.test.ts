@@ -72,18 +72,25 @@ function request(
   });
 }
 
-/** The `git http-backend` processes working in `dir` (they enter the repository they serve). */
+/**
+ * The `git http-backend` processes working in `dir` (they enter the repository they serve). A process whose parent is
+ * one of them is left out: it is a child (`git upload-pack`) caught between its fork and its exec, when it still
+ * bears its parent's command line.
+ */
 function backendsIn(dir: string): number[] {
-  const pids: number[] = [];
+  const parents = new Map<number, number>();
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       if (!readlinkSync(`/proc/${pid}/cwd`).startsWith(dir)) continue;
-      if (readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('http-backend')) pids.push(Number(pid));
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('http-backend')) continue;
+      // stat is "pid (comm) state ppid ...": comm may hold spaces, so read after its closing parenthesis.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      parents.set(Number(pid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
     } catch {
       // gone, or not ours
     }
   }
-  return pids;
+  return [...parents].filter(([, ppid]) => !parents.has(ppid)).map(([pid]) => pid);
 }
 
 /** Resolves when `closed` does; fails naming `what` when it has not after 30 s (a cap that did not act). */
@@ -323,16 +330,20 @@ describe('git http-backend processes of local repositories', () => {
   it('runs at most 4 at once for a session, answers 503 beyond, and stops those whose client went away', async () => {
     const to = await socketOf(gateways.cap);
     const held = Array.from({ length: 4 }, () => stalledFetch(to));
-    await until(() => backendsIn(repo).length === 4, 'four git http-backend processes');
-    const fifth = stalledFetch(to);
-    const refused = await fifth.answer;
-    expect(refused).toMatchObject({ status: 503 });
-    expect((refused as { body: string }).body).toContain(
-      'tandem: this session already runs 4 git requests on its local repositories; retry when they end',
-    );
-    expect(backendsIn(repo)).toHaveLength(4);
-    fifth.req.destroy();
-    for (const h of held) h.req.destroy();
+    try {
+      await until(() => backendsIn(repo).length === 4, 'four git http-backend processes');
+      const fifth = stalledFetch(to);
+      held.push(fifth);
+      const refused = await fifth.answer;
+      expect(refused).toMatchObject({ status: 503 });
+      expect((refused as { body: string }).body).toContain(
+        'tandem: this session already runs 4 git requests on its local repositories; retry when they end',
+      );
+      expect(backendsIn(repo)).toHaveLength(4);
+    } finally {
+      // Whatever failed above, the next test must not find these still running.
+      for (const h of held) h.req.destroy();
+    }
     await until(() => backendsIn(repo).length === 0, 'the git http-backend processes to stop');
     // The slots are free again: a fetch of the refs works.
     const refs = await request(to.socket, '/0/app.git/info/refs?service=git-upload-pack', {
