@@ -84,6 +84,15 @@ function rawDetail(e: SessionEvent): string {
       return shorten(e.error.message, 140);
     case 'session.thread_created':
       return `${e.agent_name} ${e.session_thread_id} (tandem events ${e.session_thread_id})`;
+    case 'session.thread_status_running':
+    case 'session.thread_status_terminated':
+      return `${e.agent_name} ${e.session_thread_id}`;
+    case 'session.thread_status_idle':
+      return `${e.agent_name} ${e.session_thread_id} ${e.stop_reason.type}`;
+    case 'agent.thread_message_sent':
+      return `to ${e.to_agent_name}: ${shorten(texts(e.content), 120)}`;
+    case 'agent.thread_message_received':
+      return `from ${e.from_agent_name}: ${shorten(texts(e.content), 120)}`;
     case 'span.outcome_evaluation_start':
       return `${e.outcome_id} iteration ${e.iteration}`;
     case 'span.outcome_evaluation_end':

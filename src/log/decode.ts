@@ -20,6 +20,7 @@ import type {
   RecordedCallInput,
   RecordedCallResult,
   SnapshotResult,
+  TextBlock,
   UserMessage,
 } from '../shared/types.js';
 
@@ -68,6 +69,8 @@ interface ChildSession {
   session_id: string;
   tool_use_id: string;
   agent_name: string;
+  /** The task the delegation sent. */
+  task: TextBlock[];
 }
 
 interface Scheduled {
@@ -215,14 +218,23 @@ export class LogDecoder {
         const a = e.startChildWorkflowExecutionInitiatedEventAttributes;
         const child = this.payload(a?.input) as SessionInput | undefined;
         if (!child?.delegation) break;
-        const c = { session_id: a?.workflowId ?? '', tool_use_id: child.delegation.tool_use_id, agent_name: child.agent.name };
+        const c = {
+          session_id: a?.workflowId ?? '',
+          tool_use_id: child.delegation.tool_use_id,
+          agent_name: child.agent.name,
+          task: child.initial_events?.[0]?.content.filter((b): b is TextBlock => b.type === 'text') ?? [],
+        };
         this.childSessions.set(seq, c);
         this.openChildren.set(c.session_id, { child: c, waiting: new Set() });
         break;
       }
       case EventType.ChildStarted: {
         const c = this.childSessions.get(toNumber(e.childWorkflowExecutionStartedEventAttributes?.initiatedEventId) + offset);
-        if (c) emit('session.thread_created', { session_thread_id: c.session_id, agent_name: c.agent_name, tool_use_id: c.tool_use_id });
+        if (!c) break;
+        const thread = { session_thread_id: c.session_id, agent_name: c.agent_name };
+        emit('session.thread_created', { ...thread, tool_use_id: c.tool_use_id });
+        emit('session.thread_status_running', thread);
+        emit('agent.thread_message_sent', { to_session_thread_id: c.session_id, to_agent_name: c.agent_name, content: c.task });
         break;
       }
       case EventType.ChildCompleted: {
@@ -263,6 +275,7 @@ export class LogDecoder {
           is_error: true,
           session_thread_id: c.session_id,
         });
+        emit('session.thread_status_terminated', { session_thread_id: c.session_id, agent_name: c.agent_name });
         break;
       }
       case EventType.WorkflowPropertiesModified: {
@@ -330,6 +343,16 @@ export class LogDecoder {
       session_thread_id: c.session_id,
       ...(r ? { usage: r.usage, turns: r.turns } : {}),
     });
+    // After the call's result (which keeps its place in the log), the thread's side: its answer, its stop, its end.
+    const thread = { session_thread_id: c.session_id, agent_name: c.agent_name };
+    if (r?.final_message != null)
+      emit('agent.thread_message_received', {
+        from_session_thread_id: c.session_id,
+        from_agent_name: c.agent_name,
+        content: [{ type: 'text', text: r.final_message }],
+      });
+    if (r) emit('session.thread_status_idle', { ...thread, stop_reason: r.stop_reason });
+    emit('session.thread_status_terminated', thread);
   }
 
   private lostBefore(s: Scheduled, emit: Emit): void {

@@ -36,12 +36,17 @@ export const EVENT_TYPES = [
   'agent.mcp_tool_result',
   'agent.custom_tool_use',
   'agent.thread_context_compacted',
+  'agent.thread_message_sent',
+  'agent.thread_message_received',
   'session.status_running',
   'session.status_idle',
   'session.status_rescheduled',
   'session.status_terminated',
   'session.error',
   'session.thread_created',
+  'session.thread_status_running',
+  'session.thread_status_idle',
+  'session.thread_status_terminated',
   'session.updated',
   'session.forked',
   'span.model_request_start',
@@ -136,6 +141,16 @@ export interface EventPayloads {
   'session.status_terminated': object;
   'session.error': { error: SessionErrorInfo };
   'session.thread_created': { session_thread_id: string; agent_name: string; tool_use_id: string };
+  /** A sub-agent's session (a thread) started working on its task. */
+  'session.thread_status_running': { session_thread_id: string; agent_name: string };
+  /** A sub-agent's session ended its turn, with the reason (`interrupted` when its parent cancelled it). */
+  'session.thread_status_idle': { session_thread_id: string; agent_name: string; stop_reason: StopReason | { type: 'interrupted' } };
+  /** A sub-agent's session ended (a delegated session ends with its turn, or failed, or was cancelled). */
+  'session.thread_status_terminated': { session_thread_id: string; agent_name: string };
+  /** The task a delegation sent to a sub-agent's thread. */
+  'agent.thread_message_sent': { to_session_thread_id: string; to_agent_name: string; content: TextBlock[] };
+  /** The final answer a sub-agent's thread sent back. */
+  'agent.thread_message_received': { from_session_thread_id: string; from_agent_name: string; content: TextBlock[] };
   /** The changed attributes: `title`, `metadata`, `archived_at`. */
   'session.updated': { [field: string]: unknown };
   'session.forked': { origin_session_id: string; origin_event_id: string; snapshot_id: string | null };

@@ -154,14 +154,40 @@ export function agentUpdateFields(body: Record<string, unknown>): Record<string,
 }
 
 /**
+ * `multiagent_20261001` as the coordinator it means in Tandem: sub-agents enabled with a roster of predefined agents
+ * (`subagents.predefined_agents`). What Tandem does not run is refused naming the member, including the members
+ * that default to enabled (inline agents, workflow runs): a configuration that asks for them must say `disabled`.
+ */
+function fromMultiagent20261001(m: Record<string, unknown>): Record<string, unknown> {
+  const state = (k: string) => (m[k] === undefined || m[k] === null ? undefined : (m[k] as { type?: unknown }).type);
+  for (const k of Object.keys(m))
+    if (!['type', 'advisor', 'subagents', 'workflows'].includes(k)) throw invalid(`multiagent.${k}`, 'is not a member of multiagent_20261001');
+  if (state('advisor') !== undefined && state('advisor') !== 'disabled')
+    throw invalid('multiagent.advisor', 'Tandem has no advisor model; omit it or send {type: "disabled"}');
+  if (state('workflows') !== 'disabled')
+    throw invalid('multiagent.workflows', 'Tandem runs no workflow runs, which are enabled by default; send {type: "disabled"}');
+  const sub = (m.subagents ?? {}) as Record<string, unknown>;
+  if (sub.type !== 'enabled')
+    throw invalid('multiagent.subagents', 'must be {type: "enabled", predefined_agents: [...]} (an agent without sub-agents omits multiagent)');
+  for (const k of Object.keys(sub))
+    if (!['type', 'inline_agents', 'predefined_agents'].includes(k)) throw invalid(`multiagent.subagents.${k}`, 'is not a member of subagents');
+  if ((sub.inline_agents as { type?: unknown } | null | undefined)?.type !== 'disabled')
+    throw invalid('multiagent.subagents.inline_agents', 'Tandem runs predefined sub-agents only, and inline agents are enabled by default; send {type: "disabled"}');
+  const roster = sub.predefined_agents;
+  if (!Array.isArray(roster) || roster.length === 0 || roster.length > 20)
+    throw invalid('multiagent.subagents.predefined_agents', 'must list 1 to 20 agents');
+  return { type: 'coordinator', agents: roster };
+}
+
+/**
  * `multiagent` of an agent: the `coordinator` topology whose roster names stored agents (`"agent_…"` or
  * `{type: 'agent', id, version?}`) or `{type: 'self'}`. Stored with agent references; a session inlines them.
  */
 function multiagentField(v: unknown): Record<string, unknown> | null {
   if (v === undefined || v === null) return null;
-  const m = v as Record<string, unknown>;
+  const m = (v as Record<string, unknown>)?.type === 'multiagent_20261001' ? fromMultiagent20261001(v as Record<string, unknown>) : (v as Record<string, unknown>);
   if (typeof m !== 'object' || m.type !== 'coordinator')
-    throw invalid('multiagent.type', 'Tandem runs the coordinator topology only (type: coordinator)');
+    throw invalid('multiagent.type', 'Tandem runs sub-agents as a coordinator (type: coordinator, or multiagent_20261001 with predefined sub-agents)');
   if (!Array.isArray(m.agents) || m.agents.length === 0 || m.agents.length > 20)
     throw invalid('multiagent.agents', 'must list 1 to 20 agents');
   const agents = m.agents.map((e: unknown, i: number) => {

@@ -234,4 +234,66 @@ describe('sub-agent threads through the official SDK', () => {
     expect((ended as Error).message).toContain('has ended');
     await client.beta.sessions.delete(session.id);
   });
+  it('shows each thread on the session stream: its start, the task sent, the answer received, its stop and its end', async () => {
+    const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+    const helper = await client.beta.agents.create({ name: 'summer', model: 'claude-sonnet-5-5', system: 'You are summer.' });
+    // The form the SDK recommends, as Tandem runs it: predefined sub-agents, and nothing else.
+    const lead = await client.beta.agents.create({
+      name: 'lead-20261001',
+      model: 'claude-sonnet-5-5',
+      system: 'You are lead 20261001.',
+      multiagent: {
+        type: 'multiagent_20261001',
+        subagents: { type: 'enabled', inline_agents: { type: 'disabled' }, predefined_agents: [helper.id] },
+        workflows: { type: 'disabled' },
+      },
+    });
+    expect(lead.multiagent).toMatchObject({ type: 'coordinator', agents: [expect.objectContaining({ id: helper.id })] });
+    const env = await client.beta.environments.create({ name: 'threads-status-env' });
+    scripts.set('You are lead 20261001.', [reply(toolUse('delegate', { agent: 'summer', task: 'add 2 and 3' }, 'tu_sum')), reply('It is 5.')]);
+    scripts.set('You are summer.', [reply('5')]);
+
+    const session = await client.beta.sessions.create({ agent: lead.id, environment_id: env.id });
+    const stream = await client.beta.sessions.events.stream(session.id);
+    await client.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'sum' }] }] });
+    const events = await readUntil(stream, idle('end_turn'));
+    stream.controller.abort();
+    const threadId = `${session.id}.tu_sum`;
+    const onThread = events.filter((e) => e.type.startsWith('session.thread_') || e.type.startsWith('agent.thread_') || e.type === 'agent.tool_result');
+    expect(onThread.map((e) => e.type)).toEqual([
+      'session.thread_created',
+      'session.thread_status_running',
+      'agent.thread_message_sent',
+      'agent.tool_result',
+      'agent.thread_message_received',
+      'session.thread_status_idle',
+      'session.thread_status_terminated',
+    ]);
+    expect(onThread[1]).toMatchObject({ session_thread_id: threadId, agent_name: 'summer' });
+    expect(onThread[2]).toMatchObject({ to_session_thread_id: threadId, to_agent_name: 'summer', content: [{ type: 'text', text: 'add 2 and 3' }] });
+    expect(onThread[4]).toMatchObject({ from_session_thread_id: threadId, from_agent_name: 'summer', content: [{ type: 'text', text: '5' }] });
+    expect(onThread[5]).toMatchObject({ session_thread_id: threadId, stop_reason: { type: 'end_turn' }, stop_details: null });
+    // The list shows the same events under the same ids.
+    const listed = (await client.beta.sessions.events.list(session.id, { limit: 1000 })).data as unknown as Event[];
+    for (const e of onThread) expect(listed.find((l) => l.id === e.id)).toEqual(e);
+    await client.beta.sessions.delete(session.id);
+  });
+
+  it('refuses the members of multiagent_20261001 that Tandem does not run, naming each', async () => {
+    const client = new Anthropic({ baseURL: h.url, apiKey: h.apiKey, maxRetries: 0 });
+    const helper = await client.beta.agents.create({ name: 'plain-helper', model: 'claude-sonnet-5-5' });
+    const predefined = { type: 'enabled' as const, inline_agents: { type: 'disabled' as const }, predefined_agents: [helper.id] };
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ subagents: predefined }, /multiagent\.workflows: Tandem runs no workflow runs, which are enabled by default; send \{type: "disabled"\}/],
+      [{ subagents: { type: 'enabled', predefined_agents: [helper.id] }, workflows: { type: 'disabled' } }, /multiagent\.subagents\.inline_agents: Tandem runs predefined sub-agents only/],
+      [{ subagents: predefined, workflows: { type: 'disabled' }, advisor: { type: 'enabled', model: 'claude-opus-5' } }, /multiagent\.advisor: Tandem has no advisor model/],
+      [{ subagents: { ...predefined, predefined_agents: [] }, workflows: { type: 'disabled' } }, /multiagent\.subagents\.predefined_agents: must list 1 to 20 agents/],
+    ];
+    for (const [members, message] of cases) {
+      const params = { name: 'refused', model: 'claude-sonnet-5-5', multiagent: { type: 'multiagent_20261001', ...members } };
+      const err = await client.beta.agents.create(params as unknown as Anthropic.Beta.AgentCreateParams).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Anthropic.BadRequestError);
+      expect(((err as InstanceType<typeof Anthropic.BadRequestError>).error as { error: { message: string } }).error.message).toMatch(message);
+    }
+  });
 });
