@@ -20,6 +20,7 @@ import {
 } from '../harness/context.js';
 import { GRADER_TOOLS, GRADER_VERDICTS, graderRequest, graderTools, MAX_GRADER_CALLS, VERDICT_TOOL } from '../harness/grader.js';
 import { Failure } from '../shared/failures.js';
+import { costMicros } from '../shared/pricing.js';
 import { ActivityNames, type ActivityName } from '../shared/names.js';
 import type {
   CallModelInput,
@@ -230,6 +231,8 @@ export function createModelActivities({ anthropic, temporal, logCache, stallMs =
       const { message, ttft } = await stream(built.request, ctx);
       const usage = toUsage(message.usage);
       if (extraUsage) for (const k of Object.keys(usage) as Array<keyof Usage>) usage[k] += extraUsage[k];
+      // Priced by the model asked for (the summary's too): that is the model a budget was checked against.
+      const listCost = costMicros(built.request.model, usage);
       return {
         message_id: message.id,
         model: message.model,
@@ -240,6 +243,7 @@ export function createModelActivities({ anthropic, temporal, logCache, stallMs =
         ttft_ms: ttft === null ? null : ttft + (callStarted - started),
         duration_ms: Date.now() - started,
         ...(compaction ? { compaction } : {}),
+        ...(listCost !== undefined ? { list_cost_micros: listCost } : {}),
       };
     });
   }
@@ -296,6 +300,10 @@ export function createModelActivities({ anthropic, temporal, logCache, stallMs =
     const request = graderRequest(agent, input.outcome, log.events, graderTools(builtinDefinitions, !!sandbox));
     const usage: Usage = { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
     let model = request.model;
+    const priced = (r: Omit<GradeOutcomeResult, 'list_cost_micros'>): GradeOutcomeResult => {
+      const listCost = costMicros(request.model, r.usage);
+      return listCost === undefined ? r : { ...r, list_cost_micros: listCost };
+    };
     return modelWork(ctx, 'evaluation', async () => {
       for (let call = 0; call < MAX_GRADER_CALLS; call++) {
         const { message } = await stream(request, ctx);
@@ -310,8 +318,8 @@ export function createModelActivities({ anthropic, temporal, logCache, stallMs =
           const result = verdict.input.result as GradeOutcomeResult['result'];
           const explanation = typeof verdict.input.explanation === 'string' ? verdict.input.explanation : '';
           if (!GRADER_VERDICTS.includes(result))
-            return { result: 'failed', explanation: `The grader gave an unknown verdict ${JSON.stringify(result)}.`, usage, model };
-          return { result, explanation, usage, model };
+            return priced({ result: 'failed', explanation: `The grader gave an unknown verdict ${JSON.stringify(result)}.`, usage, model });
+          return priced({ result, explanation, usage, model });
         }
         if (uses.length === 0) {
           request.messages.push({ role: 'user', content: [{ type: 'text', text: `Call ${VERDICT_TOOL} now with your verdict.` }] });
@@ -329,7 +337,7 @@ export function createModelActivities({ anthropic, temporal, logCache, stallMs =
         }
         request.messages.push({ role: 'user', content: results });
       }
-      return { result: 'failed', explanation: `The grader gave no verdict in ${MAX_GRADER_CALLS} model calls.`, usage, model };
+      return priced({ result: 'failed', explanation: `The grader gave no verdict in ${MAX_GRADER_CALLS} model calls.`, usage, model });
     });
   }
 

@@ -47,7 +47,7 @@ export function explainIdle(io: Io, sessionId: string, idle: SessionEvent | unde
     io.err(`session ${sessionId} stopped on an error; fix the cause, then: tandem wake ${sessionId}`);
     return 1;
   }
-  if (reason === 'budget_reached') io.err(`session ${sessionId} reached its turn or token budget`);
+  if (reason === 'budget_reached') io.err(`session ${sessionId} reached a budget (calls in a turn, output tokens or cost); its last error says which`);
   return 0;
 }
 

@@ -1,7 +1,7 @@
 /** `tandem replay`: replays of recorded sessions against an agent, a few at a time, and their comparison. */
 import type { ReplayReport, TandemClient } from '../client/index.js';
 import type { AgentDefinition } from '../shared/types.js';
-import { estimateCost } from './pricing.js';
+import { estimateCost } from '../shared/pricing.js';
 import { forTerminal } from './terminal.js';
 
 /** Starts one replay per session, at most `concurrency` at once, waits for each to finish, and returns the reports. */

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { loadAgentFile } from '../config/agent.js';
 import type { SessionDescription } from '../client/index.js';
-import { estimateCost, priceOf } from './pricing.js';
+import { dollars, estimateCost, priceOf } from '../shared/pricing.js';
 import { shorten } from './format.js';
 import { forTerminal, jsonLine } from './terminal.js';
 import { withSpinner } from './spinner.js';
@@ -54,6 +54,11 @@ function printShow(io: Io, v: ReturnType<typeof showView>): void {
       `${u.input_tokens} in / ${u.output_tokens} out tokens; cache ${u.cache_creation_input_tokens} written / ${u.cache_read_input_tokens} read`,
     ]);
     rows.push(['cost', v.cost_usd === null ? `no price known for model ${v.model ?? '?'}` : `~$${v.cost_usd.toFixed(4)} (${v.price_basis} list prices)`]);
+    const budget = v.state.budget_micros;
+    if (budget != null) {
+      const spent = v.state.spend_micros ?? 0;
+      rows.push(['budget', `${dollars(spent)} spent of ${dollars(budget)} (list cost with sub-agents and evaluations)`]);
+    }
     rows.push(['sandboxes', v.sandboxes!.length ? v.sandboxes!.map((s) => `${t(s.name)} ${t(s.state)}`).join(', ') : 'none']);
     rows.push([
       'pending',

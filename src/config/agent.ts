@@ -10,6 +10,7 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Docum
 import { z } from 'zod';
 import { secretRefs } from '../shared/mcp.js';
 import { foldNetwork } from '../shared/network.js';
+import { unpricedModels } from '../shared/pricing.js';
 import { BUILTIN_TOOLS, type AgentDefinition, type RosterEntry } from '../shared/types.js';
 import { SECRET_NAME } from '../vault/index.js';
 import { TandemError } from '../shared/errors.js';
@@ -249,6 +250,7 @@ export function isLocalPath(url: string): boolean {
 const limitsSchema = strict({
   max_turns: intIn(1).optional(),
   max_output_tokens: intIn(1).optional(),
+  max_cost_usd: z.number().positive().max(1_000_000).optional(),
   model_attempts: intIn(1, 20).optional(),
   tool_attempts: intIn(1, 10).optional(),
   context_tokens: intIn(1000, 2_000_000).optional(),
@@ -619,7 +621,7 @@ export function parseAgentDefinition(text: string, file = '<input>'): AgentDefin
 export async function loadAgentFile(path: string, seen: readonly string[] = []): Promise<AgentDefinition> {
   const agent = withLocalRepositoryUrls(await readAgentFile(path), dirname(path));
   const roster = agent.multiagent?.agents;
-  if (!roster) return agent;
+  if (!roster) return checkBudgetable(path, agent);
   const agents: RosterEntry[] = [];
   for (const [i, entry] of roster.entries()) {
     if (typeof entry !== 'string') {
@@ -635,7 +637,19 @@ export async function loadAgentFile(path: string, seen: readonly string[] = []):
     }
     agents.push({ type: 'agent', definition: await loadAgentFile(target, chain) });
   }
-  return { ...agent, multiagent: { ...agent.multiagent!, agents } };
+  return checkBudgetable(path, { ...agent, multiagent: { ...agent.multiagent!, agents } });
+}
+
+/** An agent with a cost budget whose models (its own and its sub-agents') all have a price, or the file's error. */
+function checkBudgetable(path: string, agent: AgentDefinition): AgentDefinition {
+  const unpriced = agent.limits?.max_cost_usd === undefined ? [] : unpricedModels(agent);
+  if (unpriced.length === 0) return agent;
+  throw new AgentFileError(path, [
+    {
+      path: 'limits.max_cost_usd',
+      message: `a cost budget needs a list price for every model the session can run, and Tandem has none for ${unpriced.join(', ')}`,
+    },
+  ]);
 }
 
 /**

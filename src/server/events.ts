@@ -115,11 +115,36 @@ export class EventMapper {
         };
         break;
       }
+      case 'session.thread_status_idle':
+        // A thread its parent cancelled stopped like an interrupted turn: the API's end_turn.
+        if (e.stop_reason.type === 'interrupted') out.stop_reason = { type: 'end_turn' };
+        out.stop_details = null;
+        break;
+      case 'session.updated':
+        // A budget change is logged in micro-dollars (`budget_micros`), and shown in the API's shape.
+        if ('budget_micros' in e) {
+          delete out.budget_micros;
+          out.budget = budgetObject(e.budget_micros as number | null);
+        }
+        break;
       default:
         break;
     }
     return out;
   }
+}
+
+/** Micro-dollars a cent (the API's amounts are in cents, a session's spend in micro-dollars). */
+export const MICROS_PER_CENT = 10_000;
+
+/** Micro-dollars as the API's amount in cents, rounded up (what was spent is never shown as less). */
+export function amount(micros: number): { amount: string; currency: 'USD' } {
+  return { amount: String(Math.ceil(micros / MICROS_PER_CENT)), currency: 'USD' };
+}
+
+/** The API's `budget` object of a budget in micro-dollars. */
+export function budgetObject(micros: number | null | undefined): Record<string, unknown> | null {
+  return micros == null ? null : { type: 'limit', max_list_cost: amount(micros) };
 }
 
 /** Maps a whole log. */

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { compareEventIds, newSessionId, type TandemClient } from '../client/index.js';
 import { decodeJsonPayload } from '../log/read.js';
@@ -16,10 +17,12 @@ import {
   SA_AGENT_ID,
   SA_ARCHIVED,
   SA_STATUS,
+  SESSION_BUDGET_UPDATE,
   SESSION_UPDATE_SIGNAL,
   SESSION_WORKFLOW,
   Signals,
 } from '../shared/names.js';
+import { unpricedModels } from '../shared/pricing.js';
 import type { ResourceRecord } from '../shared/resources.js';
 import type {
   AgentDefinition,
@@ -30,7 +33,7 @@ import type {
   UserDefineOutcome,
   UserMessage,
 } from '../shared/types.js';
-import { apiEventId, EventMapper, mapEvents, type ApiEvent, type ToolCall } from './events.js';
+import { amount, apiEventId, budgetObject, EventMapper, mapEvents, MICROS_PER_CENT, type ApiEvent, type ToolCall } from './events.js';
 import {
   ApiError,
   decodeCursor,
@@ -93,6 +96,29 @@ function textContent(v: unknown, field: string): TextBlock[] {
 }
 
 /** The agent snapshot of a session, in the API's shape. */
+/** A session's `budget` (`{type: limit, max_list_cost: {amount, currency: USD}}`) in micro-dollars. */
+function budgetMicros(v: unknown): number {
+  const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (!isObj(v)) throw invalid('budget', 'must be {type: "limit", max_list_cost: {amount, currency: "USD"}}');
+  for (const k of Object.keys(v)) if (k !== 'type' && k !== 'max_list_cost') throw invalid(`budget.${k}`, 'is not a field of a budget');
+  if (v.type !== 'limit') throw invalid('budget.type', 'must be "limit"');
+  const cost = v.max_list_cost;
+  if (!isObj(cost)) throw invalid('budget.max_list_cost', 'must be {amount, currency: "USD"}');
+  for (const k of Object.keys(cost))
+    if (k !== 'amount' && k !== 'currency') throw invalid(`budget.max_list_cost.${k}`, 'is not a field of an amount');
+  if (cost.currency !== 'USD') throw invalid('budget.max_list_cost.currency', 'must be "USD", the only currency priced');
+  if (typeof cost.amount !== 'string' || !/^[1-9][0-9]{0,9}$/.test(cost.amount))
+    throw invalid('budget.max_list_cost.amount', 'must be a whole number of cents above 0, as a string ("2500" is $25.00)');
+  return Number(cost.amount) * MICROS_PER_CENT;
+}
+
+/** A 400 with the API's reason when a session with a budget could run a model Tandem cannot price. */
+function checkBudgetable(def: AgentDefinition): void {
+  const unpriced = unpricedModels(def);
+  if (unpriced.length > 0)
+    throw invalid('budget', `model_not_budgetable: Tandem has no list price for ${unpriced.join(', ')}, so it cannot meter a budget`);
+}
+
 function agentSnapshot(def: AgentDefinition, memo: Partial<SessionMemo>): Record<string, unknown> {
   return {
     id: memo.agent_id ?? 'agent_inline',
@@ -190,7 +216,8 @@ export class SessionApi {
       type: 'session',
       agent: agentSnapshot(input.agent, memo),
       archived_at: memo.archived_at,
-      budget: null,
+      // The workflow's budget (changed by updates) when it answered; else the one the session started with.
+      budget: budgetObject(state ? state.budget_micros : input.limits?.max_cost_usd === undefined ? null : Math.round(input.limits.max_cost_usd * 1e6)),
       created_at: times.created,
       updated_at: memo.updated_at ?? times.created,
       environment_id: memo.environment_id ?? 'env_inline',
@@ -206,6 +233,7 @@ export class SessionApi {
             output_tokens: u.output_tokens,
             cache_read_input_tokens: u.cache_read_input_tokens,
             cache_creation: { ephemeral_5m_input_tokens: u.cache_creation_input_tokens },
+            list_cost: amount(state?.spend_micros ?? 0),
           }
         : {},
       vault_ids: memo.vault_ids ?? input.vault_ids ?? [],
@@ -238,8 +266,7 @@ export class SessionApi {
     const body = objectBody(req.body);
     const known = ['agent', 'environment_id', 'initial_events', 'metadata', 'resources', 'title', 'vault_ids', 'budget'];
     for (const k of Object.keys(body)) if (!known.includes(k)) throw invalid(k, 'is not a field of a session');
-    if (body.budget != null)
-      throw invalid('budget', 'Tandem does not price model calls, so it cannot enforce a list-cost budget; omit it');
+    const budget = body.budget == null ? undefined : budgetMicros(body.budget);
     if (Array.isArray(body.resources) && body.resources.length > 0)
       throw invalid('resources', 'Tandem does not mount repositories or files into sessions yet; omit resources');
 
@@ -314,6 +341,8 @@ export class SessionApi {
       ),
       this.stores.mcpPrivateHosts,
     );
+    if (budget !== undefined) checkBudgetable(def);
+    const limits = budget === undefined ? undefined : { max_cost_usd: budget / 1_000_000 };
     const sessionId = newSessionId();
     const memo: SessionMemo = {
       title,
@@ -331,6 +360,7 @@ export class SessionApi {
       ...(title ? { title } : {}),
       ...(Object.keys(metadata).length ? { metadata } : {}),
       sandbox: sandboxOf(env, def),
+      ...(limits ? { limits } : {}),
       initialEvents,
       vaultIds: vaultIds as string[],
       memo: { [MEMO_SESSION]: memo },
@@ -338,7 +368,7 @@ export class SessionApi {
       // An outcome among the initial events comes with the start, so the first turn already works towards it.
       ...(initialOutcomes[0] ? { startSignal: { name: Signals.defineOutcome, payload: initialOutcomes[0] } } : {}),
     });
-    const input: SessionInput = { agent: def, vault_ids: vaultIds as string[] };
+    const input: SessionInput = { agent: def, vault_ids: vaultIds as string[], ...(limits ? { limits } : {}) };
     const now = new Date().toISOString();
     return this.sessionObject(sessionId, input, memo, { created: now, closed: null }, initialEvents.length ? 'running' : 'idle', undefined);
   }
@@ -403,8 +433,8 @@ export class SessionApi {
   private async update(req: ApiRequest, archive: boolean): Promise<unknown> {
     const body = archive ? {} : objectBody(req.body);
     for (const k of Object.keys(body)) {
-      if (k === 'title' || k === 'metadata') continue;
-      if (['agent', 'budget', 'vault_ids'].includes(k)) throw invalid(k, 'cannot be changed in a Tandem session; start a new session');
+      if (k === 'title' || k === 'metadata' || k === 'budget') continue;
+      if (['agent', 'vault_ids'].includes(k)) throw invalid(k, 'cannot be changed in a Tandem session; start a new session');
       throw invalid(k, 'is not a field of a session');
     }
     const s = await this.load(req.params.id!);
@@ -423,6 +453,18 @@ export class SessionApi {
       else for (const [k, v] of Object.entries(patch)) v === null ? delete next[k] : (next[k] = v);
       memo.metadata = next;
       changed.metadata = next;
+    }
+    if (body.budget !== undefined) {
+      const micros = body.budget === null ? null : budgetMicros(body.budget);
+      if (micros !== null) checkBudgetable(s.input.agent);
+      // The workflow's validator refuses a change it cannot take (with the API's reason) before it is logged.
+      await s.handle.executeUpdate(SESSION_BUDGET_UPDATE, { args: [{ budget_micros: micros }] }).catch((err: unknown) => {
+        if (err instanceof WorkflowUpdateFailedError) throw invalid('budget', err.cause?.message ?? err.message);
+        throw err;
+      });
+      if (s.state) s.state.budget_micros = micros;
+      // Only the budget changed: the workflow logged that itself.
+      if (Object.keys(body).length === 1) return this.sessionObject(req.params.id!, s.input, s.memo, s.times, s.status, s.state);
     }
     if (archive) {
       if (s.memo.archived_at) return s.object;

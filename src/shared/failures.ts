@@ -41,6 +41,8 @@ export const Failure = {
   HandsUnavailable: 'Hands.Unavailable',
   /** A snapshot was asked of a hands host with no snapshot store; not retryable. */
   SnapshotUnavailable: 'Snapshot.Unavailable',
+  /** The session reached its cost, token or per-turn call ceiling; not retryable (raise the budget to go on). */
+  BudgetReached: 'Budget.Reached',
   /** The session log could not be read or holds something the harness cannot use; not retryable. */
   LogInvalid: 'Log.Invalid',
   /** The session refers to a secret the worker's vault does not hold; not retryable (set it, then `wake`). */

@@ -46,6 +46,8 @@ export const SA_ARCHIVED = 'TandemArchived';
 export const MEMO_SESSION = 'tandem_session';
 /** Signal that changes a session's title, metadata or archived state (the API's session update and archive). */
 export const SESSION_UPDATE_SIGNAL = 'tandem.session_update';
+/** Update that replaces or removes a session's cost budget (`{budget_micros: number | null}`); refused with a reason. */
+export const SESSION_BUDGET_UPDATE = 'tandem.session_budget';
 /** Memo key of a replay's recorded session: `{session_id, mode}`. */
 export const MEMO_REPLAY = 'tandem_replay';
 /** Memo key of a fork's origin: `{session_id, event_id}` (the Temporal UI shows it on the fork's page). */

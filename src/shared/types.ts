@@ -136,6 +136,12 @@ export interface Limits {
   max_turns?: number;
   /** Total output tokens for the session before `budget_reached`. Unlimited by default. */
   max_output_tokens?: number;
+  /**
+   * List cost in USD the session may spend on model calls (its own, its grader's and its sub-agents'), priced by
+   * the table in `shared/pricing.ts`; at it the session goes idle with `budget_reached`. Unlimited by default. The
+   * agent's model and its sub-agents' models must have a price.
+   */
+  max_cost_usd?: number;
   /** Paid model attempts per call (Temporal retry budget). Default 5. */
   model_attempts?: number;
   /** Attempts of one tool call, including fresh containers after `Sandbox.Lost`. Default 3. */
@@ -232,6 +238,8 @@ export interface DelegationResult {
   stop_reason: StopReason | { type: 'interrupted' };
   turns: number;
   usage: Usage;
+  /** List cost of the child's model calls, in micro-dollars (sessions with a cost budget). */
+  spend_micros?: number;
 }
 
 /** An outcome the user defined (`user.define_outcome`), and where its evaluation stands. */
@@ -276,6 +284,8 @@ export interface GradeOutcomeResult {
   explanation: string;
   usage: Usage;
   model: string;
+  /** List cost of the evaluation's model calls in micro-dollars; absent when the model has no price. */
+  list_cost_micros?: number;
 }
 
 /** A text content block. */
@@ -524,6 +534,10 @@ export interface SessionState {
   rewound_run?: string;
   /** Set for a replay of a recorded session. */
   replay?: ReplayState;
+  /** List cost of the session's model calls so far, in micro-dollars (sessions with a cost budget). */
+  spend_micros?: number;
+  /** The session's cost budget in micro-dollars; null when it has none, or it was removed. */
+  budget_micros?: number | null;
 }
 
 /** A content block of the model's reply, as stored in history (plain JSON). */
@@ -567,6 +581,8 @@ export interface CallModelResult {
   started_at: string;
   ttft_ms: number | null;
   duration_ms: number;
+  /** List cost of the call (with its compaction, if any) in micro-dollars; absent when the model has no price. */
+  list_cost_micros?: number;
   /** Set when this call first compacted older turns into a summary (its usage is included in `usage`). */
   compaction?: {
     summary: string;

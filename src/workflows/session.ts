@@ -67,7 +67,8 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
     }
     for (;;) {
       const sandboxRunning = () => state.sandboxes.some((sb) => sb.state === 'running');
-      const hasWork = () => s.newInput || (s.wakeRequested && state.stop_reason?.type === 'retries_exhausted');
+      const hasWork = () =>
+        s.newInput || (s.wakeRequested && state.stop_reason?.type === 'retries_exhausted') || s.budget.raised;
       await continueAsNewIfSuggested(s, null);
       if (!hasWork()) replay.sendNextTurn();
       if (!hasWork()) {
@@ -81,6 +82,7 @@ export async function agentSession(input: SessionInput): Promise<DelegationResul
         }
       }
       s.wakeRequested = false;
+      s.budget.raised = false;
       s.interrupted = false;
       const stop = await runTurnToOutcome(parts);
       s.setStatus('idle', stop);
@@ -111,13 +113,12 @@ async function runTurnToOutcome(parts: Parts, firstCall = 0): Promise<StopReason
 
 /** One user turn: model calls and tool calls until the model ends its turn, then the stop reason. */
 async function runTurn({ s, hands, answers, router }: Parts, firstCall = 0): Promise<StopReason> {
-  const { state, limits, info } = s;
-  const maxTurns = limits.max_turns ?? 200;
+  const { state, info } = s;
   s.setStatus('running');
   for (let calls = firstCall; ; calls++) {
     if (s.interrupted) return { type: 'end_turn' };
-    const overBudget = limits.max_output_tokens !== undefined && state.usage.output_tokens >= limits.max_output_tokens;
-    if (calls >= maxTurns || overBudget) return { type: 'budget_reached' };
+    const ceiling = s.budget.check(calls);
+    if (ceiling) return ceiling;
     if (calls > firstCall) await continueAsNewIfSuggested(s, { calls });
     s.newInput = false;
     let result: CallModelResult;
@@ -140,6 +141,7 @@ async function runTurn({ s, hands, answers, router }: Parts, firstCall = 0): Pro
     state.turn++;
     state.last_error = null;
     s.addUsage(result.usage);
+    s.budget.add(result.list_cost_micros);
     const text = result.content.map((b) => (b.type === 'text' ? b.text : '')).join('');
     s.lastText = text.trim() !== '' ? text : null; // a delegated session answers with its last reply's text
     const uses = result.content.filter((b): b is ToolUse => b.type === 'tool_use');
@@ -160,5 +162,6 @@ async function finishDelegation({ s, hands }: Parts, stop: DelegationResult['sto
     s.setStatus('terminated');
     if (s.ownsSandbox && s.state.sandboxes.length > 0) await hands.removeSandbox();
   });
-  return { final_message: s.lastText, stop_reason: stop, turns: s.state.turn, usage: s.state.usage };
+  const spent = s.state.spend_micros;
+  return { final_message: s.lastText, stop_reason: stop, turns: s.state.turn, usage: s.state.usage, ...(spent ? { spend_micros: spent } : {}) };
 }

@@ -324,6 +324,25 @@ describe('multiagent rosters', () => {
   });
 });
 
+describe('cost budgets', () => {
+  it('takes limits.max_cost_usd when every model of the team has a price, and names the unpriced ones otherwise', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-budget-'));
+    await writeFile(join(dir, 'priced.yaml'), 'name: priced\nmodel: claude-haiku-4-5\n');
+    await writeFile(join(dir, 'house.yaml'), 'name: house\nmodel: house-model-1\n');
+    const lead = (sub: string) =>
+      `name: lead\nmodel: claude-sonnet-5-5\nlimits: {max_cost_usd: 2.5}\nmultiagent: {type: coordinator, agents: [./${sub}]}\n`;
+    await writeFile(join(dir, 'lead.yaml'), lead('priced.yaml'));
+    await writeFile(join(dir, 'lead-house.yaml'), lead('house.yaml'));
+    expect((await loadAgentFile(join(dir, 'lead.yaml'))).limits).toEqual({ max_cost_usd: 2.5 });
+    await expect(loadAgentFile(join(dir, 'lead-house.yaml'))).rejects.toThrow(
+      /lead-house\.yaml: limits\.max_cost_usd: a cost budget needs a list price for every model the session can run, and Tandem has none for house-model-1/,
+    );
+    // Without a budget, an unpriced model is fine.
+    expect((await loadAgentFile(join(dir, 'house.yaml'))).model).toBe('house-model-1');
+    expect(fails('name: x\nmodel: m\nlimits: {max_cost_usd: -1}\n').message).toMatch(/limits\.max_cost_usd/);
+  });
+});
+
 describe('local repositories', () => {
   it('resolves a repository path against the agent file, in sub-agent files too, and keeps file:// URLs', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tandem-local-'));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { estimateCost, priceOf } from '../../src/cli/pricing.js';
+import { costMicros, dollars, estimateCost, priceOf } from '../../src/shared/pricing.js';
 import { withSpinner } from '../../src/cli/spinner.js';
 import { uiLink } from '../../src/cli/sessions.js';
 
@@ -23,6 +23,16 @@ describe('cost estimate', () => {
     expect(estimateCost('claude-sonnet-5-5', usage(1_000_000, 100_000, 200_000, 1_000_000))).toBeCloseTo(2 + 1 + 0.5 + 0.1, 9);
     expect(estimateCost('my-own-model', usage(10, 10))).toBeNull();
     expect(estimateCost(null, usage(10, 10))).toBeNull();
+  });
+
+  it('meters a budget in whole micro-dollars, rounded up, and says dollars without rounding a small spend to zero', () => {
+    // claude-haiku-5-5 reads cache at $0.01 a million tokens: 150 reads are 1.5 micro-dollars, metered as 2.
+    expect(costMicros('claude-haiku-5-5', usage(0, 0, 0, 150))).toBe(2);
+    expect(costMicros('claude-sonnet-5-5', usage(1000, 1000))).toBe(12_000);
+    expect(costMicros('house-model-1', usage(1000, 1000))).toBeUndefined();
+    expect(dollars(12_000)).toBe('$0.0120');
+    expect(dollars(2)).toBe('$0.000002');
+    expect(dollars(0)).toBe('$0.0000');
   });
 });
 

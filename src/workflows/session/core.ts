@@ -25,6 +25,7 @@ import { MEMO_EVENT, SA_ARCHIVED, SA_STATUS } from '../../shared/names.js';
 import { resolveTools, type ResolvedTool } from '../../shared/tools.js';
 import type { DelegationResult, Limits, ModelBlock, SessionErrorInfo, SessionInput, SessionState, SessionStatus, StopReason, Usage } from '../../shared/types.js';
 import type { Activities } from '../../activities/index.js';
+import { Budget } from './budget.js';
 
 /** The session's activities, as the workflow calls them. */
 export type Acts = ActivityInterfaceFor<Activities>;
@@ -68,6 +69,8 @@ export class SessionCore {
   lastText: string | null;
   /** The user interrupted the turn. */
   interrupted = false;
+  /** The session's ceilings, and the meter of its cost budget. */
+  readonly budget: Budget;
   private inFlight: CancellationScope | undefined;
 
   constructor(readonly input: SessionInput) {
@@ -114,6 +117,7 @@ export class SessionCore {
       startToCloseTimeout: '2 minutes',
       retry: { initialInterval: '1 second', maximumAttempts: 5 },
     });
+    this.budget = new Budget(this);
   }
 
   /** Records a session-level event in history (a memo change), so the log shows it in order. */

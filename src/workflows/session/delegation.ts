@@ -118,15 +118,22 @@ export class Delegation {
         ...(sandbox === 'share' ? { sandbox: this.hands.ref() } : {}),
       },
     };
+    // A child may spend what is left of its parent's budget (or less, by its own limits); its spend is the parent's.
+    const left = s.budget.remaining();
+    if (left !== undefined) {
+      const own = sub.limits?.max_cost_usd;
+      childInput.limits = { max_cost_usd: Math.min(left / 1_000_000, own ?? Infinity) };
+    }
     this.children.add(childId);
     s.state.children = [...this.children];
     try {
-      await executeChild<AgentSessionWorkflow>(SESSION_WORKFLOW, {
+      const result = await executeChild<AgentSessionWorkflow>(SESSION_WORKFLOW, {
         workflowId: childId,
         args: [childInput],
         cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
       });
+      s.budget.add(result?.spend_micros);
     } catch (err) {
       // The log decoder reports a child that failed, or could not start, as this call's tool error.
       if (!(err instanceof ChildWorkflowFailure || isCancellation(err) || (err as Error).name === 'WorkflowExecutionAlreadyStartedError'))

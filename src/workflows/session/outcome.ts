@@ -62,6 +62,7 @@ export class Outcomes {
       );
       ({ result: verdict, explanation, usage } = graded);
       s.addUsage(graded.usage);
+      s.budget.add(graded.list_cost_micros);
     } catch (err) {
       if (s.sessionCancelled(err)) throw err;
       if (s.interrupted && isCancellation(err)) {

@@ -1,10 +1,11 @@
 /**
- * A rough cost estimate of a session from its token usage. Prices in USD per million tokens, from Anthropic's
+ * List cost of model calls from their token usage: the CLI's estimate of a session's cost, and the meter of a
+ * session's budget (`limits.max_cost_usd`, the API's `budget`). Prices in USD per million tokens, from Anthropic's
  * pricing page (https://platform.claude.com/docs/en/about-claude/pricing, "Model pricing" and "Prompt caching"),
  * as of November 2026; cache writes are priced at the 5-minute rate. A model id matches the longest prefix below;
  * an unknown model gets no estimate rather than a guess.
  */
-import type { Usage } from '../shared/types.js';
+import type { AgentDefinition, Usage } from './types.js';
 
 /** Per-million-token prices of one model family. */
 export interface ModelPrice {
@@ -41,15 +42,44 @@ export function priceOf(model: string): { prefix: string; price: ModelPrice } | 
   return prefix ? { prefix, price: PRICES[prefix]! } : undefined;
 }
 
+/**
+ * List cost of `usage` on `model` in micro-dollars (a price in USD per million tokens is micro-dollars a token),
+ * rounded up so that a budget is reached no later than the real charge; undefined when the model has no price here.
+ */
+export function costMicros(model: string, usage: Usage): number | undefined {
+  const entry = priceOf(model);
+  if (!entry) return undefined;
+  const p = entry.price;
+  return Math.ceil(
+    usage.input_tokens * p.input +
+      usage.output_tokens * p.output +
+      usage.cache_creation_input_tokens * p.cacheWrite +
+      usage.cache_read_input_tokens * p.cacheRead,
+  );
+}
+
 /** Estimated cost in USD of `usage` on `model`, or null when the model has no price here. */
 export function estimateCost(model: string | null, usage: Usage): number | null {
-  const entry = model ? priceOf(model) : undefined;
-  if (!entry) return null;
-  const p = entry.price;
-  const dollars =
-    usage.input_tokens * p.input +
-    usage.output_tokens * p.output +
-    usage.cache_creation_input_tokens * p.cacheWrite +
-    usage.cache_read_input_tokens * p.cacheRead;
-  return dollars / 1_000_000;
+  const micros = model ? costMicros(model, usage) : undefined;
+  return micros === undefined ? null : micros / 1_000_000;
+}
+
+/**
+ * The models `agent` and the sub-agents of its roster (at any depth) use that have no price here: a session with a
+ * cost budget needs every one of them priced, or it could not meter what it spends.
+ */
+export function unpricedModels(agent: AgentDefinition): string[] {
+  const found = new Set<string>();
+  const walk = (a: AgentDefinition): void => {
+    const model = typeof a.model === 'string' ? a.model : a.model.id;
+    if (!priceOf(model)) found.add(model);
+    for (const entry of a.multiagent?.agents ?? []) if (typeof entry === 'object' && entry.type === 'agent') walk(entry.definition);
+  };
+  walk(agent);
+  return [...found];
+}
+
+/** Micro-dollars as dollars for a sentence: `$0.0123` (cents and two more places), never rounded to zero. */
+export function dollars(micros: number): string {
+  return `$${(micros / 1_000_000).toFixed(micros > 0 && micros < 100 ? 6 : 4)}`;
 }
