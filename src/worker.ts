@@ -16,6 +16,7 @@ import { blobStoreFromEnv, defaultStoreDir } from './activities/sandbox/blob-sto
 import { defaultHostId, HostRegistry } from './activities/sandbox/hosts.js';
 import { placementQueue } from './shared/names.js';
 import { Snapshots } from './activities/sandbox/snapshots.js';
+import { FileStore } from './files/store.js';
 import { loadRuntimeConfig, sandboxScope, type RuntimeConfig } from './config/env.js';
 import { Vault } from './vault/index.js';
 import { temporalSettings } from './config/temporal.js';
@@ -123,7 +124,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
   const hostId = config.TANDEM_HANDS_ID ?? defaultHostId();
   let load: () => Promise<{ running: number; warm: Record<string, number> }> = async () => ({ running: 0, warm: {} });
   const registry = new HostRegistry(store, config.TANDEM_TASK_QUEUE, hostId, () => load());
-  const hands = createHands({ docker, settings: sandbox, gateway, snapshots, registry });
+  const hands = createHands({ docker, settings: sandbox, gateway, snapshots, registry, files: new FileStore(store) });
   load = hands.load;
   const activities = createActivities({
     vault,

@@ -7,7 +7,7 @@ import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { blobStoreFromEnv, defaultStoreDir } from '../activities/sandbox/blob-store.js';
 import { loadRuntimeConfig } from '../config/env.js';
-import { FileStore } from '../server/files.js';
+import { FileStore } from '../files/store.js';
 import { defaultVaultPath, Vault } from '../vault/index.js';
 import { action, type Io } from './io.js';
 import { forTerminal, jsonLine } from './terminal.js';

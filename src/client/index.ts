@@ -17,6 +17,7 @@ import type {
   OutcomeVerdict,
   SessionInput,
   SessionResource,
+  FileResource,
   SessionState,
   SessionStatus,
   TextBlock,
@@ -116,6 +117,8 @@ export interface StartOptions {
    * repository (on the worker host) is named by its `file://` URL.
    */
   resources?: SessionResource[];
+  /** Files of the file store mounted from the start (read-only, under /mnt/session/uploads). */
+  files?: FileResource[];
   /**
    * Checked before starting: every secret the session names (the MCP servers of the agent and of its sub-agents,
    * repository credentials) must be in this vault (the worker's, when client and worker share a
@@ -348,6 +351,7 @@ export class TandemClient {
       ...(opts.limits ? { limits: opts.limits } : {}),
       ...(opts.sandbox ? { sandbox: opts.sandbox } : {}),
       ...(opts.resources?.length ? { resources: opts.resources } : {}),
+      ...(opts.files?.length ? { files: opts.files } : {}),
       ...(opts.message ? { initial_events: [{ content: [{ type: 'text', text: opts.message }] }] } : {}),
       ...(opts.initialEvents?.length ? { initial_events: opts.initialEvents } : {}),
       ...(opts.vaultIds?.length ? { vault_ids: opts.vaultIds } : {}),

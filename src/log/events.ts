@@ -6,6 +6,7 @@
 import { Signals } from '../shared/names.js';
 import type {
   EgressDenial,
+  FileResource,
   ModelBlock,
   OutcomeVerdict,
   SandboxInfo,
@@ -48,6 +49,8 @@ export const EVENT_TYPES = [
   'session.thread_status_idle',
   'session.thread_status_terminated',
   'session.updated',
+  'session.resource_added',
+  'session.resource_removed',
   'session.forked',
   'span.model_request_start',
   'span.model_request_end',
@@ -141,6 +144,10 @@ export interface EventPayloads {
   'session.status_terminated': object;
   'session.error': { error: SessionErrorInfo };
   'session.thread_created': { session_thread_id: string; agent_name: string; tool_use_id: string };
+  /** A file was mounted in the session (`sessions.resources.add`, `tandem files put --session`). */
+  'session.resource_added': { resource: FileResource };
+  /** A file was unmounted from the session. */
+  'session.resource_removed': { resource_id: string };
   /** A sub-agent's session (a thread) started working on its task. */
   'session.thread_status_running': { session_thread_id: string; agent_name: string };
   /** A sub-agent's session ended its turn, with the reason (`interrupted` when its parent cancelled it). */

@@ -1,111 +1,15 @@
 /**
- * The Files API (`/v1/files`): upload, list, metadata, download and delete, in the hosted API's shapes. A file's
- * bytes and its metadata live in a blob store on the worker side (the snapshot store: a directory by default, or the
- * S3-compatible store when `TANDEM_SNAPSHOT_STORE` names one), under `files/<id>/`; never in workflow history.
+ * The Files API (`/v1/files`): upload, list, metadata, download and delete, in the hosted API's shapes, over the
+ * file store (files/store.ts).
  */
-import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename } from 'node:path';
-import type { BlobStore } from '../activities/sandbox/blob-store.js';
-import { ApiError, invalid, notFound, pageOf, readBody, type ApiRequest, type Router } from './http.js';
+import { FileStore, MAX_FILE_BYTES, type FileMetadata } from '../files/store.js';
+import { invalid, pageOf, readBody, type ApiRequest, type Router } from './http.js';
 
-/** The hosted API's limit of one file. */
-export const MAX_FILE_BYTES = 500 * 1000 * 1000;
-/** Metadata is small; a larger object under a file's key is not Tandem's. */
-const MAX_META_BYTES = 64 * 1024;
 /** `expires_in_seconds` bounds, as the hosted API gives them. */
 const MIN_EXPIRY_S = 3600;
 const MAX_EXPIRY_S = 7_776_000;
-const FILE_ID = /^file_[0-9a-f]{24}$/;
-
-/** A file's metadata, as the API returns it. */
-export interface FileMetadata {
-  id: string;
-  type: 'file';
-  filename: string;
-  mime_type: string;
-  size_bytes: number;
-  created_at: string;
-  downloadable: boolean;
-  expires_at: string | null;
-  scope: { type: 'session'; id: string } | null;
-}
-
-/** Files in a blob store, each as `files/<id>/content` and then `files/<id>/meta.json` (written last: listed once whole). */
-export class FileStore {
-  constructor(
-    private readonly blobs: BlobStore,
-    private readonly maxBytes = MAX_FILE_BYTES,
-  ) {}
-
-  /** Stores a file; the bytes first, so a failure (a full disk) leaves no file listed without them. */
-  async create(file: { filename: string; mime_type: string; data: Buffer; expires_in_seconds?: number; scope?: FileMetadata['scope'] }) {
-    if (file.data.length > this.maxBytes) throw new ApiError(413, `the file is ${file.data.length} bytes; at most ${this.maxBytes} fit`);
-    const now = new Date();
-    const meta: FileMetadata = {
-      id: `file_${randomBytes(12).toString('hex')}`,
-      type: 'file',
-      filename: file.filename,
-      mime_type: file.mime_type,
-      size_bytes: file.data.length,
-      created_at: now.toISOString(),
-      downloadable: true,
-      expires_at: file.expires_in_seconds ? new Date(now.getTime() + file.expires_in_seconds * 1000).toISOString() : null,
-      scope: file.scope ?? null,
-    };
-    try {
-      await this.blobs.put(`files/${meta.id}/content`, file.data);
-      await this.blobs.put(`files/${meta.id}/meta.json`, Buffer.from(JSON.stringify(meta)));
-    } catch (err) {
-      await this.blobs.delete(`files/${meta.id}/content`).catch(() => undefined);
-      throw new ApiError(507, `the file could not be stored, and nothing of it was kept: ${(err as Error).message}`);
-    }
-    return meta;
-  }
-
-  /** A file's metadata; undefined when there is none, or it expired. */
-  async get(id: string): Promise<FileMetadata | undefined> {
-    if (!FILE_ID.test(id)) return undefined;
-    const raw = await this.blobs.get(`files/${id}/meta.json`, MAX_META_BYTES).catch(() => undefined);
-    if (!raw) return undefined;
-    const meta = JSON.parse(raw.toString('utf8')) as FileMetadata;
-    return meta.expires_at && Date.parse(meta.expires_at) <= Date.now() ? undefined : meta;
-  }
-
-  /** A file's metadata, or a 404 that names the id. */
-  async require(id: string): Promise<FileMetadata> {
-    const meta = await this.get(id);
-    if (!meta) throw notFound('file', id);
-    return meta;
-  }
-
-  /** A file's bytes, or a 404 that names the id. */
-  async content(id: string): Promise<{ meta: FileMetadata; data: Buffer }> {
-    const meta = await this.require(id);
-    const data = await this.blobs.get(`files/${id}/content`, this.maxBytes);
-    if (!data) throw notFound('file', id);
-    return { meta, data };
-  }
-
-  /** Every live file, newest first; with `scope`, only that session's. */
-  async list(scope?: string): Promise<FileMetadata[]> {
-    const files: FileMetadata[] = [];
-    for await (const o of this.blobs.list('files/')) {
-      const m = /^files\/(file_[0-9a-f]{24})\/meta\.json$/.exec(o.key);
-      const meta = m ? await this.get(m[1]!) : undefined;
-      if (meta && (scope === undefined || meta.scope?.id === scope)) files.push(meta);
-    }
-    return files.sort((a, b) => b.created_at.localeCompare(a.created_at) || b.id.localeCompare(a.id));
-  }
-
-  /** Deletes a file: its metadata first, so it stops being listed before its bytes go. */
-  async delete(id: string): Promise<void> {
-    await this.require(id);
-    await this.blobs.delete(`files/${id}/meta.json`);
-    await this.blobs.delete(`files/${id}/content`);
-  }
-}
-
 /** One part of a multipart body: its name, its filename when it has one, its type and its bytes. */
 interface Part {
   name: string;

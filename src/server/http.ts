@@ -10,6 +10,7 @@ import { ResourceFailure } from '../shared/resources.js';
 import { AgentFileError } from '../config/agent.js';
 import { SessionNotFoundError } from '../client/index.js';
 import { VaultError } from '../vault/index.js';
+import { FileStoreError } from '../files/store.js';
 import { TandemError } from '../shared/errors.js';
 
 /** Error types of the API, by HTTP status. */
@@ -55,6 +56,7 @@ export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof VaultError || err instanceof AgentFileError) return new ApiError(400, err.message);
   if (err instanceof SessionNotFoundError) return new ApiError(404, err.message);
+  if (err instanceof FileStoreError) return new ApiError(err.status, err.message);
   if (err instanceof WorkflowUpdateFailedError && err.cause instanceof ApplicationFailure) {
     const status =
       err.cause.type === ResourceFailure.conflict ? 409 : err.cause.type === ResourceFailure.notFound ? 404 : 400;

@@ -10,7 +10,8 @@ import type { TandemClient } from '../client/index.js';
 import { Vault } from '../vault/index.js';
 import { ApiError, checkApiKey, readJson, Router, sendJson, toApiError, type ApiRequest } from './http.js';
 import { DirStore, defaultStoreDir, type BlobStore } from '../activities/sandbox/blob-store.js';
-import { addFileRoutes, FileStore, MAX_FILE_BYTES } from './files.js';
+import { FileStore, MAX_FILE_BYTES } from '../files/store.js';
+import { addFileRoutes } from './files.js';
 import { addResourceRoutes } from './resources.js';
 import { SessionApi } from './sessions.js';
 import { ResourceStore } from './store.js';
@@ -80,8 +81,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const router = new Router();
   addResourceRoutes(router, stores);
   const maxFileBytes = opts.maxFileBytes ?? MAX_FILE_BYTES;
-  addFileRoutes(router, new FileStore(opts.files ?? new DirStore(defaultStoreDir()), maxFileBytes), maxFileBytes);
-  new SessionApi(opts.tandem, stores).routes(router);
+  const files = new FileStore(opts.files ?? new DirStore(defaultStoreDir()), maxFileBytes);
+  addFileRoutes(router, files, maxFileBytes);
+  new SessionApi(opts.tandem, stores, files).routes(router);
 
   const server = createServer((raw, res) => {
     void (async () => {

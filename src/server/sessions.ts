@@ -18,14 +18,18 @@ import {
   SA_ARCHIVED,
   SA_STATUS,
   SESSION_BUDGET_UPDATE,
+  SESSION_FILES_UPDATE,
   SESSION_UPDATE_SIGNAL,
   SESSION_WORKFLOW,
   Signals,
 } from '../shared/names.js';
 import { unpricedModels } from '../shared/pricing.js';
+import { filesChangeProblem, mountPathProblem, UPLOADS_DIR } from '../shared/files.js';
+import type { FileStore } from '../files/store.js';
 import type { ResourceRecord } from '../shared/resources.js';
 import type {
   AgentDefinition,
+  FileResource,
   OutcomeState,
   SessionInput,
   SessionState,
@@ -119,6 +123,14 @@ function checkBudgetable(def: AgentDefinition): void {
     throw invalid('budget', `model_not_budgetable: Tandem has no list price for ${unpriced.join(', ')}, so it cannot meter a budget`);
 }
 
+/** Bytes all of one session's files may hold together. */
+const MAX_SESSION_FILE_BYTES = 2_000_000_000;
+
+/** A session's file as the API shows a resource. */
+function resourceObject(f: FileResource): Record<string, unknown> {
+  return { id: f.id, type: 'file', file_id: f.file_id, mount_path: f.mount_path, created_at: f.created_at, updated_at: f.created_at };
+}
+
 function agentSnapshot(def: AgentDefinition, memo: Partial<SessionMemo>): Record<string, unknown> {
   return {
     id: memo.agent_id ?? 'agent_inline',
@@ -145,6 +157,8 @@ export class SessionApi {
   constructor(
     private readonly tandem: TandemClient,
     private readonly stores: Stores,
+    /** The file store: a session's file resources must name files in it. */
+    private readonly files: FileStore,
   ) {}
 
   /** Sessions this server deleted, whose workflows Temporal may still show for a while. */
@@ -223,7 +237,7 @@ export class SessionApi {
       environment_id: memo.environment_id ?? 'env_inline',
       metadata: memo.metadata,
       outcome_evaluations: state?.outcome ? [outcomeEvaluation(state.outcome)] : [],
-      resources: [],
+      resources: (state?.files ?? input.files ?? []).map(resourceObject),
       stats: { duration_seconds: Math.max(0, (end - Date.parse(times.created)) / 1000) },
       status,
       title: memo.title,
@@ -262,13 +276,75 @@ export class SessionApi {
     return { handle, input, memo, open, state, status, times, object: this.sessionObject(id, input, memo, times, status, state) };
   }
 
+  /**
+   * The `resources` of a create request as the session's files: each a `file` of the file store, mounted at its
+   * `mount_path` (default /mnt/session/uploads/<file_id>). Repositories and memory stores are refused, naming them.
+   */
+  private async fileResources(v: unknown): Promise<FileResource[]> {
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v)) throw invalid('resources', 'must be a list of resources');
+    const files: FileResource[] = [];
+    for (const [i, r] of v.entries()) files.push(await this.fileResource(r, files, `resources[${i}].`));
+    return files;
+  }
+
+  /** One `file` resource to add to a session that has `files`, checked; errors name fields under `prefix`. */
+  private async fileResource(v: unknown, files: readonly FileResource[], prefix = ''): Promise<FileResource> {
+    const r = (typeof v === 'object' && v !== null && !Array.isArray(v) ? v : {}) as Record<string, unknown>;
+    if (r.type === 'github_repository')
+      throw invalid(`${prefix}type`, 'Tandem does not clone repositories named through the API yet; name them in an agent file, or TandemClient.start({resources}) with a vault secret');
+    if (r.type === 'memory_store') throw invalid(`${prefix}type`, 'Tandem has no memory stores yet');
+    if (r.type !== 'file') throw invalid(`${prefix}type`, 'must be "file"');
+    for (const k of Object.keys(r)) if (!['type', 'file_id', 'mount_path'].includes(k)) throw invalid(`${prefix}${k}`, 'is not a field of a file resource');
+    if (typeof r.file_id !== 'string' || !r.file_id) throw invalid(`${prefix}file_id`, 'must be a file id (file_...)');
+    const meta = await this.files.get(r.file_id);
+    if (!meta) throw invalid(`${prefix}file_id`, `file "${r.file_id}" was not found`);
+    const total = meta.size_bytes + (await Promise.all(files.map((f) => this.files.get(f.file_id)))).reduce((n, m) => n + (m?.size_bytes ?? 0), 0);
+    if (total > MAX_SESSION_FILE_BYTES)
+      throw invalid(`${prefix}file_id`, `the session's files would hold ${total} bytes; at most ${MAX_SESSION_FILE_BYTES} fit in one session`);
+    const mount = r.mount_path ?? `${UPLOADS_DIR}/${r.file_id}`;
+    const problem = mountPathProblem(mount);
+    if (problem) throw invalid(`${prefix}mount_path`, problem);
+    const file: FileResource = {
+      type: 'file',
+      id: `sesrsc_${randomBytes(12).toString('hex')}`,
+      file_id: r.file_id,
+      mount_path: mount as string,
+      created_at: new Date().toISOString(),
+    };
+    const clash = filesChangeProblem(files, { add: file });
+    if (clash) throw invalid(`${prefix}mount_path`, clash.replace(/^mount_path: /, ''));
+    return file;
+  }
+
+  /** `sessions.resources.*`: a session's files, added and removed while it lives through the workflow's update. */
+  private async resources(req: ApiRequest, op: 'add' | 'list' | 'retrieve' | 'update' | 'delete'): Promise<unknown> {
+    const s = await this.load(req.params.id!);
+    const files = s.state?.files ?? s.input.files ?? [];
+    if (op === 'list') return pageOf(files.map(resourceObject), req.query);
+    if (op === 'add') {
+      if (!s.open) throw new ApiError(400, `session "${req.params.id}" has ended; its resources cannot change`);
+      const file = await this.fileResource(objectBody(req.body), files);
+      await s.handle.executeUpdate(SESSION_FILES_UPDATE, { args: [{ add: file }] });
+      return resourceObject(file);
+    }
+    const rid = req.params.resource!;
+    const file = files.find((f) => f.id === rid);
+    if (!file) throw new ApiError(404, `session "${req.params.id}" has no resource "${rid}"`);
+    if (op === 'retrieve') return resourceObject(file);
+    if (op === 'update')
+      throw invalid('authorization_token', 'only github_repository resources take a token, and this one is a file; remove it and add the file again instead');
+    if (!s.open) throw new ApiError(400, `session "${req.params.id}" has ended; its resources cannot change`);
+    await s.handle.executeUpdate(SESSION_FILES_UPDATE, { args: [{ remove: rid }] });
+    return { id: rid, type: 'session_resource_deleted' };
+  }
+
   private async create(req: ApiRequest): Promise<unknown> {
     const body = objectBody(req.body);
     const known = ['agent', 'environment_id', 'initial_events', 'metadata', 'resources', 'title', 'vault_ids', 'budget'];
     for (const k of Object.keys(body)) if (!known.includes(k)) throw invalid(k, 'is not a field of a session');
     const budget = body.budget == null ? undefined : budgetMicros(body.budget);
-    if (Array.isArray(body.resources) && body.resources.length > 0)
-      throw invalid('resources', 'Tandem does not mount repositories or files into sessions yet; omit resources');
+    const files = await this.fileResources(body.resources);
 
     // The agent, at the pinned version, with overrides.
     const a = body.agent;
@@ -361,6 +437,7 @@ export class SessionApi {
       ...(Object.keys(metadata).length ? { metadata } : {}),
       sandbox: sandboxOf(env, def),
       ...(limits ? { limits } : {}),
+      ...(files.length ? { files } : {}),
       initialEvents,
       vaultIds: vaultIds as string[],
       memo: { [MEMO_SESSION]: memo },
@@ -368,7 +445,7 @@ export class SessionApi {
       // An outcome among the initial events comes with the start, so the first turn already works towards it.
       ...(initialOutcomes[0] ? { startSignal: { name: Signals.defineOutcome, payload: initialOutcomes[0] } } : {}),
     });
-    const input: SessionInput = { agent: def, vault_ids: vaultIds as string[], ...(limits ? { limits } : {}) };
+    const input: SessionInput = { agent: def, vault_ids: vaultIds as string[], ...(limits ? { limits } : {}), ...(files.length ? { files } : {}) };
     const now = new Date().toISOString();
     return this.sessionObject(sessionId, input, memo, { created: now, closed: null }, initialEvents.length ? 'running' : 'idle', undefined);
   }
@@ -822,6 +899,11 @@ export class SessionApi {
     router.add('GET', '/v1/sessions/:id/events/stream', (r) => this.stream(r));
     // Tandem's own (the hosted API has no fork): a new session from this one's log at an event, its files as then.
     router.add('POST', '/v1/sessions/:id/fork', (r) => this.fork(r));
+    router.add('POST', '/v1/sessions/:id/resources', (r) => this.resources(r, 'add'));
+    router.add('GET', '/v1/sessions/:id/resources', (r) => this.resources(r, 'list'));
+    router.add('GET', '/v1/sessions/:id/resources/:resource', (r) => this.resources(r, 'retrieve'));
+    router.add('POST', '/v1/sessions/:id/resources/:resource', (r) => this.resources(r, 'update'));
+    router.add('DELETE', '/v1/sessions/:id/resources/:resource', (r) => this.resources(r, 'delete'));
     router.add('GET', '/v1/sessions/:id/threads', (r) => this.listThreads(r));
     router.add('GET', '/v1/sessions/:id/threads/:thread', async (r) => this.threadObject(r.params.id!, await this.thread(r)));
     router.add('GET', '/v1/sessions/:id/threads/:thread/events', async (r) => this.listEvents(r, (await this.thread(r)).id));

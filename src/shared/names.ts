@@ -48,6 +48,8 @@ export const MEMO_SESSION = 'tandem_session';
 export const SESSION_UPDATE_SIGNAL = 'tandem.session_update';
 /** Update that replaces or removes a session's cost budget (`{budget_micros: number | null}`); refused with a reason. */
 export const SESSION_BUDGET_UPDATE = 'tandem.session_budget';
+/** Update that adds a file to a session or removes one (`{add: FileResource}` or `{remove: id}`); returns the files. */
+export const SESSION_FILES_UPDATE = 'tandem.session_files';
 /** Memo key of a replay's recorded session: `{session_id, mode}`. */
 export const MEMO_REPLAY = 'tandem_replay';
 /** Memo key of a fork's origin: `{session_id, event_id}` (the Temporal UI shows it on the fork's page). */

@@ -184,6 +184,19 @@ export interface RepositoryResource {
 /** A resource of a session or agent. */
 export type SessionResource = RepositoryResource;
 
+/**
+ * A file of the Files API mounted in a session (the Managed Agents `file` resource): read-only at `mount_path`,
+ * under `/mnt/session/uploads/`. Only its id is in the session's history, never its bytes.
+ */
+export interface FileResource {
+  type: 'file';
+  /** The resource's id in the session (`sesrsc_…`). */
+  id: string;
+  file_id: string;
+  mount_path: string;
+  created_at: string;
+}
+
 /** An agent definition, pinned into the session at start (Managed Agents fields plus `sandbox` and `limits`). */
 export interface AgentDefinition {
   name: string;
@@ -346,6 +359,8 @@ export interface SessionInput {
   delegation?: Delegation;
   /** Repositories cloned into the workspace at provision, after the agent's own. */
   resources?: SessionResource[];
+  /** Files mounted in the sandbox from the start (more can be added and removed while the session lives). */
+  files?: FileResource[];
   /** Set by the session itself when it continues as new: what the next run carries over. */
   carry?: CarriedState;
   /** Set when this session is a fork of another one: its log begins with the origin's, up to the fork point. */
@@ -538,6 +553,8 @@ export interface SessionState {
   spend_micros?: number;
   /** The session's cost budget in micro-dollars; null when it has none, or it was removed. */
   budget_micros?: number | null;
+  /** The files mounted in the session now (sessions that have or had any). */
+  files?: FileResource[];
 }
 
 /** A content block of the model's reply, as stored in history (plain JSON). */
@@ -601,6 +618,11 @@ export interface SandboxRef {
   resources?: SessionResource[];
   /** The hands host the sandbox is placed on (sessions of hands hosts; a shared sandbox's children follow it). */
   placement?: Placement;
+  /**
+   * The files the sandbox's uploads hold at the next call (written before it, the others removed); absent: left as
+   * they are (a sub-agent working in its parent's sandbox, or a session that never had files).
+   */
+  files?: FileResource[];
 }
 
 /** Input of `provision`: the sandbox, and the snapshot to restore into a workspace new to its host. */

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DirStore } from '../../src/activities/sandbox/blob-store.js';
-import { FileStore, parseMultipart } from '../../src/server/files.js';
+import { FileStore, FileStoreError } from '../../src/files/store.js';
+import { parseMultipart } from '../../src/server/files.js';
 import { ApiError } from '../../src/server/http.js';
 
 const type = 'multipart/form-data; boundary=XyZ';
@@ -75,8 +76,9 @@ describe('FileStore on a full disk', () => {
     } catch (e) {
       err = e;
     }
-    expect((err as ApiError).status).toBe(507);
-    expect((err as ApiError).message).toMatch(/^the file could not be stored, and nothing of it was kept: /);
+    expect(err).toBeInstanceOf(FileStoreError);
+    expect((err as FileStoreError).status).toBe(507);
+    expect((err as FileStoreError).message).toMatch(/^the file could not be stored, and nothing of it was kept: /);
     expect((await files.list()).map((f) => f.id)).toEqual([small.id]);
     // No object of it is left in the store: no bytes, no metadata, no temporary file.
     const keys: string[] = [];

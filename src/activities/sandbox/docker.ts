@@ -35,6 +35,8 @@ import {
   DEFAULT_DISK_MB,
   HOST_MOUNT,
   listSlots,
+  OUTPUTS_MOUNT,
+  UPLOADS_MOUNT,
   removeSlotDir,
   sandboxOwner,
   slotKey,
@@ -45,6 +47,8 @@ import {
   type WorkspaceMode,
 } from './slot.js';
 import { WarmPool, type WarmEntry } from './warm.js';
+import { SessionFilesOnHost } from './session-files.js';
+import type { FileStore } from '../../files/store.js';
 
 /** Label on every container and volume Tandem creates. */
 export const LABEL_MANAGED = 'tandem.managed';
@@ -116,7 +120,7 @@ function labels(ref: SandboxRef, settings: SandboxSettings): Record<string, stri
 export function containerSpec(
   ref: SandboxRef,
   settings: SandboxSettings,
-  slot: Pick<Slot, 'sock' | 'workspace'>,
+  slot: Pick<Slot, 'sock' | 'workspace' | 'uploads' | 'outputs'>,
   gateway?: GatewayMount,
   extraLabels: Record<string, string> = {},
 ): Docker.ContainerCreateOptions & { name: string } {
@@ -146,7 +150,12 @@ export function containerSpec(
         '/tmp': `rw,nosuid,nodev,size=${Math.max(16, Math.min(1024, Math.floor((c.memory_mb ?? 1024) / 4)))}m`,
         [RUN_DIR]: 'rw,nosuid,nodev,size=64m,uid=1000,gid=1000,mode=0700',
       },
-      Binds: [`${slot.workspace}:/workspace`, `${slot.sock}:${HOST_MOUNT}:ro`],
+      Binds: [
+        `${slot.workspace}:/workspace`,
+        `${slot.sock}:${HOST_MOUNT}:ro`,
+        `${slot.uploads}:${UPLOADS_MOUNT}:ro`,
+        `${slot.outputs}:${OUTPUTS_MOUNT}`,
+      ],
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges:true'],
       PidsLimit: c.pids_limit ?? 256,
@@ -232,6 +241,8 @@ export interface HandsDeps {
   snapshots?: Snapshots;
   /** This host's place among the hands hosts (placement, its own task queue). */
   registry?: HostRegistry;
+  /** The file store: session files are read from it into sandboxes, and their outputs published to it. */
+  files?: FileStore;
 }
 
 /** Creates the sandbox activities over a Docker client. */
@@ -240,8 +251,9 @@ export function createSandboxActivities(deps: HandsDeps) {
 }
 
 /** The hands of this host: the sandbox activities, the slots they keep, and a shutdown that closes their lines. */
-export function createHands({ docker, settings, gateway, snapshots, registry }: HandsDeps) {
+export function createHands({ docker, settings, gateway, snapshots, registry, files }: HandsDeps) {
   const slots = new Slots(settings.handsDir ?? defaultHandsDir(), settings.scope ?? '', settings.workspaceMode ?? 'volume');
+  const sessionFiles = files ? new SessionFilesOnHost(files) : undefined;
   // A result is at most outputCap characters; as JSON, at most 6 bytes each (\uXXXX), plus room for a `run` answer.
   const channels = new ToolboxChannels(Math.max(6 * settings.outputCap, 1024 * 1024) + 64 * 1024);
   let owner: Promise<SandboxOwner> | undefined;
@@ -314,6 +326,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
       );
     const slot = slots.prepare(ref.session_id);
     await channels.listen(slot.sock);
+    await slots.mountOutputs(slot, await sandboxUser());
     if (slots.mode === 'quota')
       return { slot, created: await slots.mountWorkspace(slot, explicitDisk ?? settings.diskMb ?? DEFAULT_DISK_MB, await sandboxUser(), fresh) };
     if (fresh) await docker.getVolume(slot.workspace).remove().catch(() => undefined);
@@ -701,7 +714,15 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
     const onCancel = () => void line.request('cancel', { id: callId }).catch(() => undefined);
     ctx?.cancellationSignal.addEventListener('abort', onCancel);
     let result: ExecuteResult;
+    const slot = slots.paths(input.sandbox.session_id);
+    const notes: string[] = [];
     try {
+      // The session's files as they are now, before the call that may read them.
+      const wanted = input.sandbox.files;
+      if (wanted && sessionFiles) {
+        const note = await beating({ phase: 'files' }, () => sessionFiles.sync(slot, wanted));
+        if (note) notes.push(note);
+      }
       heartbeat({ tool: input.name });
       const answer = await line
         .request('call', { call: { id: callId, name: input.name, input: input.input } }, gone.signal)
@@ -721,9 +742,17 @@ export function createHands({ docker, settings, gateway, snapshots, registry }: 
           throw await lostDuring(container, line, input.name, new ChannelClosed('lost its shell with the container', false));
       }
       const denied = usesEgress(input.sandbox) ? gateway?.drainDenials(input.sandbox.session_id) : undefined;
+      // What the call left in /mnt/session/outputs, published (a failure to publish costs a note, not the result).
+      if (sessionFiles && input.sandbox.files) {
+        const note = await beating({ phase: 'outputs' }, () => sessionFiles.publish(slot, input.sandbox.session_id)).catch(
+          (err: unknown) => `[tandem: the session's outputs could not be published: ${(err as Error).message}]`,
+        );
+        if (note) notes.push(note);
+      }
+      const content = [input.notice, r.content, ...notes].filter((c) => c !== undefined).join('\n\n');
       result = {
         ...r,
-        ...(input.notice ? { content: `${input.notice}\n\n${r.content}` } : {}),
+        content,
         container_id: container.id,
         ...(created ? { provisioned: created } : {}),
         duration_ms: Date.now() - started,

@@ -9,6 +9,12 @@
  *     state/                    0700: the gateway's phantom token
  *     workspace.img, workspace/ the workspace: an ext4 image of `disk_mb` mounted (loop) on workspace/, which is
  *                               bind-mounted at /workspace; writes past the size fail with ENOSPC in the sandbox
+ *     uploads/                  0755, this process's: the session's file resources, written here by the host and
+ *                               bind-mounted read-only at /mnt/session/uploads
+ *     outputs.img, outputs/     what the agent leaves for the session's owner, bind-mounted at /mnt/session/outputs
+ *                               and published to the file store after each tool call: an ext4 image of 1 GiB,
+ *                               owned by the sandbox user (without quotas, a plain directory of the sandbox user)
+ *     outputs.json              what was published from outputs/ (sizes and times), out of the sandbox's reach
  *
  * Without root or loop devices (`TANDEM_WORKSPACE_QUOTA=off`), the workspace is a Docker named volume instead and
  * has no size limit; a sandbox that asks for `disk_mb` is then refused rather than silently given none.
@@ -20,6 +26,7 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
+  chownSync,
   closeSync,
   existsSync,
   ftruncateSync,
@@ -42,6 +49,12 @@ const run = promisify(execFile);
 export const HOST_MOUNT = '/run/tandem-host';
 /** Default workspace size when the agent names none. */
 export const DEFAULT_DISK_MB = 4096;
+/** Size of a session's outputs directory where the host limits sizes. */
+export const OUTPUTS_MB = 1024;
+/** Where a session's file resources appear in the sandbox (read-only). */
+export const UPLOADS_MOUNT = '/mnt/session/uploads';
+/** Where the agent leaves files for the session's owner. */
+export const OUTPUTS_MOUNT = '/mnt/session/outputs';
 
 /** How workspaces are made on this host. */
 export type WorkspaceMode = 'quota' | 'volume';
@@ -56,6 +69,10 @@ export interface Slot {
   state: string;
   /** What to bind at /workspace: a host path (quota mode) or a volume name. */
   workspace: string;
+  /** The session's file resources, bound read-only at {@link UPLOADS_MOUNT}. */
+  uploads: string;
+  /** The session's outputs, bound at {@link OUTPUTS_MOUNT}. */
+  outputs: string;
 }
 
 /** What the slot records about itself. */
@@ -130,6 +147,8 @@ export class Slots {
       sock: join(dir, 'sock'),
       state: join(dir, 'state'),
       workspace: this.mode === 'quota' ? join(dir, 'workspace') : `tandem-ws-${key}`,
+      uploads: join(dir, 'uploads'),
+      outputs: join(dir, 'outputs'),
     };
   }
 
@@ -140,6 +159,7 @@ export class Slots {
     checkOwnRoot(this.root);
     mkdirSync(slot.state, { recursive: true, mode: 0o700 });
     mkdirSync(slot.sock, { recursive: true, mode: 0o755 });
+    mkdirSync(slot.uploads, { recursive: true, mode: 0o755 });
     chmodSync(slot.dir, 0o711);
     const meta = join(slot.dir, 'meta.json');
     if (!existsSync(meta)) {
@@ -157,38 +177,21 @@ export class Slots {
    */
   async mountWorkspace(slot: Slot, diskMb: number, owner: SandboxOwner, fresh = false): Promise<boolean> {
     if (this.mode !== 'quota') return false;
-    const image = join(slot.dir, 'workspace.img');
     if (fresh) await this.unmountWorkspace(slot, true);
-    if (isMountPoint(slot.workspace)) return false;
-    mkdirSync(slot.workspace, { recursive: true, mode: 0o755 });
-    let created = false;
-    if (!existsSync(image)) {
-      const tmp = `${image}.${randomBytes(4).toString('hex')}`;
-      const fd = openSync(tmp, 'wx', 0o600);
-      try {
-        ftruncateSync(fd, diskMb * 1024 * 1024); // sparse: the disk holds only what is written
-      } finally {
-        closeSync(fd);
-      }
-      try {
-        // No reserved blocks, lazy inode tables and journal (mounted with noinit_itable: never zeroed in the
-        // background, so the image stays sparse).
-        await run('mkfs.ext4', ['-q', '-F', '-m', '0', '-L', 'workspace', '-E',
-          `root_owner=${owner.uid}:${owner.gid},lazy_itable_init=1,lazy_journal_init=1,nodiscard`, tmp]);
-        renameSync(tmp, image);
-        created = true;
-      } catch (err) {
-        rmSync(tmp, { force: true });
-        throw provisionFailed(`could not make the workspace image: ${errorText(err)}`);
-      }
+    return mountImage(join(slot.dir, 'workspace.img'), slot.workspace, diskMb, owner, 'workspace');
+  }
+
+  /**
+   * Makes the outputs directory ready to mount: an image of {@link OUTPUTS_MB} mounted on it (quota mode), else a
+   * directory of the sandbox user. A rewind leaves it as it is: what was published stays published.
+   */
+  async mountOutputs(slot: Slot, owner: SandboxOwner): Promise<void> {
+    if (this.mode === 'quota') {
+      await mountImage(join(slot.dir, 'outputs.img'), slot.outputs, OUTPUTS_MB, owner, 'outputs');
+      return;
     }
-    try {
-      await run('mount', ['-o', 'loop,nosuid,nodev,noinit_itable', image, slot.workspace]);
-    } catch (err) {
-      if (!isMountPoint(slot.workspace)) throw provisionFailed(`could not mount the workspace: ${errorText(err)}`);
-    }
-    if (created) rmSync(join(slot.workspace, 'lost+found'), { recursive: true, force: true });
-    return created;
+    mkdirSync(slot.outputs, { recursive: true, mode: 0o755 });
+    chownSync(slot.outputs, owner.uid, owner.gid);
   }
 
   /** Unmounts the workspace (the container has stopped); `discard` also deletes its image. */
@@ -207,6 +210,43 @@ export class Slots {
   list(): Array<SlotMeta & { key: string }> {
     return listSlots(this.root);
   }
+}
+
+/**
+ * Mounts the ext4 image `image` (made of `sizeMb`, owned by the sandbox user, when missing) on `dir`; returns whether
+ * the image is new (so empty).
+ */
+async function mountImage(image: string, dir: string, sizeMb: number, owner: SandboxOwner, label: string): Promise<boolean> {
+  if (isMountPoint(dir)) return false;
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  let created = false;
+  if (!existsSync(image)) {
+    const tmp = `${image}.${randomBytes(4).toString('hex')}`;
+    const fd = openSync(tmp, 'wx', 0o600);
+    try {
+      ftruncateSync(fd, sizeMb * 1024 * 1024); // sparse: the disk holds only what is written
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      // No reserved blocks, lazy inode tables and journal (mounted with noinit_itable: never zeroed in the
+      // background, so the image stays sparse).
+      await run('mkfs.ext4', ['-q', '-F', '-m', '0', '-L', label, '-E',
+        `root_owner=${owner.uid}:${owner.gid},lazy_itable_init=1,lazy_journal_init=1,nodiscard`, tmp]);
+      renameSync(tmp, image);
+      created = true;
+    } catch (err) {
+      rmSync(tmp, { force: true });
+      throw provisionFailed(`could not make the ${label} image: ${errorText(err)}`);
+    }
+  }
+  try {
+    await run('mount', ['-o', 'loop,nosuid,nodev,noinit_itable', image, dir]);
+  } catch (err) {
+    if (!isMountPoint(dir)) throw provisionFailed(`could not mount the ${label}: ${errorText(err)}`);
+  }
+  if (created) rmSync(join(dir, 'lost+found'), { recursive: true, force: true });
+  return created;
 }
 
 /** The slots under a hands directory, with what they record (unreadable ones are skipped). */
@@ -232,6 +272,7 @@ export function listSlots(root: string): Array<SlotMeta & { key: string; dir: st
 /** Unmounts a slot's workspace (if mounted) and deletes the slot's directory. */
 export async function removeSlotDir(dir: string): Promise<void> {
   await unmount(join(dir, 'workspace'));
+  await unmount(join(dir, 'outputs'));
   rmSync(dir, { recursive: true, force: true });
 }
 

@@ -26,6 +26,7 @@ import { resolveTools, type ResolvedTool } from '../../shared/tools.js';
 import type { DelegationResult, Limits, ModelBlock, SessionErrorInfo, SessionInput, SessionState, SessionStatus, StopReason, Usage } from '../../shared/types.js';
 import type { Activities } from '../../activities/index.js';
 import { Budget } from './budget.js';
+import { SessionFiles } from './files.js';
 
 /** The session's activities, as the workflow calls them. */
 export type Acts = ActivityInterfaceFor<Activities>;
@@ -71,6 +72,8 @@ export class SessionCore {
   interrupted = false;
   /** The session's ceilings, and the meter of its cost budget. */
   readonly budget: Budget;
+  /** The files mounted in the session. */
+  readonly files: SessionFiles;
   private inFlight: CancellationScope | undefined;
 
   constructor(readonly input: SessionInput) {
@@ -118,6 +121,7 @@ export class SessionCore {
       retry: { initialInterval: '1 second', maximumAttempts: 5 },
     });
     this.budget = new Budget(this);
+    this.files = new SessionFiles(this);
   }
 
   /** Records a session-level event in history (a memo change), so the log shows it in order. */

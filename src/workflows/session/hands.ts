@@ -54,7 +54,9 @@ export class Hands {
   constructor(private readonly s: SessionCore) {
     const { input, info, state, ownsSandbox } = s;
     const resources = sessionResources(input);
-    this.sandboxRef = input.delegation?.sandbox ?? {
+    // A sub-agent in its parent's sandbox leaves the parent's files as they are (the parent's calls write them).
+    const { files: _parentFiles, ...shared } = input.delegation?.sandbox ?? {};
+    this.sandboxRef = input.delegation?.sandbox ? (shared as SandboxRef) : {
       session_id: info.workflowId,
       config: { ...input.agent.sandbox, ...input.sandbox },
       ...(resources.length > 0 ? { resources } : {}),
@@ -113,7 +115,8 @@ export class Hands {
   }
 
   private refOn(p: Placement): SandboxRef {
-    return { ...this.sandboxRef, placement: p };
+    // The sandbox's own session says which files it holds (none is a list too: its outputs are published).
+    return { ...this.sandboxRef, placement: p, ...(this.s.ownsSandbox ? { files: this.s.state.files ?? [] } : {}) };
   }
 
   /**

@@ -50,6 +50,7 @@ export function setHandlers(s: SessionCore, answers: Answers, delegation: Delega
     if (typeof p.memo.archived_at === 'string') upsertSearchAttributes([{ key: archivedKey, value: 'true' }]);
   });
   s.budget.setHandler();
+  s.files.setHandler();
   setHandler(toolConfirmationSignal, answers.handler(Signals.toolConfirmation, 'confirmation'));
   setHandler(customToolResultSignal, answers.handler(Signals.customToolResult, 'custom_tool'));
   // Last: signals that arrived before the handlers existed are delivered as each handler is set, and only the

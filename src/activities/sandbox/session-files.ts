@@ -1,0 +1,257 @@
+/**
+ * A session's files on its hands host, around each tool call:
+ *
+ * - before it, `sync` writes the session's file resources into the slot's `uploads/` (bound read-only at
+ *   /mnt/session/uploads) from the file store, and removes the ones no longer mounted. The sandbox cannot write
+ *   there, so the host's own writes follow no path the sandbox made.
+ * - after it, `publish` puts what the agent left under `outputs/` (/mnt/session/outputs) into the file store as the
+ *   session's files (`scope: {type: session, id}`), each under a stable id, and deletes the ones it removed. That
+ *   directory is the sandbox's: it is walked through directory descriptors opened without following links, and only
+ *   regular files are read, so a link or a swapped directory never leads the host's reads elsewhere.
+ *
+ * What each did last is kept beside the slot (`uploads.json`, `outputs.json`), out of the sandbox's reach, so a call
+ * that changed nothing costs a directory walk.
+ */
+import { chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, extname, join } from 'node:path';
+import { FileStore, FileStoreError, outputFileId } from '../../files/store.js';
+import { UPLOADS_DIR } from '../../shared/files.js';
+import type { FileResource } from '../../shared/types.js';
+import type { Slot } from './slot.js';
+
+const O_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+const O_FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/** Bounds of publishing a session's outputs. */
+export interface OutputLimits {
+  /** Entries (files and directories) walked under outputs/; the rest are not published. */
+  maxEntries: number;
+  /** Directory depth walked. */
+  maxDepth: number;
+}
+
+const DEFAULT_LIMITS: OutputLimits = { maxEntries: 1000, maxDepth: 16 };
+
+/** What `outputs.json` keeps of a published file: enough to see that it changed. */
+interface Published {
+  size: number;
+  mtime: string;
+  ino: string;
+}
+
+/** Types of common output files by extension; anything else is `application/octet-stream`. */
+const MIME: Record<string, string> = {
+  '.txt': 'text/plain',
+  '.md': 'text/markdown',
+  '.csv': 'text/csv',
+  '.json': 'application/json',
+  '.html': 'text/html',
+  '.xml': 'application/xml',
+  '.yaml': 'application/yaml',
+  '.yml': 'application/yaml',
+  '.pdf': 'application/pdf',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.svg': 'image/svg+xml',
+  '.zip': 'application/zip',
+  '.tar': 'application/x-tar',
+  '.gz': 'application/gzip',
+};
+
+export class SessionFilesOnHost {
+  private readonly limits: OutputLimits;
+
+  constructor(
+    private readonly store: FileStore,
+    limits: Partial<OutputLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+  }
+
+  /**
+   * Makes `uploads/` hold exactly `wanted`. Returns a note for the model about files that could not be mounted
+   * (deleted or expired in the file store), or undefined.
+   */
+  async sync(slot: Slot, wanted: readonly FileResource[]): Promise<string | undefined> {
+    const manifestPath = join(slot.dir, 'uploads.json');
+    const had = readJson<Record<string, string>>(manifestPath) ?? {};
+    const now: Record<string, string> = {};
+    const missing: string[] = [];
+    for (const f of wanted) {
+      const rel = f.mount_path.slice(UPLOADS_DIR.length + 1);
+      const target = join(slot.uploads, rel);
+      if (had[rel] === f.file_id && exists(target)) {
+        now[rel] = f.file_id;
+        continue;
+      }
+      const file = await this.store.content(f.file_id).catch((err: unknown) => {
+        if (err instanceof FileStoreError && err.status === 404) return undefined;
+        throw err;
+      });
+      if (!file) {
+        missing.push(`${f.file_id} (at ${f.mount_path})`);
+        continue;
+      }
+      rmSync(target, { recursive: true, force: true });
+      mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
+      const tmp = `${target}.tandem-${process.pid}`;
+      writeFileSync(tmp, file.data, { mode: 0o644 });
+      chmodSync(tmp, 0o644);
+      renameSync(tmp, target);
+      now[rel] = f.file_id;
+    }
+    for (const rel of Object.keys(had)) {
+      if (rel in now) continue;
+      rmSync(join(slot.uploads, rel), { recursive: true, force: true });
+      pruneEmpty(slot.uploads, dirname(join(slot.uploads, rel)));
+    }
+    if (!sameKeys(had, now)) writeFileSync(manifestPath, JSON.stringify(now));
+    return missing.length
+      ? `[tandem: these session files are gone from the file store (deleted or expired) and are not mounted: ${missing.join(', ')}]`
+      : undefined;
+  }
+
+  /**
+   * Publishes the session's outputs: new and changed files are put into the file store, removed ones deleted.
+   * Returns a note for the model when something could not be published (too many entries, a file too large).
+   */
+  async publish(slot: Slot, sessionId: string): Promise<string | undefined> {
+    const manifestPath = join(slot.dir, 'outputs.json');
+    const had = readJson<Record<string, Published>>(manifestPath) ?? {};
+    const now: Record<string, Published> = {};
+    const problems: string[] = [];
+    let entries = 0;
+    const walk = async (fd: number, rel: string, depth: number): Promise<void> => {
+      const base = `/proc/self/fd/${fd}`;
+      for (const name of readdirSync(base).sort()) {
+        if (++entries > this.limits.maxEntries) {
+          if (entries === this.limits.maxEntries + 1)
+            problems.push(`/mnt/session/outputs holds more than ${this.limits.maxEntries} entries; the rest are not published`);
+          return;
+        }
+        const path = `${base}/${name}`;
+        const relPath = rel ? `${rel}/${name}` : name;
+        let st;
+        try {
+          st = lstatSync(path, { bigint: true });
+        } catch {
+          continue; // gone meanwhile
+        }
+        if (st.isDirectory()) {
+          if (depth >= this.limits.maxDepth) continue;
+          let child: number;
+          try {
+            child = openSync(path, O_DIR);
+          } catch {
+            continue; // swapped for something else meanwhile: left out, never followed
+          }
+          try {
+            await walk(child, relPath, depth + 1);
+          } finally {
+            closeSync(child);
+          }
+          continue;
+        }
+        if (!st.isFile()) continue; // links, sockets, devices: not outputs
+        const seen: Published = { size: Number(st.size), mtime: String(st.mtimeNs), ino: String(st.ino) };
+        const before = had[relPath];
+        if (before && before.size === seen.size && before.mtime === seen.mtime && before.ino === seen.ino) {
+          now[relPath] = before;
+          continue;
+        }
+        const data = readRegular(path, this.store.maxBytes);
+        if (data === undefined) continue;
+        if (data === 'too large') {
+          problems.push(`${relPath} is larger than ${this.store.maxBytes} bytes and was not published`);
+          continue;
+        }
+        await this.store.put(outputFileId(sessionId, relPath), {
+          filename: relPath,
+          mime_type: MIME[extname(relPath).toLowerCase()] ?? 'application/octet-stream',
+          data,
+          scope: { type: 'session', id: sessionId },
+        });
+        now[relPath] = seen;
+      }
+    };
+    let root: number;
+    try {
+      root = openSync(slot.outputs, O_DIR);
+    } catch {
+      return undefined; // no outputs directory (a sandbox made before sessions had one)
+    }
+    try {
+      await walk(root, '', 0);
+    } finally {
+      closeSync(root);
+    }
+    // Past the entry limit, what was not walked is not taken as removed.
+    if (entries <= this.limits.maxEntries)
+      for (const rel of Object.keys(had)) if (!(rel in now)) await this.store.delete(outputFileId(sessionId, rel)).catch(() => undefined);
+    if (JSON.stringify(had) !== JSON.stringify(now)) writeFileSync(manifestPath, JSON.stringify(now));
+    return problems.length ? `[tandem: ${problems.join('; ')}]` : undefined;
+  }
+}
+
+/**
+ * The bytes of the regular file at `path` (opened without following a link), read to its size and no further: past
+ * `max` bytes, 'too large'; undefined when it is no regular file by the time it is opened.
+ */
+function readRegular(path: string, max: number): Buffer | 'too large' | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, O_FILE);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) return undefined;
+    if (st.size > max) return 'too large';
+    const data = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < data.length) {
+      const n = readSync(fd, data, off, data.length - off, off);
+      if (n === 0) break; // truncated meanwhile: what is there
+      off += n;
+    }
+    return data.subarray(0, off);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readJson<T>(path: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function sameKeys(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
+}
+
+/** Removes the empty directories from `dir` up to (not including) `root`. */
+function pruneEmpty(root: string, dir: string): void {
+  for (let d = dir; d.startsWith(`${root}/`); d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return; // not empty, or gone
+    }
+  }
+}
