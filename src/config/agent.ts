@@ -49,8 +49,14 @@ const permissionPolicySchema = strict({
   type: z.enum(['always_allow', 'always_ask', 'auto']),
 });
 
+/** The hosted toolset's tools that Tandem does not offer, and why: naming one is refused with that sentence. */
+const NOT_OFFERED: Record<string, string> = {
+  web_search: 'Tandem has no web search provider, so the toolset does not offer web_search; remove it from configs',
+  web_fetch: "Tandem's toolset does not offer web_fetch yet (use bash with curl where the network policy allows); remove it from configs",
+};
+
 const toolConfigSchema = strict({
-  name: z.enum(BUILTIN_TOOLS),
+  name: z.enum(BUILTIN_TOOLS, { error: (iss) => (typeof iss.input === 'string' ? NOT_OFFERED[iss.input] : undefined) }),
   enabled: z.boolean().nullable().optional(),
   permission_policy: permissionPolicySchema.nullable().optional(),
 });

@@ -182,6 +182,14 @@ describe('agent definition files', () => {
     );
   });
 
+  it("refuses the hosted toolset's web tools with the reason Tandem does not offer them", () => {
+    const text = (name: string) => `name: a\nmodel: m\ntools:\n  - type: agent_toolset_20260401\n    configs: [{name: ${name}, enabled: true}]\n`;
+    expect(fails(text('web_search')).message).toBe(
+      'agent.yaml:5:22: tools[0].configs[0].name: Tandem has no web search provider, so the toolset does not offer web_search; remove it from configs',
+    );
+    expect(fails(text('web_fetch')).message).toMatch(/tools\[0\]\.configs\[0\]\.name: Tandem's toolset does not offer web_fetch yet/);
+  });
+
   it('reports invalid YAML with the parser line', () => {
     const err = fails('name: a\nmodel: m\nsandbox:\n  cpu: 1\n memory_mb: 5\n');
     expect(err.problems).toHaveLength(1);
