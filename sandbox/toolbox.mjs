@@ -47,6 +47,7 @@ const HOST_DIR = process.env.TANDEM_HOST_DIR || '/run/tandem-host';
 const OUTPUT_DIR = path.join(RUN_DIR, 'outputs');
 const WORKDIR = process.env.TANDEM_WORKDIR || '/workspace';
 const SESSION_DIR = '/mnt/session'; // uploads/ (the session's files, read-only) and outputs/ (published by the host)
+const SKILLS_DIR = '/mnt/skills'; // the session's skills, read-only
 const DEFAULT_OUTPUT_CAP = 30000;
 const BASH_DEFAULT_TIMEOUT_MS = 120000;
 const BASH_MAX_TIMEOUT_MS = 600000;
@@ -78,8 +79,9 @@ async function serve() {
   fs.mkdirSync(OUTPUT_DIR, { recursive: true, mode: 0o700 });
 
   const { betaAgentToolset20260401 } = await import('@anthropic-ai/sdk/tools/agent-toolset/node');
-  // The file tools reach the workspace, /tmp and the session's files (uploads read-only, outputs to leave results).
-  const roots = ['/tmp', RUN_DIR, SESSION_DIR];
+  // The file tools reach the workspace, /tmp, the session's files (uploads read-only, outputs to leave results) and
+  // its skills (read-only).
+  const roots = ['/tmp', RUN_DIR, SESSION_DIR, SKILLS_DIR];
   const toolset = betaAgentToolset20260401({ workdir: WORKDIR, allowedRoots: [...new Set(roots)], env: shellEnv });
   const tools = new Map(toolset.map((t) => [t.name, t]));
 

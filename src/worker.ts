@@ -17,6 +17,7 @@ import { defaultHostId, HostRegistry } from './activities/sandbox/hosts.js';
 import { placementQueue } from './shared/names.js';
 import { Snapshots } from './activities/sandbox/snapshots.js';
 import { FileStore } from './files/store.js';
+import { SkillStore } from './files/skills.js';
 import { loadRuntimeConfig, sandboxScope, type RuntimeConfig } from './config/env.js';
 import { Vault } from './vault/index.js';
 import { temporalSettings } from './config/temporal.js';
@@ -124,7 +125,8 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
   const hostId = config.TANDEM_HANDS_ID ?? defaultHostId();
   let load: () => Promise<{ running: number; warm: Record<string, number> }> = async () => ({ running: 0, warm: {} });
   const registry = new HostRegistry(store, config.TANDEM_TASK_QUEUE, hostId, () => load());
-  const hands = createHands({ docker, settings: sandbox, gateway, snapshots, registry, files: new FileStore(store) });
+  const files = new FileStore(store);
+  const hands = createHands({ docker, settings: sandbox, gateway, snapshots, registry, files, skills: new SkillStore(store) });
   load = hands.load;
   const activities = createActivities({
     vault,
@@ -138,6 +140,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<Tand
     modelStallMs: config.TANDEM_MODEL_STALL_S * 1000,
     mcp,
     graderTools: withHands,
+    files,
   });
   const common = {
     connection: nativeConnection,

@@ -7,6 +7,7 @@ import type { ActivityName } from '../shared/names.js';
 import { createMcpActivities, McpHub } from './mcp.js';
 import { withMetrics } from './metrics.js';
 import { createModelActivities } from './model.js';
+import type { FileStore } from '../files/store.js';
 import { createReplayActivities } from './replay.js';
 import type { Vault } from '../vault/index.js';
 import { createHands, defaultHandsDir, type SandboxSettings } from './sandbox/docker.js';
@@ -32,6 +33,8 @@ export interface ActivityDeps {
   hands?: ReturnType<typeof createHands>;
   /** Whether the grader's read-only tools run in this process's hands (a brain alone has none). Default true. */
   graderTools?: boolean;
+  /** The file store (the snapshot store's `files/`): files that user messages name are read from it. */
+  files?: FileStore;
 }
 
 /** Creates all activities of Tandem. */
@@ -48,6 +51,7 @@ export function createActivities(deps: ActivityDeps) {
       stallMs: deps.modelStallMs,
       ...(deps.graderTools === false ? {} : { runTool: sandbox.execute }),
       mcp,
+      ...(deps.files ? { files: deps.files } : {}),
     }),
     ...sandbox,
     ...createMcpActivities(mcp),

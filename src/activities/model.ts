@@ -21,6 +21,8 @@ import {
 import { GRADER_TOOLS, GRADER_VERDICTS, graderRequest, graderTools, MAX_GRADER_CALLS, VERDICT_TOOL } from '../harness/grader.js';
 import { Failure } from '../shared/failures.js';
 import { costMicros } from '../shared/pricing.js';
+import type { FileStore } from '../files/store.js';
+import { inlineFiles } from './media.js';
 import { ActivityNames, type ActivityName } from '../shared/names.js';
 import type {
   CallModelInput,
@@ -130,6 +132,8 @@ export interface ModelDeps {
   runTool?: (input: ExecuteInput) => Promise<ExecuteResult>;
   /** The worker's MCP client side: lists the agent's MCP tools for the model. */
   mcp?: McpHub;
+  /** The file store: images and documents that user messages name by file id are read from it into requests. */
+  files?: FileStore;
 }
 
 /** Text beyond this many characters in one block is cut (head and tail kept): history events must stay small. */
@@ -173,7 +177,7 @@ async function modelWork<T>(ctx: Context, what: string, fn: () => Promise<T>): P
 }
 
 /** Creates `callModel`. */
-export function createModelActivities({ anthropic, temporal, logCache, stallMs = 90_000, runTool, mcp }: ModelDeps) {
+export function createModelActivities({ anthropic, temporal, logCache, stallMs = 90_000, runTool, mcp, files }: ModelDeps) {
   const logs = logCache ?? new SessionLogCache(temporal);
   /**
    * The session log as this activity's workflow saw it: everything before the activity was scheduled (the
@@ -213,7 +217,8 @@ export function createModelActivities({ anthropic, temporal, logCache, stallMs =
           (u) => `MCP server "${u.server}" is unavailable, so its tools are not offered in this call: ${u.message}`,
         ),
       };
-      let built = buildRequest(agent, log.events, builtinDefinitions, { budgetTokens, ...mcpOptions });
+      const options = { budgetTokens, ...mcpOptions, ...(input0.skills?.length ? { skills: input0.skills } : {}) };
+      let built = buildRequest(agent, log.events, builtinDefinitions, options);
       let compaction: CallModelResult['compaction'];
       let extraUsage: Usage | undefined;
       if (built.compact) {
@@ -223,10 +228,11 @@ export function createModelActivities({ anthropic, temporal, logCache, stallMs =
         const tokensBefore = estimateTokens(built.request);
         const trimmed = built.trimmed;
         const kept = { summary: text, first_kept_id: built.compact.first_kept_id };
-        built = buildRequest(agent, log.events, builtinDefinitions, { budgetTokens, compaction: kept, ...mcpOptions });
+        built = buildRequest(agent, log.events, builtinDefinitions, { ...options, compaction: kept });
         compaction = { ...kept, tokens_before: tokensBefore, tokens_after: estimateTokens(built.request), trimmed_tool_results: trimmed };
         extraUsage = toUsage(summary.message.usage);
       }
+      await inlineFiles(built.request.messages, files);
       const callStarted = Date.now();
       const { message, ttft } = await stream(built.request, ctx);
       const usage = toUsage(message.usage);

@@ -9,7 +9,7 @@ import { blobStoreFromEnv, defaultStoreDir } from '../activities/sandbox/blob-st
 import { loadRuntimeConfig } from '../config/env.js';
 import { FileStore } from '../files/store.js';
 import { defaultVaultPath, Vault } from '../vault/index.js';
-import { action, type Io } from './io.js';
+import { action, connect, type Io } from './io.js';
 import { forTerminal, jsonLine } from './terminal.js';
 
 /** The file store the `Io`'s environment names, as `tandem serve` opens it. */
@@ -18,13 +18,30 @@ function openStore(io: Io): FileStore {
   return new FileStore(blobStoreFromEnv(config, { defaultDir: defaultStoreDir(), vault: new Vault(defaultVaultPath(io.env), io.env), env: io.env }));
 }
 
-/** `tandem files put FILE`: stores a file and prints its metadata (its id, with `--json` all of it). */
-export async function filesPutRun(io: Io, o: { path: string; mimeType?: string; json?: boolean }): Promise<void> {
+/**
+ * `tandem files put FILE`: stores a file and prints its metadata (its id, with `--json` all of it). With `--session`,
+ * also mounts it in that running session (read-only, at `--mount-path` or /mnt/session/uploads/<file id>).
+ */
+export async function filesPutRun(
+  io: Io,
+  o: { path: string; mimeType?: string; json?: boolean; session?: string; mountPath?: string },
+): Promise<void> {
+  if (o.mountPath !== undefined && o.session === undefined) throw new Error('--mount-path mounts the file in a session: name it with --session');
   const data = await readFile(o.path).catch((err: NodeJS.ErrnoException) => {
     throw new Error(`cannot read ${o.path}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
   });
   const meta = await openStore(io).create({ filename: basename(o.path), mime_type: o.mimeType ?? 'application/octet-stream', data });
-  io.out(o.json ? jsonLine(meta) : meta.id);
+  if (o.session === undefined) return io.out(o.json ? jsonLine(meta) : meta.id);
+  const resource = await (await connect(io)).addFile(o.session, meta.id, o.mountPath);
+  if (o.json) return io.out(jsonLine({ file: meta, resource }));
+  io.out(meta.id);
+  io.err(forTerminal(`mounted in ${o.session} at ${resource.mount_path} (resource ${resource.id}), from its next tool call`));
+}
+
+/** `tandem files unmount SESSION RESOURCE`: removes a file from a running session (the file stays in the store). */
+export async function filesUnmountRun(io: Io, o: { session: string; resource: string }): Promise<void> {
+  await (await connect(io)).removeFile(o.session, o.resource);
+  io.err(forTerminal(`removed ${o.resource} from ${o.session}, from its next tool call`));
 }
 
 /** `tandem files ls`: the files, newest first (with `--session`, those of one session). */
@@ -59,8 +76,16 @@ export function addFileCommands(program: Command, io: Io): void {
     .description('store a file; prints its id')
     .argument('<path>')
     .option('--mime-type <type>', 'its MIME type (default application/octet-stream)')
+    .option('--session <session-id>', 'also mount it in this running session (read-only)')
+    .option('--mount-path <path>', 'where, under /mnt/session/uploads/ (default /mnt/session/uploads/<file id>)')
     .option('--json', 'print its metadata as JSON')
-    .action(action(io, (path: string, o: { mimeType?: string; json?: boolean }) => filesPutRun(io, { path, ...o })));
+    .action(action(io, (path: string, o: { mimeType?: string; json?: boolean; session?: string; mountPath?: string }) => filesPutRun(io, { path, ...o })));
+  files
+    .command('unmount')
+    .description('remove a file from a running session (the file stays in the store)')
+    .argument('<session-id>')
+    .argument('<resource-id>')
+    .action(action(io, (session: string, resource: string) => filesUnmountRun(io, { session, resource })));
   files
     .command('ls')
     .description('list the files, newest first')

@@ -2,7 +2,8 @@
  * One readable line per session event, for `tandem run` and `tandem events`. Event text comes from the model, the
  * sandbox and API clients, so every line is made safe for a terminal ({@link forTerminal}) before the colours.
  */
-import type { SessionEvent } from '../log/events.js';
+import { contentText, type SessionEvent } from '../log/events.js';
+import type { UserContentBlock } from '../shared/types.js';
 import { forTerminal } from './terminal.js';
 
 const COLORS: Record<string, string> = {
@@ -24,7 +25,7 @@ export function shorten(s: string, max = 120): string {
 function texts(content: unknown): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
-  return content.map((b: { text?: string }) => b.text ?? '').join(' ');
+  return contentText(content as UserContentBlock[]).replaceAll('\n', ' ');
 }
 
 /** For a sub-agent's call shown in its parent's log: which child session it waits in. */

@@ -4,13 +4,14 @@
  * types, validation and decoding.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { LogDecoder } from '../log/decode.js';
-import { checkSignal, eventsOf, isEvent, type SessionEvent, type SessionEventType } from '../log/events.js';
+import { checkSignal, contentText, eventsOf, isEvent, type SessionEvent, type SessionEventType } from '../log/events.js';
 import { agentSecretNames } from '../shared/mcp.js';
 import { unknownSecretsMessage, VaultError, type Vault } from '../vault/index.js';
-import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, MEMO_FORK, MEMO_REPLAY, SA_AGENT, SA_STATUS, SESSION_WORKFLOW, Signals } from '../shared/names.js';
+import { DEFAULT_TASK_QUEUE, GET_SESSION_QUERY, MEMO_FORK, MEMO_REPLAY, SA_AGENT, SA_STATUS, SESSION_FILES_UPDATE, SESSION_WORKFLOW, Signals } from '../shared/names.js';
+import { mountPathProblem, UPLOADS_DIR, type FilesChange } from '../shared/files.js';
 import type {
   AgentDefinition,
   ForkOrigin,
@@ -18,6 +19,7 @@ import type {
   SessionInput,
   SessionResource,
   FileResource,
+  PinnedSkill,
   SessionState,
   SessionStatus,
   TextBlock,
@@ -66,14 +68,13 @@ function sessionSetUp(origin: SessionInput, agent: AgentDefinition): SessionInpu
 /** A log's turns: each user message, the tool calls after it (name and a short input), and the last reply's text. */
 function turnsOf(events: SessionEvent[]): Array<{ user: string; tools: string[]; final: string }> {
   const turns: Array<{ user: string; tools: string[]; final: string }> = [];
-  const text = (c: TextBlock[]) => c.map((b) => b.text).join('');
   for (const e of events) {
-    if (e.type === 'user.message') turns.push({ user: text(e.content), tools: [], final: '' });
+    if (e.type === 'user.message') turns.push({ user: contentText(e.content), tools: [], final: '' });
     const t = turns.at(-1);
     if (!t || e.session_thread_id !== undefined) continue;
     if (isEvent(e, 'agent.tool_use', 'agent.mcp_tool_use', 'agent.custom_tool_use'))
       t.tools.push(`${e.name} ${JSON.stringify(e.input).slice(0, 80)}`);
-    if (e.type === 'agent.message') t.final = text(e.content);
+    if (e.type === 'agent.message') t.final = contentText(e.content);
   }
   return turns;
 }
@@ -119,6 +120,8 @@ export interface StartOptions {
   resources?: SessionResource[];
   /** Files of the file store mounted from the start (read-only, under /mnt/session/uploads). */
   files?: FileResource[];
+  /** Skills pinned for the session: their files under /mnt/skills/<name>, and the model told of each. */
+  skills?: PinnedSkill[];
   /**
    * Checked before starting: every secret the session names (the MCP servers of the agent and of its sub-agents,
    * repository credentials) must be in this vault (the worker's, when client and worker share a
@@ -352,6 +355,7 @@ export class TandemClient {
       ...(opts.sandbox ? { sandbox: opts.sandbox } : {}),
       ...(opts.resources?.length ? { resources: opts.resources } : {}),
       ...(opts.files?.length ? { files: opts.files } : {}),
+      ...(opts.skills?.length ? { skills: opts.skills } : {}),
       ...(opts.message ? { initial_events: [{ content: [{ type: 'text', text: opts.message }] }] } : {}),
       ...(opts.initialEvents?.length ? { initial_events: opts.initialEvents } : {}),
       ...(opts.vaultIds?.length ? { vault_ids: opts.vaultIds } : {}),
@@ -398,6 +402,40 @@ export class TandemClient {
     if (bytes > MAX_SIGNAL_BYTES)
       throw new Error(`${name} is ${bytes} bytes; at most ${MAX_SIGNAL_BYTES} fit in one event: put large inputs in files`);
     await this.temporal.workflow.getHandle(sessionId).signal(name, check.value).catch(this.notFound(sessionId));
+  }
+
+  /**
+   * Mounts a file of the file store in a running session, read-only at `mountPath` (default
+   * /mnt/session/uploads/<file id>); it is there from the session's next tool call. Returns the new resource. A bad
+   * mount path, one that overlaps another file's, or a session that has ended is an error that says so.
+   */
+  async addFile(sessionId: string, fileId: string, mountPath = `${UPLOADS_DIR}/${fileId}`): Promise<FileResource> {
+    const problem = mountPathProblem(mountPath);
+    if (problem) throw new Error(`mount path ${mountPath}: ${problem}`);
+    const file: FileResource = {
+      type: 'file',
+      id: `sesrsc_${randomBytes(12).toString('hex')}`,
+      file_id: fileId,
+      mount_path: mountPath,
+      created_at: new Date().toISOString(),
+    };
+    await this.changeFiles(sessionId, { add: file });
+    return file;
+  }
+
+  /** Removes a file resource from a running session; it is gone from the sandbox at the next tool call. */
+  async removeFile(sessionId: string, resourceId: string): Promise<void> {
+    await this.changeFiles(sessionId, { remove: resourceId });
+  }
+
+  private async changeFiles(sessionId: string, change: FilesChange): Promise<FileResource[]> {
+    return this.temporal.workflow
+      .getHandle(sessionId)
+      .executeUpdate<FileResource[], [FilesChange]>(SESSION_FILES_UPDATE, { args: [change] })
+      .catch((err: unknown) => {
+        if (err instanceof WorkflowUpdateFailedError) throw new Error(`session ${sessionId}: ${err.cause?.message ?? err.message}`);
+        return this.notFound(sessionId)(err);
+      });
   }
 
   /** Sends a user message (a new turn, or steering while the agent works). `id` de-duplicates retries. */

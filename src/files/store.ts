@@ -8,10 +8,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { BlobStore } from '../activities/sandbox/blob-store.js';
 import { TandemError } from '../shared/errors.js';
 
-/** A file store refusal, with the HTTP status the API answers it with (404 unknown, 413 too large, 507 full). */
+/** A file store refusal, with the HTTP status the API answers it with (400 bad upload, 404 unknown, 413 too large, 507 full). */
 export class FileStoreError extends TandemError {
   constructor(
-    readonly status: 404 | 413 | 507,
+    readonly status: 400 | 404 | 413 | 507,
     message: string,
   ) {
     super(message);

@@ -6,13 +6,15 @@
 import type { SessionEvent, SessionEventOf } from '../log/events.js';
 import { contentText } from '../log/events.js';
 import { DELEGATE_TOOL, modelId, resolveTools, roster } from '../shared/tools.js';
-import type { AgentDefinition, ModelBlock, TextBlock } from '../shared/types.js';
+import type { AgentDefinition, DocumentBlock, ImageBlock, ModelBlock, PinnedSkill, TextBlock, UserContentBlock } from '../shared/types.js';
 
 /** A Messages API content block as the context builder emits it. */
 export type ContextBlock =
   | ModelBlock
   | { type: 'tool_result'; tool_use_id: string; content: string; is_error?: boolean }
-  | { type: 'text'; text: string; cache_control?: { type: 'ephemeral' } };
+  | { type: 'text'; text: string; cache_control?: { type: 'ephemeral' } }
+  | ImageBlock
+  | DocumentBlock;
 
 /** A Messages API message. */
 export interface ContextMessage {
@@ -81,7 +83,7 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
   let at = '0.0'; // id of the event being read
   let openUses: string[] = []; // tool_use ids of the last assistant turn still owed a result
   const results = new Map<string, { content: string; is_error: boolean }>();
-  let deferred: TextBlock[] = []; // user text that arrived while tools were running
+  let deferred: UserContentBlock[] = []; // user input that arrived while tools were running
   let currentRequest: string | undefined;
   let modelInFlight = false;
   let lastModelStart: string | undefined; // id of the latest span.model_request_start
@@ -112,10 +114,10 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
     switch (e.type) {
       case 'user.message': {
         // A message that arrives while the model answers or tools run is read after that answer or those results.
-        const text = e.content;
-        // Copies: the request's blocks are changed below (cache_control), the log's events never.
-        if (openUses.length > 0 || modelInFlight) deferred.push(...text.map((b) => ({ ...b })));
-        else pushUser(text.map((b) => ({ type: 'text', text: b.text })));
+        // Copies: the request's blocks are changed below (cache_control, inlined files), the log's events never.
+        const blocks = e.content.map((b): UserContentBlock => (b.type === 'text' ? { type: 'text', text: b.text } : ({ ...b, source: { ...b.source } } as typeof b)));
+        if (openUses.length > 0 || modelInFlight) deferred.push(...blocks);
+        else pushUser(blocks);
         break;
       }
       case 'user.define_outcome':
@@ -214,7 +216,18 @@ function compareIds(a: string, b: string): number {
 
 /** Rough token count of a request part (4 characters a token), used against the context budget. */
 export function estimateTokens(value: unknown): number {
-  return Math.ceil(JSON.stringify(value).length / 4);
+  // An inline image costs the model about what a 1092×1092 picture does (~1600 tokens), whatever its base64 length.
+  const json = JSON.stringify(value, (_k, v: unknown) =>
+    isImage(v) && v.source.type === 'base64' ? { ...v, source: { ...v.source, data: IMAGE_PLACEHOLDER } } : v,
+  );
+  return Math.ceil(json.length / 4);
+}
+
+/** 1600 tokens at 4 characters a token. */
+const IMAGE_PLACEHOLDER = 'x'.repeat(6400);
+
+function isImage(v: unknown): v is ImageBlock {
+  return typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'image' && typeof (v as { source?: unknown }).source === 'object';
 }
 
 /** The tool definitions an agent offers: enabled built-ins (SDK definitions) and custom tools. */
@@ -270,6 +283,20 @@ export interface ContextOptions {
   extraTools?: ToolDefinition[];
   /** Notes from the harness for this call (for example an MCP server that is down), after the system prompt. */
   notes?: string[];
+  /** The session's skills: named and described after the system prompt, with where each one's SKILL.md is. */
+  skills?: PinnedSkill[];
+}
+
+/** Where a session's skills are in its sandbox (read-only), each in a directory of its name. */
+export const SKILLS_DIR = '/mnt/skills';
+
+/** What the model is told of its skills: their names, what each is for, and where to read it. */
+export function skillsNote(skills: readonly PinnedSkill[]): string {
+  return [
+    `You have skills: each is a directory of instructions and files for one kind of task, read-only under ${SKILLS_DIR}. ` +
+      "When a task calls for one, read its SKILL.md first and follow it; open the skill's other files when it says to.",
+    ...skills.map((s) => `- ${s.name} (${SKILLS_DIR}/${s.name}/SKILL.md): ${s.description}`),
+  ].join('\n');
 }
 
 /** What {@link buildRequest} made, and what it could not fit. */
@@ -303,9 +330,13 @@ export function buildRequest(
   if (lastTool) lastTool.cache_control = { type: 'ephemeral' };
   const { messages, starts } = buildMessages(events, opts.compaction ?? latestCompaction(events));
   const maxTokens = typeof agent.model === 'string' ? undefined : agent.model.max_tokens;
-  const system: NonNullable<ModelRequest['system']> = agent.system
-    ? [{ type: 'text', text: agent.system, cache_control: { type: 'ephemeral' } }]
-    : [];
+  // The system prompt and the skills change never in a session: the cache point goes after the last of them.
+  const stable = [agent.system, opts.skills?.length ? skillsNote(opts.skills) : undefined].filter((t): t is string => !!t);
+  const system: NonNullable<ModelRequest['system']> = stable.map((text, i) => ({
+    type: 'text' as const,
+    text,
+    ...(i === stable.length - 1 ? { cache_control: { type: 'ephemeral' as const } } : {}),
+  }));
   for (const note of opts.notes ?? []) system.push({ type: 'text', text: note });
   const request: ModelRequest = {
     model: modelId(agent),

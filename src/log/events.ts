@@ -17,6 +17,9 @@ import type {
   Usage,
   UserCustomToolResult,
   UserDefineOutcome,
+  DocumentBlock,
+  ImageBlock,
+  UserContentBlock,
   UserMessage,
   UserToolConfirmation,
   WakeSignal,
@@ -101,7 +104,7 @@ interface FromModel {
  * (durations, `recorded`, `error`) are documented in docs/contract.md.
  */
 export interface EventPayloads {
-  'user.message': FromClient & { content: TextBlock[]; replayed?: boolean };
+  'user.message': FromClient & { content: UserContentBlock[]; replayed?: boolean };
   'user.interrupt': FromClient;
   'user.tool_confirmation': FromClient & UserToolConfirmation;
   'user.custom_tool_result': FromClient & Recorded & UserCustomToolResult;
@@ -226,6 +229,59 @@ function optionalId(v: Record<string, unknown>): string | undefined | null {
   return typeof v.id === 'string' && v.id.length > 0 && v.id.length <= 200 ? v.id : null;
 }
 
+/** Image types the Messages API takes. */
+export const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/gif', 'image/webp'];
+
+/**
+ * The blocks of a user message, normalised, or the problem of the first bad one (naming it `content[i]...`): text,
+ * images (base64 of an image type, a URL, or a file id) and documents (base64 PDF, plain text, a URL, or a file id).
+ */
+export function contentBlocks(v: unknown): { blocks: UserContentBlock[] } | { problem: string } {
+  if (typeof v === 'string') return { blocks: [{ type: 'text', text: v }] };
+  if (!Array.isArray(v) || v.length === 0) return { problem: 'content: must be a non-empty list of content blocks' };
+  const blocks: UserContentBlock[] = [];
+  for (const [i, b] of v.entries()) {
+    const at = `content[${i}]`;
+    if (!isObject(b)) return { problem: `${at}: must be a content block` };
+    if (b.type === 'text') {
+      if (typeof b.text !== 'string') return { problem: `${at}.text: must be a string` };
+      blocks.push({ type: 'text', text: b.text });
+      continue;
+    }
+    if (b.type !== 'image' && b.type !== 'document') return { problem: `${at}.type: must be text, image or document` };
+    const s = b.source;
+    if (!isObject(s)) return { problem: `${at}.source: must be {type: base64 | url | file, ...}` };
+    let source: DocumentBlock['source'];
+    if (s.type === 'base64') {
+      const types = b.type === 'image' ? IMAGE_TYPES : ['application/pdf'];
+      if (typeof s.media_type !== 'string' || !types.includes(s.media_type))
+        return { problem: `${at}.source.media_type: must be one of ${types.join(', ')}` };
+      if (typeof s.data !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(s.data) || s.data.length === 0)
+        return { problem: `${at}.source.data: must be base64` };
+      source = { type: 'base64', media_type: s.media_type, data: s.data };
+    } else if (s.type === 'text' && b.type === 'document') {
+      if (typeof s.data !== 'string') return { problem: `${at}.source.data: must be a string` };
+      source = { type: 'text', media_type: 'text/plain', data: s.data };
+    } else if (s.type === 'url') {
+      if (typeof s.url !== 'string' || !/^https:\/\/[^\s]+$/.test(s.url)) return { problem: `${at}.source.url: must be an https URL` };
+      source = { type: 'url', url: s.url };
+    } else if (s.type === 'file') {
+      if (typeof s.file_id !== 'string' || !/^file_[0-9a-f]{24}$/.test(s.file_id)) return { problem: `${at}.source.file_id: must be a file id` };
+      source = { type: 'file', file_id: s.file_id };
+    } else {
+      return { problem: `${at}.source.type: must be base64, ${b.type === 'document' ? 'text, ' : ''}url or file` };
+    }
+    if (b.type === 'image') blocks.push({ type: 'image', source: source as ImageBlock['source'] });
+    else {
+      const doc: DocumentBlock = { type: 'document', source };
+      if (typeof b.title === 'string') doc.title = b.title;
+      if (typeof b.context === 'string') doc.context = b.context;
+      blocks.push(doc);
+    }
+  }
+  return { blocks };
+}
+
 function textBlocks(v: unknown): TextBlock[] | null {
   if (typeof v === 'string') return [{ type: 'text', text: v }];
   if (!Array.isArray(v) || v.length === 0) return null;
@@ -252,9 +308,9 @@ export function checkSignal(
   const withId = <T extends object>(v: T): T & { id?: string } => (id === undefined ? v : { id, ...v });
   switch (name) {
     case Signals.message: {
-      const content = textBlocks(p.content);
-      if (!content) return { ok: false, error: `${name}: "content" must be a non-empty list of {type: "text", text}` };
-      return { ok: true, value: withId({ content }) };
+      const content = contentBlocks(p.content);
+      if ('problem' in content) return { ok: false, error: `${name}: ${content.problem}` };
+      return { ok: true, value: withId({ content: content.blocks }) };
     }
     case Signals.interrupt:
       return { ok: true, value: withId({}) };
@@ -302,6 +358,10 @@ export function checkSignal(
 }
 
 /** Flattens tool result content (string or text blocks) into one string. */
-export function contentText(content: string | TextBlock[]): string {
-  return typeof content === 'string' ? content : content.map((b) => b.text).join('\n');
+export function contentText(content: string | UserContentBlock[]): string {
+  if (typeof content === 'string') return content;
+  // An image or a document shows as a short mark: its bytes are for the model, not for a transcript or a terminal.
+  const mark = (b: UserContentBlock) =>
+    b.type === 'text' ? b.text : b.type === 'image' ? '[image]' : `[document${b.title ? `: ${b.title}` : ''}]`;
+  return content.map(mark).join('\n');
 }

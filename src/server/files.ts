@@ -22,14 +22,14 @@ interface Part {
  * The parts of a multipart/form-data body, read whole (the body is bounded before it is parsed). A part keeps its
  * bytes as they are: a file sent without a filename is still a file, not text.
  */
-export function parseMultipart(body: Buffer, contentType: string): Part[] {
+export function parseMultipart(body: Buffer, contentType: string, maxParts = 16): Part[] {
   const boundary = /;\s*boundary=(?:"([^"]{1,70})"|([^;\s]{1,70}))/i.exec(contentType);
   if (!boundary) throw invalid('file', 'the multipart body names no boundary');
   const delimiter = Buffer.from(`--${boundary[1] ?? boundary[2]}`);
   const partEnd = Buffer.concat([Buffer.from('\r\n'), delimiter]);
   const parts: Part[] = [];
   let at = body.indexOf(delimiter);
-  while (at >= 0 && parts.length < 16) {
+  while (at >= 0 && parts.length < maxParts) {
     const start = at + delimiter.length;
     if (body.subarray(start, start + 2).toString() === '--') return parts; // the closing delimiter
     const headerEnd = body.indexOf('\r\n\r\n', start);

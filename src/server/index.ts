@@ -12,6 +12,8 @@ import { ApiError, checkApiKey, readJson, Router, sendJson, toApiError, type Api
 import { DirStore, defaultStoreDir, type BlobStore } from '../activities/sandbox/blob-store.js';
 import { FileStore, MAX_FILE_BYTES } from '../files/store.js';
 import { addFileRoutes } from './files.js';
+import { addSkillRoutes } from './skills.js';
+import { SkillStore } from '../files/skills.js';
 import { addResourceRoutes } from './resources.js';
 import { SessionApi } from './sessions.js';
 import { ResourceStore } from './store.js';
@@ -81,9 +83,12 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const router = new Router();
   addResourceRoutes(router, stores);
   const maxFileBytes = opts.maxFileBytes ?? MAX_FILE_BYTES;
-  const files = new FileStore(opts.files ?? new DirStore(defaultStoreDir()), maxFileBytes);
+  const blobs = opts.files ?? new DirStore(defaultStoreDir());
+  const files = new FileStore(blobs, maxFileBytes);
+  const skills = new SkillStore(blobs);
   addFileRoutes(router, files, maxFileBytes);
-  new SessionApi(opts.tandem, stores, files).routes(router);
+  addSkillRoutes(router, skills);
+  new SessionApi(opts.tandem, stores, files, skills).routes(router);
 
   const server = createServer((raw, res) => {
     void (async () => {

@@ -69,6 +69,23 @@ function checkAgentFields(fields: Record<string, unknown>): void {
   throw invalid(issue.path.join('.'), issue.message);
 }
 
+/**
+ * An agent's `skills`: custom skills by id (a version, or the latest when a session starts). Anthropic's pre-built
+ * skills are not shipped with Tandem: naming one is a 400 that says so.
+ */
+function skillRefs(refs: unknown[]): Array<{ type: 'custom'; skill_id: string; version?: string }> {
+  if (refs.length > 20) throw invalid('skills', 'an agent has at most 20 skills');
+  return refs.map((s, i) => {
+    const r = (typeof s === 'object' && s !== null ? s : {}) as Record<string, unknown>;
+    if (r.type === 'anthropic')
+      throw invalid(`skills[${i}]`, `Tandem does not ship Anthropic's pre-built skills ("${String(r.skill_id)}"); upload it as a custom skill with skills.create`);
+    if (r.type !== 'custom' || typeof r.skill_id !== 'string' || !r.skill_id) throw invalid(`skills[${i}]`, 'must be {type: "custom", skill_id, version?}');
+    for (const k of Object.keys(r)) if (!['type', 'skill_id', 'version'].includes(k)) throw invalid(`skills[${i}].${k}`, 'is not a field of a skill');
+    if (r.version != null && (typeof r.version !== 'string' || !r.version)) throw invalid(`skills[${i}].version`, 'must be a version id');
+    return { type: 'custom', skill_id: r.skill_id, ...(typeof r.version === 'string' ? { version: r.version } : {}) };
+  });
+}
+
 function agentFields(body: Record<string, unknown>, update: boolean): Record<string, unknown> {
   const known = ['name', 'model', 'system', 'description', 'tools', 'mcp_servers', 'metadata', 'multiagent', 'skills', 'execution_identity', 'version'];
   for (const k of Object.keys(body)) if (!known.includes(k)) throw invalid(k, 'is not a field of an agent');
@@ -106,7 +123,7 @@ function agentFields(body: Record<string, unknown>, update: boolean): Record<str
       : t,
   );
   if (out.tools === undefined) delete out.tools;
-  if ((out.skills as unknown[] | undefined)?.length) throw invalid('skills', 'Tandem does not run skills; omit them');
+  if (out.skills !== undefined) out.skills = skillRefs(out.skills as unknown[]);
   if (body.multiagent !== undefined || !update) out.multiagent = multiagentField(body.multiagent);
   if (body.execution_identity !== undefined || !update) {
     const ei = body.execution_identity as { type?: string } | null | undefined;

@@ -7,10 +7,10 @@ import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
-import { compareEventIds, newSessionId, type TandemClient } from '../client/index.js';
+import { compareEventIds, MAX_SIGNAL_BYTES, newSessionId, type TandemClient } from '../client/index.js';
 import { decodeJsonPayload } from '../log/read.js';
 import { decodeHistoryInPlace } from '../codec/index.js';
-import { checkSignal, EVENT_TYPES } from '../log/events.js';
+import { checkSignal, contentBlocks, EVENT_TYPES } from '../log/events.js';
 import {
   GET_SESSION_QUERY,
   MEMO_SESSION,
@@ -25,16 +25,19 @@ import {
 } from '../shared/names.js';
 import { unpricedModels } from '../shared/pricing.js';
 import { filesChangeProblem, mountPathProblem, UPLOADS_DIR } from '../shared/files.js';
-import type { FileStore } from '../files/store.js';
+import { FileStoreError, type FileStore } from '../files/store.js';
+import type { SkillStore } from '../files/skills.js';
 import type { ResourceRecord } from '../shared/resources.js';
 import type {
   AgentDefinition,
   FileResource,
+  PinnedSkill,
   OutcomeState,
   SessionInput,
   SessionState,
   TextBlock,
   UserDefineOutcome,
+  UserContentBlock,
   UserMessage,
 } from '../shared/types.js';
 import { amount, apiEventId, budgetObject, EventMapper, mapEvents, MICROS_PER_CENT, type ApiEvent, type ToolCall } from './events.js';
@@ -131,7 +134,7 @@ function resourceObject(f: FileResource): Record<string, unknown> {
   return { id: f.id, type: 'file', file_id: f.file_id, mount_path: f.mount_path, created_at: f.created_at, updated_at: f.created_at };
 }
 
-function agentSnapshot(def: AgentDefinition, memo: Partial<SessionMemo>): Record<string, unknown> {
+function agentSnapshot(def: AgentDefinition, memo: Partial<SessionMemo>, skills: PinnedSkill[] = []): Record<string, unknown> {
   return {
     id: memo.agent_id ?? 'agent_inline',
     type: 'agent',
@@ -146,7 +149,7 @@ function agentSnapshot(def: AgentDefinition, memo: Partial<SessionMemo>): Record
       const { public_only: _marked, ...server } = s; // Tandem's own mark, not a field of the API
       return server;
     }),
-    skills: [],
+    skills: skills.map((s) => ({ type: 'custom', skill_id: s.skill_id, version: s.version })),
     multiagent: def.multiagent ?? null,
     execution_identity: { type: 'service_account' },
   };
@@ -159,6 +162,8 @@ export class SessionApi {
     private readonly stores: Stores,
     /** The file store: a session's file resources must name files in it. */
     private readonly files: FileStore,
+    /** The skills a session's agent names are pinned from it. */
+    private readonly skills: SkillStore,
   ) {}
 
   /** Sessions this server deleted, whose workflows Temporal may still show for a while. */
@@ -228,7 +233,7 @@ export class SessionApi {
     return {
       id,
       type: 'session',
-      agent: agentSnapshot(input.agent, memo),
+      agent: agentSnapshot(input.agent, memo, input.skills),
       archived_at: memo.archived_at,
       // The workflow's budget (changed by updates) when it answered; else the one the session started with.
       budget: budgetObject(state ? state.budget_micros : input.limits?.max_cost_usd === undefined ? null : Math.round(input.limits.max_cost_usd * 1e6)),
@@ -274,6 +279,25 @@ export class SessionApi {
     const status = open ? state!.status : 'terminated';
     const times = { created: d.startTime.toISOString(), closed: d.closeTime?.toISOString() ?? null };
     return { handle, input, memo, open, state, status, times, object: this.sessionObject(id, input, memo, times, status, state) };
+  }
+
+  /**
+   * The content of a `user.message` at `at` (`events[0]`): text, images and documents, checked as the session's
+   * signal checks them; a file source must name a file of the store. Errors name the block (`events[0].content[1]`).
+   */
+  private async messageContent(v: unknown, at: string): Promise<UserContentBlock[]> {
+    const checked = contentBlocks(v);
+    if ('problem' in checked) throw new ApiError(400, `${at}.${checked.problem}`);
+    for (const [i, b] of checked.blocks.entries()) {
+      if (b.type === 'text' || b.source.type !== 'file') continue;
+      if (!(await this.files.get(b.source.file_id)))
+        throw invalid(`${at}.content[${i}].source.file_id`, `file "${b.source.file_id}" was not found`);
+    }
+    // The message is an event of the session's history: inline bytes beyond a signal's bound go by file id instead.
+    const bytes = Buffer.byteLength(JSON.stringify(checked.blocks));
+    if (bytes > MAX_SIGNAL_BYTES)
+      throw invalid(`${at}.content`, `is ${bytes} bytes; at most ${MAX_SIGNAL_BYTES} fit in one event: upload large images and documents with the Files API and name them by file_id`);
+    return checked.blocks;
   }
 
   /**
@@ -395,15 +419,15 @@ export class SessionApi {
     const initialOutcomes: Array<Record<string, unknown>> = [];
     if (initial.filter((e) => (e as { type?: unknown })?.type === 'user.define_outcome').length > 1)
       throw invalid('initial_events', 'at most one user.define_outcome (a session works towards one outcome at a time)');
-    initial.forEach((e, i) => {
+    for (const [i, e] of initial.entries()) {
       const ev = e as { type?: unknown; content?: unknown };
       if (ev?.type === 'user.define_outcome') {
         initialOutcomes.push(outcomeEvent(ev as Record<string, unknown>, newEventId(), `initial_events[${i}]`).payload);
-        return;
+        continue;
       }
       if (ev?.type !== 'user.message') throw invalid(`initial_events[${i}].type`, 'must be user.message or user.define_outcome');
-      initialEvents.push({ content: textContent(ev.content, `initial_events[${i}].content`) });
-    });
+      initialEvents.push({ content: await this.messageContent(ev.content, `initial_events[${i}]`) });
+    }
     if (body.title !== undefined && body.title !== null && typeof body.title !== 'string') throw invalid('title', 'must be a string or null');
     const title = (body.title as string | null | undefined) ?? null;
     const metadata = metadataField(body.metadata) as Record<string, string>;
@@ -418,6 +442,10 @@ export class SessionApi {
       this.stores.mcpPrivateHosts,
     );
     if (budget !== undefined) checkBudgetable(def);
+    const skills = await this.skills.pin((agent.skills as Array<{ skill_id: string; version?: string }> | undefined) ?? []).catch((err: unknown) => {
+      if (err instanceof FileStoreError) throw invalid('agent.skills', err.message);
+      throw err;
+    });
     const limits = budget === undefined ? undefined : { max_cost_usd: budget / 1_000_000 };
     const sessionId = newSessionId();
     const memo: SessionMemo = {
@@ -438,6 +466,7 @@ export class SessionApi {
       sandbox: sandboxOf(env, def),
       ...(limits ? { limits } : {}),
       ...(files.length ? { files } : {}),
+      ...(skills.length ? { skills } : {}),
       initialEvents,
       vaultIds: vaultIds as string[],
       memo: { [MEMO_SESSION]: memo },
@@ -445,7 +474,7 @@ export class SessionApi {
       // An outcome among the initial events comes with the start, so the first turn already works towards it.
       ...(initialOutcomes[0] ? { startSignal: { name: Signals.defineOutcome, payload: initialOutcomes[0] } } : {}),
     });
-    const input: SessionInput = { agent: def, vault_ids: vaultIds as string[], ...(limits ? { limits } : {}), ...(files.length ? { files } : {}) };
+    const input: SessionInput = { agent: def, vault_ids: vaultIds as string[], ...(limits ? { limits } : {}), ...(files.length ? { files } : {}), ...(skills.length ? { skills } : {}) };
     const now = new Date().toISOString();
     return this.sessionObject(sessionId, input, memo, { created: now, closed: null }, initialEvents.length ? 'running' : 'idle', undefined);
   }
@@ -723,7 +752,7 @@ export class SessionApi {
       const at = `events[${i}]`;
       switch (e?.type) {
         case 'user.message': {
-          const content = textContent(e.content, `${at}.content`);
+          const content = await this.messageContent(e.content, at);
           const event = { id: eventId, type: e.type, content };
           signals.push({ target: id, name: Signals.message, payload: { id: eventId, content }, event });
           break;

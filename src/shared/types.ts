@@ -307,11 +307,47 @@ export interface TextBlock {
   text: string;
 }
 
+/**
+ * Where an image's or a document's bytes are: inline (`base64`, or `text` for a plain-text document), at a URL the
+ * model API fetches, or a file of Tandem's file store (`file`), which `callModel` inlines into each request (only
+ * its id is in the session's history).
+ */
+export type MediaSource =
+  | { type: 'base64'; media_type: string; data: string }
+  | { type: 'text'; media_type: 'text/plain'; data: string }
+  | { type: 'url'; url: string }
+  | { type: 'file'; file_id: string };
+
+/** An image block of a user message (the Messages API's). */
+export interface ImageBlock {
+  type: 'image';
+  source: Exclude<MediaSource, { type: 'text' }>;
+}
+
+/** A document block of a user message (the Messages API's): a PDF or plain text. */
+export interface DocumentBlock {
+  type: 'document';
+  source: MediaSource;
+  title?: string;
+  context?: string;
+}
+
+/** A block of a user message: text, an image or a document. */
+export type UserContentBlock = TextBlock | ImageBlock | DocumentBlock;
+
+/** A skill version a session runs with: its files are under /mnt/skills/<name>/, and the model is told of it. */
+export interface PinnedSkill {
+  skill_id: string;
+  version: string;
+  name: string;
+  description: string;
+}
+
 /** Payload of the `user.message` signal. */
 export interface UserMessage {
   id?: string;
   type?: 'user.message';
-  content: TextBlock[];
+  content: UserContentBlock[];
 }
 
 /** Payload of the `user.interrupt` signal. */
@@ -361,6 +397,8 @@ export interface SessionInput {
   resources?: SessionResource[];
   /** Files mounted in the sandbox from the start (more can be added and removed while the session lives). */
   files?: FileResource[];
+  /** The skills of the session's agent, pinned at the start (the API's agent `skills`). */
+  skills?: PinnedSkill[];
   /** Set by the session itself when it continues as new: what the next run carries over. */
   carry?: CarriedState;
   /** Set when this session is a fork of another one: its log begins with the origin's, up to the fork point. */
@@ -402,7 +440,7 @@ export interface ReplayPlanInput {
 
 /** Result of `replayPlan`: the user turns to send again. */
 export interface ReplayPlan {
-  turns: TextBlock[][];
+  turns: UserContentBlock[][];
 }
 
 /** Input of `recordedCall`. */
@@ -623,6 +661,8 @@ export interface SandboxRef {
    * they are (a sub-agent working in its parent's sandbox, or a session that never had files).
    */
   files?: FileResource[];
+  /** The skills whose files the sandbox holds under /mnt/skills (the session's own sandbox). */
+  skills?: PinnedSkill[];
 }
 
 /** Input of `provision`: the sandbox, and the snapshot to restore into a workspace new to its host. */

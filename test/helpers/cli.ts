@@ -90,4 +90,5 @@ export const VERBS: string[][] = [
   ['files', 'ls'],
   ['files', 'get'],
   ['files', 'rm'],
+  ['files', 'unmount'],
 ];

@@ -7,7 +7,11 @@
 import Anthropic, { toFile } from '@anthropic-ai/sdk';
 import { describe, expect, it } from 'vitest';
 import { readUntil, reply, toolUse, useApiHarness, type ApiStreamEvent } from '../helpers/api.js';
-import { recordSession } from '../helpers/env.js';
+import { recordSession, workerEnv } from '../helpers/env.js';
+import { runTandemHere } from '../helpers/cli.js';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const h = useApiHarness('api-session-files', {
   assertDone: true,
@@ -108,6 +112,45 @@ describe('files in sessions through the official SDK', () => {
     const gone = await c.beta.sessions.resources.retrieve('sesrsc_nope', { session_id: session.id }).catch((e: unknown) => e);
     expect(gone).toBeInstanceOf(Anthropic.NotFoundError);
     expect(message(gone)).toBe(`session "${session.id}" has no resource "sesrsc_nope"`);
+    await c.beta.sessions.delete(session.id);
+  });
+
+  it('mounts a file from the CLI in a running session, and the CLI gets an output with the same bytes', async () => {
+    const c = client();
+    const agent = await c.beta.agents.create({ name: 'cli-files', model: 'claude-sonnet-5-5', tools: [{ type: 'agent_toolset_20260401' }] });
+    const env = await c.beta.environments.create({ name: 'cli-files-env' });
+    const session = await c.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const cli = { ...workerEnv(h.queue, h.model.url), TANDEM_SNAPSHOT_STORE: h.filesDir };
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-cli-files-'));
+    writeFileSync(join(dir, 'data.txt'), 'from the command line\n');
+
+    const put = await runTandemHere(['files', 'put', join(dir, 'data.txt'), '--session', session.id, '--mount-path', '/mnt/session/uploads/cli/data.txt', '--json'], cli);
+    expect(put.code).toBe(0);
+    const { file, resource } = JSON.parse(put.stdout) as { file: { id: string }; resource: { id: string; mount_path: string } };
+    expect(resource.mount_path).toBe('/mnt/session/uploads/cli/data.txt');
+    expect((await c.beta.sessions.resources.list(session.id)).data).toEqual([expect.objectContaining({ id: resource.id, file_id: file.id })]);
+    const bad = await runTandemHere(['files', 'put', join(dir, 'data.txt'), '--session', session.id, '--mount-path', '/etc/data.txt'], cli);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('mount path /etc/data.txt: must lie under /mnt/session/uploads/');
+
+    h.model.push(reply(toolUse('bash', { command: 'cp /mnt/session/uploads/cli/data.txt /mnt/session/outputs/copy.txt && cat /mnt/session/outputs/copy.txt' }, 'tu_cp')), reply('Copied.'));
+    const stream = await c.beta.sessions.events.stream(session.id);
+    await c.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'copy' }] }] });
+    const events = await readUntil(stream, idle);
+    stream.controller.abort();
+    expect(resultOf(events, 'tu_cp').text).toContain('from the command line');
+
+    const ls = await runTandemHere(['files', 'ls', '--session', session.id, '--json'], cli);
+    const outputs = JSON.parse(ls.stdout) as Array<{ id: string; filename: string }>;
+    expect(outputs.map((f) => f.filename)).toEqual(['copy.txt']);
+    const out = join(dir, 'copy.txt');
+    expect((await runTandemHere(['files', 'get', outputs[0]!.id, '-o', out], cli)).code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe('from the command line\n');
+
+    expect((await runTandemHere(['files', 'unmount', session.id, resource.id], cli)).code).toBe(0);
+    expect((await c.beta.sessions.resources.list(session.id)).data).toEqual([]);
+    const again = await runTandemHere(['files', 'unmount', session.id, resource.id], cli);
+    expect(again.stderr).toContain(`session ${session.id}: the session has no resource "${resource.id}"`);
     await c.beta.sessions.delete(session.id);
   });
 

@@ -202,6 +202,17 @@ describe('buildRequest', () => {
   });
 });
 
+describe('images in the context budget', () => {
+  it('counts an inline image as about 1600 tokens, whatever the length of its base64', () => {
+    const image = (n: number) => ({ type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'A'.repeat(n) } });
+    const small = estimateTokens({ content: [image(100)] });
+    const large = estimateTokens({ content: [image(4_000_000)] });
+    expect(small).toBe(large);
+    expect(small).toBeGreaterThanOrEqual(1600);
+    expect(small).toBeLessThan(1700);
+  });
+});
+
 describe('context budget', () => {
   const builtins = new Map<string, ToolDefinition>([['bash', { name: 'bash', description: 'bash', input_schema: { type: 'object' } }]]);
   const agent: AgentDefinition = { name: 'a', model: 'm', tools: [{ type: 'agent_toolset_20260401' }] };

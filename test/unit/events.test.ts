@@ -5,7 +5,8 @@
  */
 import type * as Sdk from '@anthropic-ai/sdk/resources/beta/sessions/events';
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import { EVENT_TYPES, isEvent, type SessionEvent, type SessionEventOf } from '../../src/log/events.js';
+import { checkSignal, contentBlocks, EVENT_TYPES, isEvent, type SessionEvent, type SessionEventOf } from '../../src/log/events.js';
+import { Signals } from '../../src/shared/names.js';
 
 /** The fields `Ours` and `Theirs` both define, as `Ours` types them. */
 type Shared<Ours, Theirs> = Pick<Ours, Extract<keyof Ours, keyof Theirs>>;
@@ -59,5 +60,33 @@ describe('session event types', () => {
     expect(isEvent(e, 'agent.tool_result', 'agent.mcp_tool_result')).toBe(true);
     expect(isEvent(e, 'agent.message')).toBe(false);
     if (isEvent(e, 'agent.tool_result')) expectTypeOf(e.tool_use_id).toEqualTypeOf<string>();
+  });
+});
+
+describe('user message content', () => {
+  it('takes text, images and documents and names the first bad block', () => {
+    const png = { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } };
+    const doc = { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'notes' }, title: 'Notes', extra: 1 };
+    const url = { type: 'image', source: { type: 'url', url: 'https://example.com/a.png' } };
+    const file = { type: 'document', source: { type: 'file', file_id: 'file_0123456789abcdef01234567' } };
+    expect(contentBlocks([{ type: 'text', text: 'look' }, png, doc, url, file])).toEqual({
+      blocks: [
+        { type: 'text', text: 'look' },
+        png,
+        { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'notes' }, title: 'Notes' },
+        url,
+        file,
+      ],
+    });
+    expect(contentBlocks([])).toEqual({ problem: 'content: must be a non-empty list of content blocks' });
+    expect(contentBlocks([{ type: 'image', source: { type: 'text', media_type: 'text/plain', data: 'x' } }])).toEqual({
+      problem: 'content[0].source.type: must be base64, url or file',
+    });
+    expect(contentBlocks([{ type: 'text', text: 'a' }, { type: 'image', source: { type: 'file', file_id: '../etc' } }])).toEqual({
+      problem: 'content[1].source.file_id: must be a file id',
+    });
+    // The session's signal check is the same: a bad block is refused there too, never logged as a message.
+    const check = checkSignal(Signals.message, { content: [png, { type: 'video' }] });
+    expect(check).toEqual({ ok: false, error: `${Signals.message}: content[1].type: must be text, image or document` });
   });
 });

@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { DirStore } from '../../src/activities/sandbox/blob-store.js';
 import { SessionFilesOnHost } from '../../src/activities/sandbox/session-files.js';
 import type { Slot } from '../../src/activities/sandbox/slot.js';
-import { FileStore, outputFileId } from '../../src/files/store.js';
+import { FileStore, FileStoreError, outputFileId } from '../../src/files/store.js';
+import { readSkillUpload, SkillStore } from '../../src/files/skills.js';
 import { filesChangeProblem, mountPathProblem } from '../../src/shared/files.js';
 import type { FileResource } from '../../src/shared/types.js';
 
@@ -18,11 +19,14 @@ const file = (id: string, file_id: string, mount_path: string): FileResource => 
 /** A slot's directories under a new temporary directory, and a file store beside them. */
 function setUp() {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-session-files-'));
-  const slot = { key: 'k', dir, sock: join(dir, 'sock'), state: join(dir, 'state'), workspace: join(dir, 'ws'), uploads: join(dir, 'uploads'), outputs: join(dir, 'outputs') } satisfies Slot;
+  const slot = { key: 'k', dir, sock: join(dir, 'sock'), state: join(dir, 'state'), workspace: join(dir, 'ws'), uploads: join(dir, 'uploads'), outputs: join(dir, 'outputs'), skills: join(dir, 'skills') } satisfies Slot;
   mkdirSync(slot.uploads);
   mkdirSync(slot.outputs);
-  const store = new FileStore(new DirStore(join(dir, 'store')), 1024);
-  return { dir, slot, store, host: new SessionFilesOnHost(store, { maxEntries: 20 }) };
+  mkdirSync(slot.skills);
+  const blobs = new DirStore(join(dir, 'store'));
+  const store = new FileStore(blobs, 1024);
+  const skills = new SkillStore(blobs);
+  return { dir, slot, store, skills, host: new SessionFilesOnHost(store, skills, { maxEntries: 20 }) };
 }
 
 describe('mount paths of session files', () => {
@@ -103,5 +107,54 @@ describe('session files on the hands host', () => {
     for (let i = 0; i < 30; i++) writeFileSync(join(slot.outputs, `f${String(i).padStart(2, '0')}.txt`), String(i));
     expect(await host.publish(slot, 'sesn_2')).toMatch(/holds more than 20 entries; the rest are not published/);
     expect((await store.list('sesn_2')).length).toBe(20);
+  });
+});
+
+describe('skills', () => {
+  const upload = (name: string, extra: Record<string, string> = {}) =>
+    Object.entries({ 'SKILL.md': `---\nname: ${name}\ndescription: Makes charts from CSV files.\n---\n# ${name}\nRun chart.py.\n`, ...extra }).map(
+      ([path, text]) => ({ path: `${name}/${path}`, data: Buffer.from(text) }),
+    );
+
+  it("reads a skill's name and description from SKILL.md, and refuses an upload it could not mount, saying why", () => {
+    const read = readSkillUpload(upload('charts', { 'scripts/chart.py': 'print(1)' }));
+    expect(read).toMatchObject({ directory: 'charts', name: 'charts', description: 'Makes charts from CSV files.' });
+    expect(read.files.map((f) => f.path)).toEqual(['SKILL.md', 'scripts/chart.py']);
+    const refused = (files: Array<{ path: string; data: Buffer }>) => {
+      try {
+        readSkillUpload(files);
+      } catch (err) {
+        expect(err).toBeInstanceOf(FileStoreError);
+        return (err as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(refused([])).toMatch(/upload the skill's files/);
+    expect(refused([{ path: 'SKILL.md', data: Buffer.from('x') }])).toMatch(/must be a relative path inside the skill's directory/);
+    expect(refused([...upload('a'), { path: 'a/../../etc/passwd', data: Buffer.from('x') }])).toMatch(/must be a relative path/);
+    expect(refused([...upload('a'), { path: 'b/x.txt', data: Buffer.from('x') }])).toMatch(/every file must be in one directory/);
+    expect(refused([{ path: 'a/README.md', data: Buffer.from('x') }])).toMatch(/has no SKILL\.md/);
+    expect(refused([{ path: 'a/SKILL.md', data: Buffer.from('no front matter') }])).toMatch(/must begin with front matter/);
+    expect(refused([{ path: 'a/SKILL.md', data: Buffer.from('---\nname: Bad Name\ndescription: x\n---\n') }])).toMatch(/needs a name of lowercase letters/);
+  });
+
+  it('writes pinned skills into the slot read-only, replaces a new version, and removes one no longer pinned', async () => {
+    const { slot, skills, host } = setUp();
+    const charts = await skills.create(readSkillUpload(upload('charts', { 'scripts/chart.py': 'print(1)' })));
+    const [pinned] = await skills.pin([{ skill_id: charts.id }]);
+    expect(pinned).toMatchObject({ skill_id: charts.id, version: charts.latest_version_id, name: 'charts' });
+    await host.syncSkills(slot, [pinned!]);
+    expect(readFileSync(join(slot.skills, 'charts', 'scripts', 'chart.py'), 'utf8')).toBe('print(1)');
+    expect(statSync(join(slot.skills, 'charts', 'SKILL.md')).mode & 0o777).toBe(0o644);
+
+    const v2 = await skills.addVersion(charts.id, readSkillUpload(upload('charts', { 'scripts/plot.py': 'print(2)' })));
+    await host.syncSkills(slot, await skills.pin([{ skill_id: charts.id, version: v2.id }]));
+    expect(existsSync(join(slot.skills, 'charts', 'scripts', 'chart.py'))).toBe(false);
+    expect(readFileSync(join(slot.skills, 'charts', 'scripts', 'plot.py'), 'utf8')).toBe('print(2)');
+    await expect(skills.addVersion(charts.id, readSkillUpload(upload('graphs')))).rejects.toThrow(/names the skill "graphs", but this skill is "charts"/);
+
+    await host.syncSkills(slot, []);
+    expect(existsSync(join(slot.skills, 'charts'))).toBe(false);
+    await expect(skills.pin([{ skill_id: 'skill_000000000000000000000000' }])).rejects.toThrow('skill "skill_000000000000000000000000" was not found');
   });
 });

@@ -36,6 +36,7 @@ import {
   HOST_MOUNT,
   listSlots,
   OUTPUTS_MOUNT,
+  SKILLS_MOUNT,
   UPLOADS_MOUNT,
   removeSlotDir,
   sandboxOwner,
@@ -49,6 +50,7 @@ import {
 import { WarmPool, type WarmEntry } from './warm.js';
 import { SessionFilesOnHost } from './session-files.js';
 import type { FileStore } from '../../files/store.js';
+import type { SkillStore } from '../../files/skills.js';
 
 /** Label on every container and volume Tandem creates. */
 export const LABEL_MANAGED = 'tandem.managed';
@@ -120,7 +122,7 @@ function labels(ref: SandboxRef, settings: SandboxSettings): Record<string, stri
 export function containerSpec(
   ref: SandboxRef,
   settings: SandboxSettings,
-  slot: Pick<Slot, 'sock' | 'workspace' | 'uploads' | 'outputs'>,
+  slot: Pick<Slot, 'sock' | 'workspace' | 'uploads' | 'outputs' | 'skills'>,
   gateway?: GatewayMount,
   extraLabels: Record<string, string> = {},
 ): Docker.ContainerCreateOptions & { name: string } {
@@ -155,6 +157,7 @@ export function containerSpec(
         `${slot.sock}:${HOST_MOUNT}:ro`,
         `${slot.uploads}:${UPLOADS_MOUNT}:ro`,
         `${slot.outputs}:${OUTPUTS_MOUNT}`,
+        `${slot.skills}:${SKILLS_MOUNT}:ro`,
       ],
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges:true'],
@@ -243,6 +246,8 @@ export interface HandsDeps {
   registry?: HostRegistry;
   /** The file store: session files are read from it into sandboxes, and their outputs published to it. */
   files?: FileStore;
+  /** The skill store: a session's skills are read from it into its sandbox. */
+  skills?: SkillStore;
 }
 
 /** Creates the sandbox activities over a Docker client. */
@@ -251,9 +256,9 @@ export function createSandboxActivities(deps: HandsDeps) {
 }
 
 /** The hands of this host: the sandbox activities, the slots they keep, and a shutdown that closes their lines. */
-export function createHands({ docker, settings, gateway, snapshots, registry, files }: HandsDeps) {
+export function createHands({ docker, settings, gateway, snapshots, registry, files, skills }: HandsDeps) {
   const slots = new Slots(settings.handsDir ?? defaultHandsDir(), settings.scope ?? '', settings.workspaceMode ?? 'volume');
-  const sessionFiles = files ? new SessionFilesOnHost(files) : undefined;
+  const sessionFiles = files ? new SessionFilesOnHost(files, skills) : undefined;
   // A result is at most outputCap characters; as JSON, at most 6 bytes each (\uXXXX), plus room for a `run` answer.
   const channels = new ToolboxChannels(Math.max(6 * settings.outputCap, 1024 * 1024) + 64 * 1024);
   let owner: Promise<SandboxOwner> | undefined;
@@ -722,6 +727,7 @@ export function createHands({ docker, settings, gateway, snapshots, registry, fi
       if (wanted && sessionFiles) {
         const note = await beating({ phase: 'files' }, () => sessionFiles.sync(slot, wanted));
         if (note) notes.push(note);
+        await beating({ phase: 'skills' }, () => sessionFiles.syncSkills(slot, input.sandbox.skills ?? []));
       }
       heartbeat({ tool: input.name });
       const answer = await line

@@ -16,7 +16,8 @@ import { chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openS
 import { dirname, extname, join } from 'node:path';
 import { FileStore, FileStoreError, outputFileId } from '../../files/store.js';
 import { UPLOADS_DIR } from '../../shared/files.js';
-import type { FileResource } from '../../shared/types.js';
+import type { FileResource, PinnedSkill } from '../../shared/types.js';
+import type { SkillStore } from '../../files/skills.js';
 import type { Slot } from './slot.js';
 
 const O_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
@@ -65,9 +66,40 @@ export class SessionFilesOnHost {
 
   constructor(
     private readonly store: FileStore,
+    private readonly skills?: SkillStore,
     limits: Partial<OutputLimits> = {},
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
+  }
+
+  /**
+   * Makes `skills/` hold exactly the files of `wanted`, each skill in a directory of its name. A skill whose version
+   * is gone from the store is an error (the call is retried): a session's skills are pinned, and must be there.
+   */
+  async syncSkills(slot: Slot, wanted: readonly PinnedSkill[]): Promise<void> {
+    const manifestPath = join(slot.dir, 'skills.json');
+    const had = readJson<Record<string, string>>(manifestPath) ?? {};
+    if (wanted.length === 0 && Object.keys(had).length === 0) return;
+    if (!this.skills) throw new Error('this hands host has no skill store, and the session has skills');
+    const now: Record<string, string> = {};
+    for (const s of wanted) {
+      const key = `${s.skill_id}@${s.version}`;
+      const dir = join(slot.skills, s.name);
+      if (had[s.name] === key && exists(dir)) {
+        now[s.name] = key;
+        continue;
+      }
+      rmSync(dir, { recursive: true, force: true });
+      for (const f of await this.skills.files(s.skill_id, s.version)) {
+        const target = join(dir, f.path);
+        if (!target.startsWith(`${dir}/`)) continue; // paths were checked at upload; never written outside anyway
+        mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
+        writeFileSync(target, f.data, { mode: 0o644 });
+      }
+      now[s.name] = key;
+    }
+    for (const name of Object.keys(had)) if (!(name in now)) rmSync(join(slot.skills, name), { recursive: true, force: true });
+    if (!sameKeys(had, now)) writeFileSync(manifestPath, JSON.stringify(now));
   }
 
   /**

@@ -15,6 +15,7 @@
  *                               and published to the file store after each tool call: an ext4 image of 1 GiB,
  *                               owned by the sandbox user (without quotas, a plain directory of the sandbox user)
  *     outputs.json              what was published from outputs/ (sizes and times), out of the sandbox's reach
+ *     skills/                   0755, this process's: the session's skills, bind-mounted read-only at /mnt/skills
  *
  * Without root or loop devices (`TANDEM_WORKSPACE_QUOTA=off`), the workspace is a Docker named volume instead and
  * has no size limit; a sandbox that asks for `disk_mb` is then refused rather than silently given none.
@@ -55,6 +56,8 @@ export const OUTPUTS_MB = 1024;
 export const UPLOADS_MOUNT = '/mnt/session/uploads';
 /** Where the agent leaves files for the session's owner. */
 export const OUTPUTS_MOUNT = '/mnt/session/outputs';
+/** Where a session's skills appear in the sandbox (read-only). */
+export const SKILLS_MOUNT = '/mnt/skills';
 
 /** How workspaces are made on this host. */
 export type WorkspaceMode = 'quota' | 'volume';
@@ -73,6 +76,8 @@ export interface Slot {
   uploads: string;
   /** The session's outputs, bound at {@link OUTPUTS_MOUNT}. */
   outputs: string;
+  /** The session's skills, bound read-only at {@link SKILLS_MOUNT}. */
+  skills: string;
 }
 
 /** What the slot records about itself. */
@@ -149,6 +154,7 @@ export class Slots {
       workspace: this.mode === 'quota' ? join(dir, 'workspace') : `tandem-ws-${key}`,
       uploads: join(dir, 'uploads'),
       outputs: join(dir, 'outputs'),
+      skills: join(dir, 'skills'),
     };
   }
 
@@ -160,6 +166,7 @@ export class Slots {
     mkdirSync(slot.state, { recursive: true, mode: 0o700 });
     mkdirSync(slot.sock, { recursive: true, mode: 0o755 });
     mkdirSync(slot.uploads, { recursive: true, mode: 0o755 });
+    mkdirSync(slot.skills, { recursive: true, mode: 0o755 });
     chmodSync(slot.dir, 0o711);
     const meta = join(slot.dir, 'meta.json');
     if (!existsSync(meta)) {

@@ -116,7 +116,13 @@ export class Hands {
 
   private refOn(p: Placement): SandboxRef {
     // The sandbox's own session says which files it holds (none is a list too: its outputs are published).
-    return { ...this.sandboxRef, placement: p, ...(this.s.ownsSandbox ? { files: this.s.state.files ?? [] } : {}) };
+    const { ownsSandbox, state, input } = this.s;
+    return {
+      ...this.sandboxRef,
+      placement: p,
+      ...(ownsSandbox ? { files: state.files ?? [] } : {}),
+      ...(ownsSandbox && input.skills?.length ? { skills: input.skills } : {}),
+    };
   }
 
   /**

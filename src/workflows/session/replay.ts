@@ -4,12 +4,12 @@
  * call that does not match switches the replay to live calls, in a sandbox restored from the recorded session's
  * snapshot before that call.
  */
-import type { TextBlock } from '../../shared/types.js';
+import type { UserContentBlock } from '../../shared/types.js';
 import type { SessionCore, ToolUse } from './core.js';
 
 export class Replay {
   /** The recorded user turns (read from the recorded session, in each run). */
-  private turns: TextBlock[][] = [];
+  private turns: UserContentBlock[][] = [];
 
   constructor(private readonly s: SessionCore) {}
 
