@@ -12,7 +12,7 @@ import * as https from 'node:https';
 import * as net from 'node:net';
 import { Readable } from 'node:stream';
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { isInternalAddress } from './sandbox/gateway.js';
+import { isInternalAddress } from './sandbox/address-policy.js';
 import { TandemError } from '../shared/errors.js';
 
 /** The host of a URL as compared and looked up: lower case, without IPv6 brackets or a trailing dot. */
@@ -107,15 +107,12 @@ type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | Look
 const NO_BODY = new Set([101, 204, 205, 304]);
 
 /**
- * A `fetch` for the MCP client of a server an API client named: each connection it opens goes only to a public
- * address, checked on the addresses the socket connects to (the name is looked up for that connection and refused
- * when any answer is internal), so a DNS answer that changed since the API's check does not get through. Redirects
- * are not followed here (the MCP client decides, and its next request comes through here again). `isInternal` is
- * the address policy (tests pass their own).
+ * A `dns.lookup` for sockets that refuses a name with any internal address among its answers (an
+ * {@link InternalAddressError}): what connects to a host an API client named goes only to public addresses, checked
+ * on the connection's own lookup.
  */
-export function createPublicOnlyFetch(isInternal: (address: string) => boolean = isInternalAddress): FetchLike {
-  /** `dns.lookup` for sockets that refuses a name with any internal address among its answers. */
-  const publicLookup = (hostname: string, options: LookupOptions, callback: LookupCallback): void => {
+export function publicOnlyLookup(isInternal: (address: string) => boolean = isInternalAddress) {
+  return (hostname: string, options: LookupOptions, callback: LookupCallback): void => {
     lookup(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) return callback(err, []);
       const internal = addresses.find((a) => isInternal(a.address));
@@ -125,6 +122,17 @@ export function createPublicOnlyFetch(isInternal: (address: string) => boolean =
       callback(null, addresses[0]!.address, addresses[0]!.family);
     });
   };
+}
+
+/**
+ * A `fetch` for the MCP client of a server an API client named: each connection it opens goes only to a public
+ * address, checked on the addresses the socket connects to (the name is looked up for that connection and refused
+ * when any answer is internal), so a DNS answer that changed since the API's check does not get through. Redirects
+ * are not followed here (the MCP client decides, and its next request comes through here again). `isInternal` is
+ * the address policy (tests pass their own).
+ */
+export function createPublicOnlyFetch(isInternal: (address: string) => boolean = isInternalAddress): FetchLike {
+  const publicLookup = publicOnlyLookup(isInternal);
   // Agents of its own, so a pooled connection is always one this check let through.
   const agents = {
     'http:': new http.Agent({ keepAlive: true, lookup: publicLookup } as http.AgentOptions),

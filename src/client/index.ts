@@ -361,7 +361,9 @@ export class TandemClient {
       ...(opts.vaultIds?.length ? { vault_ids: opts.vaultIds } : {}),
     };
     for (const [i, r] of (opts.resources ?? []).entries()) {
-      const check = resourceSchema.safeParse(r);
+      // The API's marks (the resource's id, public addresses only) are not part of an agent file's resource.
+      const { id: _id, public_only: _public, created_at: _created, ...fields } = r;
+      const check = resourceSchema.safeParse(fields);
       if (!check.success) {
         const issue = check.error.issues[0]!;
         throw new Error(`resources[${i}].${issue.path.join('.')}: ${issue.message}`);

@@ -27,11 +27,15 @@ import { unpricedModels } from '../shared/pricing.js';
 import { filesChangeProblem, mountPathProblem, UPLOADS_DIR } from '../shared/files.js';
 import { FileStoreError, type FileStore } from '../files/store.js';
 import type { SkillStore } from '../files/skills.js';
+import { mcpUrlRefusal, privateHostAllowed } from '../activities/mcp-address.js';
+import { resourceSchema } from '../config/agent.js';
+import { repositoryPath } from '../shared/repositories.js';
 import type { ResourceRecord } from '../shared/resources.js';
 import type {
   AgentDefinition,
   FileResource,
   PinnedSkill,
+  RepositoryResource,
   OutcomeState,
   SessionInput,
   SessionState,
@@ -126,8 +130,26 @@ function checkBudgetable(def: AgentDefinition): void {
     throw invalid('budget', `model_not_budgetable: Tandem has no list price for ${unpriced.join(', ')}, so it cannot meter a budget`);
 }
 
+/** The vault secret that holds the `authorization_token` of a session's repository resource `id`. */
+function repositorySecret(id: string): string {
+  return `session-repositories/${id}`;
+}
+
 /** Bytes all of one session's files may hold together. */
 const MAX_SESSION_FILE_BYTES = 2_000_000_000;
+
+/** A session's repository as the API shows a resource (never its token: the session holds only its secret's name). */
+function repositoryObject(r: RepositoryResource, created: string): Record<string, unknown> {
+  return {
+    id: r.id,
+    type: 'github_repository',
+    url: r.url,
+    mount_path: repositoryPath(r),
+    checkout: r.checkout ?? null,
+    created_at: r.created_at ?? created,
+    updated_at: r.created_at ?? created,
+  };
+}
 
 /** A session's file as the API shows a resource. */
 function resourceObject(f: FileResource): Record<string, unknown> {
@@ -242,7 +264,10 @@ export class SessionApi {
       environment_id: memo.environment_id ?? 'env_inline',
       metadata: memo.metadata,
       outcome_evaluations: state?.outcome ? [outcomeEvaluation(state.outcome)] : [],
-      resources: (state?.files ?? input.files ?? []).map(resourceObject),
+      resources: [
+        ...(input.resources ?? []).filter((r) => r.id !== undefined).map((r) => repositoryObject(r, times.created)),
+        ...(state?.files ?? input.files ?? []).map(resourceObject),
+      ],
       stats: { duration_seconds: Math.max(0, (end - Date.parse(times.created)) / 1000) },
       status,
       title: memo.title,
@@ -301,22 +326,68 @@ export class SessionApi {
   }
 
   /**
-   * The `resources` of a create request as the session's files: each a `file` of the file store, mounted at its
-   * `mount_path` (default /mnt/session/uploads/<file_id>). Repositories and memory stores are refused, naming them.
+   * The `resources` of a create request: `file`s of the file store, mounted at their `mount_path` (default
+   * /mnt/session/uploads/<file_id>), and `github_repository`s, cloned at provision through the credential proxy.
+   * Memory stores are refused, naming them.
    */
-  private async fileResources(v: unknown): Promise<FileResource[]> {
-    if (v === undefined || v === null) return [];
+  private async sessionResources(v: unknown): Promise<{ files: FileResource[]; repos: Array<{ repo: RepositoryResource; token?: string }> }> {
+    const out = { files: [] as FileResource[], repos: [] as Array<{ repo: RepositoryResource; token?: string }> };
+    if (v === undefined || v === null) return out;
     if (!Array.isArray(v)) throw invalid('resources', 'must be a list of resources');
-    const files: FileResource[] = [];
-    for (const [i, r] of v.entries()) files.push(await this.fileResource(r, files, `resources[${i}].`));
-    return files;
+    for (const [i, r] of v.entries()) {
+      const prefix = `resources[${i}].`;
+      if ((r as { type?: unknown })?.type === 'github_repository') {
+        const repo = await this.repositoryResource(r as Record<string, unknown>, prefix);
+        const token = (r as { authorization_token?: string }).authorization_token;
+        out.repos.push({ repo, ...(token ? { token } : {}) });
+      }
+      else out.files.push(await this.fileResource(r, out.files, prefix));
+    }
+    return out;
+  }
+
+  /**
+   * A `github_repository` resource: an https URL of a git server on a public address (or a host the operator
+   * allows in `TANDEM_MCP_PRIVATE_HOSTS`), reached on public addresses only at every connection; its
+   * `authorization_token` goes to the worker-side vault under a name of the resource's, and the session holds only
+   * that name.
+   */
+  private async repositoryResource(r: Record<string, unknown>, prefix: string): Promise<RepositoryResource> {
+    for (const k of Object.keys(r))
+      if (!['type', 'url', 'authorization_token', 'checkout', 'mount_path'].includes(k)) throw invalid(`${prefix}${k}`, 'is not a field of a repository resource');
+    if (typeof r.url !== 'string' || !URL.canParse(r.url)) throw invalid(`${prefix}url`, 'must be the https URL of a git repository');
+    const allowed = this.stores.mcpPrivateHosts ?? [];
+    const privateOk = privateHostAllowed(r.url, allowed);
+    if (new URL(r.url).protocol !== 'https:' && !privateOk) throw invalid(`${prefix}url`, 'must be an https URL');
+    const why = await mcpUrlRefusal(r.url, { allowed });
+    if (why) throw invalid(`${prefix}url`, why);
+    if (r.authorization_token !== undefined && (typeof r.authorization_token !== 'string' || !r.authorization_token || r.authorization_token.length > 4096))
+      throw invalid(`${prefix}authorization_token`, 'must be a token string');
+    const id = `sesrsc_${randomBytes(12).toString('hex')}`;
+    const repo: RepositoryResource = {
+      type: 'github_repository',
+      url: r.url,
+      id,
+      created_at: new Date().toISOString(),
+      ...(r.checkout != null ? { checkout: r.checkout as RepositoryResource['checkout'] } : {}),
+      ...(r.mount_path != null ? { mount_path: r.mount_path as string } : {}),
+      ...(typeof r.authorization_token === 'string' ? { credential: repositorySecret(id) } : {}),
+      ...(privateOk ? {} : { public_only: true }),
+    };
+    const { id: _id, public_only: _public, created_at: _created, ...fields } = repo;
+    const check = resourceSchema.safeParse(fields);
+    if (!check.success) {
+      const issue = check.error.issues[0]!;
+      throw invalid(`${prefix}${issue.path.join('.')}`, issue.message);
+    }
+    return repo;
   }
 
   /** One `file` resource to add to a session that has `files`, checked; errors name fields under `prefix`. */
   private async fileResource(v: unknown, files: readonly FileResource[], prefix = ''): Promise<FileResource> {
     const r = (typeof v === 'object' && v !== null && !Array.isArray(v) ? v : {}) as Record<string, unknown>;
     if (r.type === 'github_repository')
-      throw invalid(`${prefix}type`, 'Tandem does not clone repositories named through the API yet; name them in an agent file, or TandemClient.start({resources}) with a vault secret');
+      throw invalid(`${prefix}type`, 'a repository is cloned when the sandbox is made: name it in the resources of sessions.create');
     if (r.type === 'memory_store') throw invalid(`${prefix}type`, 'Tandem has no memory stores yet');
     if (r.type !== 'file') throw invalid(`${prefix}type`, 'must be "file"');
     for (const k of Object.keys(r)) if (!['type', 'file_id', 'mount_path'].includes(k)) throw invalid(`${prefix}${k}`, 'is not a field of a file resource');
@@ -345,7 +416,10 @@ export class SessionApi {
   private async resources(req: ApiRequest, op: 'add' | 'list' | 'retrieve' | 'update' | 'delete'): Promise<unknown> {
     const s = await this.load(req.params.id!);
     const files = s.state?.files ?? s.input.files ?? [];
-    if (op === 'list') return pageOf(files.map(resourceObject), req.query);
+    // Repositories named through the API (those with an id): cloned at provision, there for the session's life.
+    const repos = (s.input.resources ?? []).filter((r) => r.id !== undefined);
+    const repoObject = (r: RepositoryResource) => repositoryObject(r, s.times.created);
+    if (op === 'list') return pageOf([...repos.map(repoObject), ...files.map(resourceObject)], req.query);
     if (op === 'add') {
       if (!s.open) throw new ApiError(400, `session "${req.params.id}" has ended; its resources cannot change`);
       const file = await this.fileResource(objectBody(req.body), files);
@@ -353,6 +427,20 @@ export class SessionApi {
       return resourceObject(file);
     }
     const rid = req.params.resource!;
+    const repo = repos.find((r) => r.id === rid);
+    if (repo) {
+      if (op === 'retrieve') return repoObject(repo);
+      if (op === 'delete')
+        throw new ApiError(400, `resource "${rid}" is a repository, cloned into the workspace when the sandbox was made; it stays for the session's life`);
+      // A new token: the vault is read on every use, so the next fetch or push through the proxy sends it.
+      const token = objectBody(req.body).authorization_token;
+      if (typeof token !== 'string' || !token || token.length > 4096) throw invalid('authorization_token', 'must be a token string');
+      if (!repo.credential)
+        throw invalid('authorization_token', `repository "${rid}" was added without a token, so the session names no secret for it; a public repository takes none`);
+      if (!s.open) throw new ApiError(400, `session "${req.params.id}" has ended; its resources cannot change`);
+      this.stores.vault.set(repo.credential, token);
+      return repoObject(repo);
+    }
     const file = files.find((f) => f.id === rid);
     if (!file) throw new ApiError(404, `session "${req.params.id}" has no resource "${rid}"`);
     if (op === 'retrieve') return resourceObject(file);
@@ -368,7 +456,7 @@ export class SessionApi {
     const known = ['agent', 'environment_id', 'initial_events', 'metadata', 'resources', 'title', 'vault_ids', 'budget'];
     for (const k of Object.keys(body)) if (!known.includes(k)) throw invalid(k, 'is not a field of a session');
     const budget = body.budget == null ? undefined : budgetMicros(body.budget);
-    const files = await this.fileResources(body.resources);
+    const { files, repos } = await this.sessionResources(body.resources);
 
     // The agent, at the pinned version, with overrides.
     const a = body.agent;
@@ -457,10 +545,18 @@ export class SessionApi {
       vault_ids: vaultIds as string[],
       archived_at: null,
     };
+    // Tokens go to the vault first (the start checks that every secret the session names is there); a start that
+    // fails takes them out again.
+    const resources = repos.map((r) => r.repo);
+    for (const { repo, token } of repos) if (token && repo.credential) this.stores.vault.set(repo.credential, token);
+    const dropTokens = () => {
+      for (const { repo } of repos) if (repo.credential) this.stores.vault.remove(repo.credential);
+    };
     await this.tandem.start({
       agent: def,
       sessionId,
       vault: this.stores.vault,
+      ...(resources.length ? { resources } : {}),
       ...(title ? { title } : {}),
       ...(Object.keys(metadata).length ? { metadata } : {}),
       sandbox: sandboxOf(env, def),
@@ -473,8 +569,18 @@ export class SessionApi {
       searchAttributes: { [SA_AGENT_ID]: [agent.id], [SA_ARCHIVED]: ['false'] },
       // An outcome among the initial events comes with the start, so the first turn already works towards it.
       ...(initialOutcomes[0] ? { startSignal: { name: Signals.defineOutcome, payload: initialOutcomes[0] } } : {}),
+    }).catch((err: unknown) => {
+      dropTokens();
+      throw err;
     });
-    const input: SessionInput = { agent: def, vault_ids: vaultIds as string[], ...(limits ? { limits } : {}), ...(files.length ? { files } : {}), ...(skills.length ? { skills } : {}) };
+    const input: SessionInput = {
+      agent: def,
+      vault_ids: vaultIds as string[],
+      ...(limits ? { limits } : {}),
+      ...(files.length ? { files } : {}),
+      ...(skills.length ? { skills } : {}),
+      ...(resources.length ? { resources } : {}),
+    };
     const now = new Date().toISOString();
     return this.sessionObject(sessionId, input, memo, { created: now, closed: null }, initialEvents.length ? 'running' : 'idle', undefined);
   }
@@ -596,6 +702,8 @@ export class SessionApi {
       await s.handle.cancel();
       await s.handle.result().catch(() => undefined);
     }
+    // The tokens of its repositories go with it.
+    for (const r of s.input.resources ?? []) if (r.id !== undefined && r.credential) this.stores.vault.remove(r.credential);
     await this.temporal.workflowService.deleteWorkflowExecution({
       namespace: this.temporal.options.namespace,
       workflowExecution: { workflowId: id },

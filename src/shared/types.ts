@@ -179,6 +179,14 @@ export interface RepositoryResource {
    * refused when set.
    */
   push_branches?: string[] | null;
+  /** The resource's id in the session (`sesrsc_…`) and when it was added: repositories added through the API have them. */
+  id?: string;
+  created_at?: string;
+  /**
+   * Set by the API for a repository its client named: the worker reaches it on public addresses only (a host the
+   * operator lists in `TANDEM_MCP_PRIVATE_HOSTS` excepted), checked on every connection.
+   */
+  public_only?: boolean;
 }
 
 /** A resource of a session or agent. */

@@ -549,3 +549,37 @@ describe('an allowed name that is the worker host', () => {
     expect(gateway.drainDenials(ref.session_id).map((d) => d.host)).toEqual(own.flatMap((a) => [a, a]));
   });
 });
+
+describe('a repository an API client named', () => {
+  const gateway = newGateway();
+  let server: Awaited<ReturnType<typeof rawServer>>;
+  const refs: SandboxRef[] = [];
+  beforeAll(async () => {
+    server = await rawServer('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 7\r\n\r\nreached');
+    // The same repository by a name that resolves to loopback: marked public-only (as the API marks what its
+    // clients name), and not (as an agent file's is).
+    for (const [i, public_only] of [true, false].entries())
+      refs.push({
+        session_id: `sesn_public_only_${i}`,
+        config: {},
+        resources: [{ type: 'git_repository', url: `http://localhost:${server.port}/app.git`, ...(public_only ? { public_only } : {}) }],
+      });
+  });
+  afterAll(() => {
+    for (const ref of refs) gateway.close(ref.session_id);
+    server?.close();
+  });
+
+  it('is reached on public addresses only, checked on the connection itself', async () => {
+    const answers = [];
+    for (const ref of refs) {
+      const mount = await gateway.ensure(ref);
+      const authorization = `Basic ${Buffer.from(`tandem:${await gateway.token(ref)}`).toString('base64')}`;
+      answers.push(await request(join(mount.hostDir, 'git.sock'), '/0/app.git/info/refs?service=git-upload-pack', { headers: { authorization } }));
+    }
+    expect(answers[0]!.status).toBe(502);
+    expect(answers[0]!.body).toMatch(/the repository could not be reached: localhost resolves to (127\.0\.0\.1|::1), .*named through the API/);
+    expect(answers[1]).toMatchObject({ status: 200, body: 'reached' });
+    expect(server.connections()).toBe(1); // the refused one never connected
+  });
+});

@@ -267,9 +267,9 @@ describe('a session with a local repository in its agent file', () => {
     const info = await docker.getContainer(sandboxName(handle.workflowId)).inspect();
     expect(info.HostConfig.NetworkMode).toBe('none');
     // The slot's own directories only: no mount of the repository or of anything else of the host.
-    expect(info.Mounts.map((m) => m.Destination).sort()).toEqual(['/mnt/session/outputs', '/mnt/session/uploads', '/run/tandem-host', '/workspace']);
+    expect(info.Mounts.map((m) => m.Destination).sort()).toEqual(['/mnt/session/outputs', '/mnt/session/uploads', '/mnt/skills', '/run/tandem-host', '/workspace']);
     expect(info.Mounts.find((m) => m.Destination === '/run/tandem-host')?.RW).toBe(false);
-    expect(info.Mounts.find((m) => m.Destination === '/mnt/session/uploads')?.RW).toBe(false);
+    for (const ro of ['/mnt/session/uploads', '/mnt/skills']) expect(info.Mounts.find((m) => m.Destination === ro)?.RW).toBe(false);
     expect(JSON.stringify(info)).not.toContain(hostDir);
     await handle.cancel();
   });

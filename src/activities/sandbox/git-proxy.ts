@@ -15,6 +15,9 @@ import { isLocalRepository, repositoryName } from '../../shared/repositories.js'
 import type { SandboxRef } from '../../shared/types.js';
 import type { Vault } from '../../vault/index.js';
 import { isLoopback } from './address-policy.js';
+import { publicOnlyLookup } from '../mcp-address.js';
+
+const publicLookup = publicOnlyLookup();
 import { bound, Allowance, type GatewayLimits } from './gateway-limits.js';
 import { refuse, startAnswer } from './http-answer.js';
 import { serveLocal } from './local-repository.js';
@@ -232,7 +235,9 @@ async function handle(
     }
     const client = target.protocol === 'https:' ? https : http;
     let answer: http.IncomingMessage | undefined;
-    const up = client.request(target, { method: req.method, headers }, (upRes) => {
+    // A repository an API client named is reached on public addresses only, checked on each connection's lookup.
+    const lookup = repo.public_only ? { lookup: publicLookup } : {};
+    const up = client.request(target, { method: req.method, headers, ...lookup }, (upRes) => {
       answer = upRes;
       if (upRes.statusCode === 401 || upRes.statusCode === 403) {
         upRes.resume();

@@ -12,16 +12,15 @@
  * What each did last is kept beside the slot (`uploads.json`, `outputs.json`), out of the sandbox's reach, so a call
  * that changed nothing costs a directory walk.
  */
-import { chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, extname, join } from 'node:path';
 import { FileStore, FileStoreError, outputFileId } from '../../files/store.js';
 import { UPLOADS_DIR } from '../../shared/files.js';
 import type { FileResource, PinnedSkill } from '../../shared/types.js';
 import type { SkillStore } from '../../files/skills.js';
 import type { Slot } from './slot.js';
+import { O_DIR, O_FILE } from './snapshots.js';
 
-const O_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
-const O_FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 /** Bounds of publishing a session's outputs. */
 export interface OutputLimits {

@@ -72,8 +72,10 @@ export interface SnapshotLimits {
 }
 
 const DEFAULT_LIMITS: SnapshotLimits = { maxEntries: 500_000, maxLinkTarget: 4096 };
-const O_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
-const O_FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+/** Opens a directory of a sandbox's, never through a link (walks go by descriptor from there). */
+export const O_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+/** Opens a file of a sandbox's, never through a link, without blocking on a FIFO. */
+export const O_FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 /** Objects written at once by a snapshot. */
 const PARALLEL = 16;
 /** Objects read at once by a restore: from S3 each is a round trip, and a restore waits for all of them. */
