@@ -54,6 +54,8 @@ function printShow(io: Io, v: ReturnType<typeof showView>): void {
       `${u.input_tokens} in / ${u.output_tokens} out tokens; cache ${u.cache_creation_input_tokens} written / ${u.cache_read_input_tokens} read`,
     ]);
     rows.push(['cost', v.cost_usd === null ? `no price known for model ${v.model ?? '?'}` : `~$${v.cost_usd.toFixed(4)} (${v.price_basis} list prices)`]);
+    const files = v.state.files ?? [];
+    if (files.length) rows.push(['files', files.map((f) => `${t(f.id)} ${t(f.file_id)} at ${t(f.mount_path)}`).join('\n            ')]);
     const budget = v.state.budget_micros;
     if (budget != null) {
       const spent = v.state.spend_micros ?? 0;

@@ -44,7 +44,8 @@ describe('signals of the wrong shape', () => {
       'one session.error per bad signal',
     );
     const messages = errors.map((e) => (e.error as { message: string }).message);
-    expect(messages[0]).toMatch(/user\.message: "content" must be a non-empty list/);
+    expect(messages[0]).toMatch(/user\.message: content: must be a non-empty list of content blocks/);
+    expect(messages[2]).toMatch(/user\.message: content\[0\]\.source: must be/);
     expect(messages[3]).toMatch(/"id" must be a non-empty string/);
     expect(messages[4]).toMatch(/"result" must be "allow" or "deny"/);
     expect(messages[5]).toMatch(/no pending tool call nope/);

@@ -6,7 +6,8 @@
 import Anthropic from '@anthropic-ai/sdk';
 import { describe, expect, it } from 'vitest';
 import { readUntil, reply, toolUse, useApiHarness, type ApiStreamEvent } from '../helpers/api.js';
-import { recordSession } from '../helpers/env.js';
+import { recordSession, workerEnv } from '../helpers/env.js';
+import { runTandemHere } from '../helpers/cli.js';
 
 const h = useApiHarness('api-budget', { assertDone: true, record: 'budget' });
 
@@ -59,6 +60,8 @@ describe('session budgets through the official SDK', () => {
     expect(stopped.status).toBe('idle');
     expect(stopped.usage.list_cost).toEqual({ amount: '2', currency: 'USD' }); // 1.2 cents, never shown as less
     expect(stopped.budget).toEqual(cents(1));
+    const show = await runTandemHere(['show', session.id], workerEnv(h.queue, h.model.url));
+    expect(show.stdout).toContain('budget      $0.0120 spent of $0.0100');
 
     // A budget at or below what was spent is no raise.
     expect(await refusal(c.beta.sessions.update(session.id, { budget: cents(1) }))).toMatch(/budget: budget_not_raised: the session already spent \$0\.0120/);

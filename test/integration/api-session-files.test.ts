@@ -129,6 +129,7 @@ describe('files in sessions through the official SDK', () => {
     const { file, resource } = JSON.parse(put.stdout) as { file: { id: string }; resource: { id: string; mount_path: string } };
     expect(resource.mount_path).toBe('/mnt/session/uploads/cli/data.txt');
     expect((await c.beta.sessions.resources.list(session.id)).data).toEqual([expect.objectContaining({ id: resource.id, file_id: file.id })]);
+    expect((await runTandemHere(['show', session.id], cli)).stdout).toContain(`files       ${resource.id} ${file.id} at /mnt/session/uploads/cli/data.txt`);
     const bad = await runTandemHere(['files', 'put', join(dir, 'data.txt'), '--session', session.id, '--mount-path', '/etc/data.txt'], cli);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('mount path /etc/data.txt: must lie under /mnt/session/uploads/');
@@ -154,13 +155,12 @@ describe('files in sessions through the official SDK', () => {
     await c.beta.sessions.delete(session.id);
   });
 
-  it('refuses resources at creation that are not files of the store, naming each', async () => {
+  it('refuses resources at creation that are neither files of the store nor repositories, naming each', async () => {
     const c = client();
     const agent = await c.beta.agents.create({ name: 'refused-resources', model: 'claude-sonnet-5-5' });
     const env = await c.beta.environments.create({ name: 'files-refusals' });
     const file = await c.beta.files.upload({ file: await toFile(Buffer.from('x'), 'x.txt') });
     const cases: Array<[unknown[], RegExp]> = [
-      [[{ type: 'github_repository', url: 'https://github.com/acme/widgets', authorization_token: 'ghp_x' }], /^resources\[0\]\.type: Tandem does not clone repositories named through the API yet/],
       [[{ type: 'memory_store', memory_store_id: 'memstore_1' }], /^resources\[0\]\.type: Tandem has no memory stores yet/],
       [[{ type: 'file', file_id: file.id }, { type: 'file', file_id: file.id }], /^resources\[1\]\.mount_path: .*overlaps/],
       [[{ type: 'file', file_id: file.id, mount_path: '/workspace/x.txt' }], /^resources\[0\]\.mount_path: must lie under/],
