@@ -3,7 +3,7 @@
  * Tandem's file store's, which the model API does not know: `callModel` reads them and sends their bytes inline,
  * each time, so only the id is ever in a session's history. What cannot be sent becomes a sentence the model reads.
  */
-import type { ContextMessage } from '../harness/context.js';
+import type { ContextBlock, ContextMessage } from '../harness/context.js';
 import { FileStoreError, type FileStore } from '../files/store.js';
 import { IMAGE_TYPES } from '../log/events.js';
 
@@ -12,11 +12,17 @@ export const MAX_INLINE_BYTES = 20 * 1024 * 1024;
 
 /** Replaces each file source of `messages` with the file's bytes (or a note), in place. */
 export async function inlineFiles(messages: ContextMessage[], files: FileStore | undefined): Promise<void> {
+  // The blocks of user messages, and those of tool results that carry images or documents.
+  const lists: ContextBlock[][] = [];
   for (const m of messages) {
-    for (const [i, block] of m.content.entries()) {
+    lists.push(m.content);
+    for (const b of m.content) if (b.type === 'tool_result' && typeof b.content !== 'string') lists.push(b.content);
+  }
+  for (const list of lists) {
+    for (const [i, block] of list.entries()) {
       if ((block.type !== 'image' && block.type !== 'document') || block.source.type !== 'file') continue;
       const id = block.source.file_id;
-      const note = (why: string) => (m.content[i] = { type: 'text', text: `[the ${block.type} file ${id} ${why}]` });
+      const note = (why: string) => (list[i] = { type: 'text', text: `[the ${block.type} file ${id} ${why}]` });
       if (!files) {
         note('cannot be read: this worker has no file store');
         continue;

@@ -11,7 +11,7 @@ import type { AgentDefinition, DocumentBlock, ImageBlock, ModelBlock, PinnedSkil
 /** A Messages API content block as the context builder emits it. */
 export type ContextBlock =
   | ModelBlock
-  | { type: 'tool_result'; tool_use_id: string; content: string; is_error?: boolean }
+  | { type: 'tool_result'; tool_use_id: string; content: string | Array<TextBlock | ImageBlock | DocumentBlock>; is_error?: boolean }
   | { type: 'text'; text: string; cache_control?: { type: 'ephemeral' } }
   | ImageBlock
   | DocumentBlock;
@@ -82,7 +82,7 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
   }
   let at = '0.0'; // id of the event being read
   let openUses: string[] = []; // tool_use ids of the last assistant turn still owed a result
-  const results = new Map<string, { content: string; is_error: boolean }>();
+  const results = new Map<string, { content: string | UserContentBlock[]; is_error: boolean }>();
   let deferred: UserContentBlock[] = []; // user input that arrived while tools were running
   let currentRequest: string | undefined;
   let modelInFlight = false;
@@ -115,7 +115,7 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
       case 'user.message': {
         // A message that arrives while the model answers or tools run is read after that answer or those results.
         // Copies: the request's blocks are changed below (cache_control, inlined files), the log's events never.
-        const blocks = e.content.map((b): UserContentBlock => (b.type === 'text' ? { type: 'text', text: b.text } : ({ ...b, source: { ...b.source } } as typeof b)));
+        const blocks = e.content.map(copyBlock);
         if (openUses.length > 0 || modelInFlight) deferred.push(...blocks);
         else pushUser(blocks);
         break;
@@ -180,7 +180,11 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
       }
       case 'user.custom_tool_result': {
         const id = e.custom_tool_use_id;
-        if (openUses.includes(id) && !results.has(id)) results.set(id, { content: contentText(e.content), is_error: e.is_error === true });
+        // Images and documents go to the model as blocks of the result (copies: inlined files change them); text alone
+        // as the string it always was.
+        const media = typeof e.content !== 'string' && e.content.some((b) => b.type !== 'text');
+        const content = media ? (e.content as UserContentBlock[]).map(copyBlock) : contentText(e.content);
+        if (openUses.includes(id) && !results.has(id)) results.set(id, { content, is_error: e.is_error === true });
         break;
       }
       default:
@@ -189,6 +193,11 @@ export function buildMessages(events: readonly SessionEvent[], compaction?: Comp
   }
   closeToolTurn();
   return { messages, starts };
+}
+
+/** A copy of a user block the request may change (cache_control, an inlined file) without changing the log. */
+function copyBlock(b: UserContentBlock): UserContentBlock {
+  return b.type === 'text' ? { type: 'text', text: b.text } : ({ ...b, source: { ...b.source } } as typeof b);
 }
 
 /** What the agent reads of an outcome: its definition, and the grader's feedback when it asks for a revision. */
@@ -350,7 +359,7 @@ export function buildRequest(
   let trimmed = 0;
   for (let i = 0; i < messages.length - 2 && size > budget; i++) {
     for (const block of messages[i]!.content) {
-      if (block.type !== 'tool_result' || size <= budget) continue;
+      if (block.type !== 'tool_result' || typeof block.content !== 'string' || size <= budget) continue;
       const note = trimmedNote(block.content.length);
       if (note.length >= block.content.length) continue;
       size -= Math.floor((block.content.length - note.length) / 4);

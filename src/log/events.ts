@@ -282,17 +282,6 @@ export function contentBlocks(v: unknown): { blocks: UserContentBlock[] } | { pr
   return { blocks };
 }
 
-function textBlocks(v: unknown): TextBlock[] | null {
-  if (typeof v === 'string') return [{ type: 'text', text: v }];
-  if (!Array.isArray(v) || v.length === 0) return null;
-  const out: TextBlock[] = [];
-  for (const b of v) {
-    if (!isObject(b) || b.type !== 'text' || typeof b.text !== 'string') return null;
-    out.push({ type: 'text', text: b.text });
-  }
-  return out;
-}
-
 /**
  * Checks a signal payload against the shape DESIGN.md section 2 gives it and returns it normalised (plain JSON,
  * unknown fields dropped). A wrong shape is reported, never thrown: a bad signal must not stall the session.
@@ -325,9 +314,9 @@ export function checkSignal(
     case Signals.customToolResult: {
       if (typeof p.custom_tool_use_id !== 'string')
         return { ok: false, error: `${name}: "custom_tool_use_id" must be a string` };
-      const content = typeof p.content === 'string' ? p.content : textBlocks(p.content);
-      if (content === null) return { ok: false, error: `${name}: "content" must be a string or text blocks` };
-      const v: UserCustomToolResult = { custom_tool_use_id: p.custom_tool_use_id, content };
+      const blocks = typeof p.content === 'string' ? { blocks: p.content } : contentBlocks(p.content);
+      if ('problem' in blocks) return { ok: false, error: `${name}: ${blocks.problem} (a string, or text, image and document blocks)` };
+      const v: UserCustomToolResult = { custom_tool_use_id: p.custom_tool_use_id, content: blocks.blocks };
       if (p.is_error === true) v.is_error = true;
       return { ok: true, value: withId(v) };
     }

@@ -39,7 +39,6 @@ import type {
   OutcomeState,
   SessionInput,
   SessionState,
-  TextBlock,
   UserDefineOutcome,
   UserContentBlock,
   UserMessage,
@@ -94,16 +93,6 @@ function timeOf(t: { seconds?: unknown; nanos?: number | null } | null | undefin
   if (!t) return null;
   const s = typeof t.seconds === 'object' && t.seconds && 'toNumber' in t.seconds ? (t.seconds as { toNumber(): number }).toNumber() : Number(t.seconds ?? 0);
   return new Date(s * 1000 + Math.floor((t.nanos ?? 0) / 1e6)).toISOString();
-}
-
-function textContent(v: unknown, field: string): TextBlock[] {
-  if (!Array.isArray(v) || v.length === 0) throw invalid(field, 'must be a non-empty list of content blocks');
-  return v.map((b, i) => {
-    const block = b as { type?: unknown; text?: unknown };
-    if (block?.type !== 'text' || typeof block.text !== 'string')
-      throw invalid(`${field}[${i}]`, 'Tandem accepts text blocks only ({type: "text", text})');
-    return { type: 'text', text: block.text };
-  });
 }
 
 /** The agent snapshot of a session, in the API's shape. */
@@ -905,7 +894,9 @@ export class SessionApi {
         case 'user.custom_tool_result': {
           const thread = await threadField(e.session_thread_id, `${at}.session_thread_id`);
           const call = await toolCall(e.custom_tool_use_id, thread, at, 'custom_tool_use_id', ['agent.custom_tool_use']);
-          const content = e.content === undefined ? [{ type: 'text', text: '' }] : textContent(e.content, `${at}.content`);
+          // Text, images and documents, as a user message takes them.
+          const content =
+            e.content === undefined ? [{ type: 'text', text: '' }] : typeof e.content === 'string' ? [{ type: 'text', text: e.content }] : await this.messageContent(e.content, at);
           const payload: Record<string, unknown> = { id: eventId, custom_tool_use_id: call.tool_use_id, content };
           if (e.is_error === true) payload.is_error = true;
           signals.push({

@@ -378,7 +378,8 @@ export interface UserCustomToolResult {
   id?: string;
   type?: 'user.custom_tool_result';
   custom_tool_use_id: string;
-  content: string | TextBlock[];
+  /** Text, or blocks: text, images and documents (as in a user message). */
+  content: string | UserContentBlock[];
   is_error?: boolean;
 }
 

@@ -5,7 +5,7 @@
  */
 import Anthropic, { toFile } from '@anthropic-ai/sdk';
 import { describe, expect, it } from 'vitest';
-import { readUntil, reply, useApiHarness, type ApiStreamEvent } from '../helpers/api.js';
+import { readUntil, reply, toolUse, useApiHarness, type ApiStreamEvent } from '../helpers/api.js';
 
 const h = useApiHarness('api-media', {
   assertDone: true,
@@ -80,6 +80,48 @@ describe('images and documents in user messages', () => {
     await readUntil(again, (e: ApiStreamEvent) => e.type === 'session.status_idle');
     again.controller.abort();
     expect(JSON.stringify(h.model.requests.at(-1)!.body.messages)).toContain(`[the image file ${image.id} is gone from the file store (deleted or expired)]`);
+    await c.beta.sessions.delete(session.id);
+  });
+
+  it("passes a custom tool's result with an image to the model as blocks of the tool result", async () => {
+    const c = client();
+    const shot = await c.beta.files.upload({ file: await toFile(PNG, 'screen.png', { type: 'image/png' }) });
+    const agent = await c.beta.agents.create({
+      name: 'screen-reader',
+      model: 'claude-sonnet-5-5',
+      tools: [{ type: 'custom', name: 'screenshot', description: 'Takes a screenshot.', input_schema: { type: 'object', properties: {} } }],
+    });
+    const env = await c.beta.environments.create({ name: 'media-tools' });
+    const session = await c.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    h.model.push(reply(toolUse('screenshot', {}, 'tu_shot')), reply('The screen is one pixel.'));
+    const stream = await c.beta.sessions.events.stream(session.id);
+    await c.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'look at the screen' }] }] });
+    const waiting = await readUntil(stream, (e: ApiStreamEvent) => e.type === 'session.status_idle');
+    const use = waiting.find((e) => e.type === 'agent.custom_tool_use')!;
+    const calls = h.model.requests.length;
+    await c.beta.sessions.events.send(session.id, {
+      events: [
+        {
+          type: 'user.custom_tool_result',
+          custom_tool_use_id: use.id,
+          content: [
+            { type: 'text', text: 'here it is' },
+            { type: 'image', source: { type: 'file', file_id: shot.id } },
+          ],
+        },
+      ],
+    } as unknown as Anthropic.Beta.Sessions.EventSendParams);
+    await readUntil(stream, (e: ApiStreamEvent) => e.type === 'session.status_idle');
+    stream.controller.abort();
+    const last = (h.model.requests[calls]!.body.messages as Array<{ role: string; content: Array<Record<string, unknown>> }>).at(-1)!;
+    expect(last.content[0]).toMatchObject({
+      type: 'tool_result',
+      tool_use_id: 'tu_shot',
+      content: [
+        { type: 'text', text: 'here it is' },
+        { type: 'image', source: { type: 'base64', media_type: 'image/png', data: PNG.toString('base64') } },
+      ],
+    });
     await c.beta.sessions.delete(session.id);
   });
 
