@@ -321,6 +321,12 @@ export class LogDecoder {
         });
       else emit('agent.tool_use', { ...common, name: a.name });
     }
+    // The thread stops to wait for the user, or goes on once it has its answers (after the cross-posts, which keep
+    // their places in the log).
+    const thread = { session_thread_id: open.child.session_id, agent_name: open.child.agent_name };
+    if (waiting.size > 0 && open.waiting.size === 0)
+      emit('session.thread_status_idle', { ...thread, stop_reason: { type: 'requires_action', event_ids: [...waiting] } });
+    else if (waiting.size === 0 && open.waiting.size > 0) emit('session.thread_status_running', thread);
     open.waiting = waiting;
   }
 

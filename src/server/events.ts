@@ -115,11 +115,15 @@ export class EventMapper {
         };
         break;
       }
-      case 'session.thread_status_idle':
-        // A thread its parent cancelled stopped like an interrupted turn: the API's end_turn.
-        if (e.stop_reason.type === 'interrupted') out.stop_reason = { type: 'end_turn' };
+      case 'session.thread_status_idle': {
+        // A thread its parent cancelled stopped like an interrupted turn: the API's end_turn. A thread that waits
+        // names the events it waits on by their ids in the session's stream, as session.status_idle does.
+        const stop = e.stop_reason;
+        if (stop.type === 'interrupted') out.stop_reason = { type: 'end_turn' };
+        else if (stop.type === 'requires_action') out.stop_reason = { ...stop, event_ids: stop.event_ids.map((i) => this.tool(i)) };
         out.stop_details = null;
         break;
+      }
       case 'session.updated':
         // A budget change is logged in micro-dollars (`budget_micros`), and shown in the API's shape.
         if ('budget_micros' in e) {

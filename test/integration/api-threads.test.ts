@@ -83,6 +83,12 @@ describe('sub-agent threads through the official SDK', () => {
     const ask = before.find((e) => e.id === waiting.event_ids[0]);
     expect(ask).toMatchObject({ type: 'agent.tool_use', name: 'bash', input: { command: 'echo removed' }, session_thread_id: threadId });
     expect((await client.beta.sessions.retrieve(session.id)).status).toBe('idle');
+    // The thread's own stop shows too: it waits on the same event.
+    expect(before.find((e) => e.type === 'session.thread_status_idle')).toMatchObject({
+      session_thread_id: threadId,
+      agent_name: 'careful',
+      stop_reason: { type: 'requires_action', event_ids: [ask!.id] },
+    });
 
     // The list has the same event under the same id; ids stay unique though the child's log reuses positions.
     const listed = (await client.beta.sessions.events.list(session.id, { limit: 1000 })).data as unknown as Event[];
@@ -113,6 +119,12 @@ describe('sub-agent threads through the official SDK', () => {
       result: 'allow',
       session_thread_id: threadId,
     });
+    // Answered, the thread runs again, then stops for good.
+    expect(after.filter((e) => e.type.startsWith('session.thread_status_')).map((e) => e.type)).toEqual([
+      'session.thread_status_running',
+      'session.thread_status_idle',
+      'session.thread_status_terminated',
+    ]);
     const delegated = after.find((e) => e.type === 'agent.tool_result')!;
     expect(delegated).toMatchObject({ session_thread_id: threadId, is_error: false, content: [{ type: 'text', text: 'removed it' }] });
     expect(after.find((e) => e.type === 'agent.message')).toMatchObject({ content: [{ type: 'text', text: 'Removed.' }] });
