@@ -42,13 +42,10 @@ export async function inlineFiles(messages: ContextMessage[], files: FileStore |
         note(`is ${meta.mime_type}, which the model does not take as ${block.type === 'image' ? 'an image' : 'a document'}`);
         continue;
       }
-      const data = await files.content(id).then(
-        (f) => f.data,
-        (err: unknown) => {
-          if (err instanceof FileStoreError && err.status === 404) return undefined;
-          throw err; // a store that does not answer: the call is retried
-        },
-      );
+      const data = await files.data(meta).catch((err: unknown) => {
+        if (err instanceof FileStoreError && err.status === 404) return undefined;
+        throw err; // a store that does not answer: the call is retried
+      });
       if (!data) {
         note('is gone from the file store (deleted or expired)');
         continue;

@@ -101,9 +101,14 @@ export class FileStore {
   /** A file's bytes, or a 404 that names the id. */
   async content(id: string): Promise<{ meta: FileMetadata; data: Buffer }> {
     const meta = await this.require(id);
-    const data = await this.blobs.get(`files/${id}/content`, this.maxBytes);
-    if (!data) throw new FileStoreError(404, `file "${id}" was not found`);
-    return { meta, data };
+    return { meta, data: await this.data(meta) };
+  }
+
+  /** The bytes of a file whose metadata was read already (no more than it says), or a 404 that names it. */
+  async data(meta: FileMetadata): Promise<Buffer> {
+    const data = await this.blobs.get(`files/${meta.id}/content`, Math.min(meta.size_bytes, this.maxBytes));
+    if (!data) throw new FileStoreError(404, `file "${meta.id}" was not found`);
+    return data;
   }
 
   /** Every live file, newest first; with `scope`, only that session's. */

@@ -321,6 +321,7 @@ export class SessionApi {
    */
   private async sessionResources(v: unknown): Promise<{ files: FileResource[]; repos: Array<{ repo: RepositoryResource; token?: string }> }> {
     const out = { files: [] as FileResource[], repos: [] as Array<{ repo: RepositoryResource; token?: string }> };
+    let fileBytes = 0;
     if (v === undefined || v === null) return out;
     if (!Array.isArray(v)) throw invalid('resources', 'must be a list of resources');
     for (const [i, r] of v.entries()) {
@@ -329,8 +330,11 @@ export class SessionApi {
         const repo = await this.repositoryResource(r as Record<string, unknown>, prefix);
         const token = (r as { authorization_token?: string }).authorization_token;
         out.repos.push({ repo, ...(token ? { token } : {}) });
+      } else {
+        const { file, bytes } = await this.fileResource(r, out.files, fileBytes, prefix);
+        out.files.push(file);
+        fileBytes += bytes;
       }
-      else out.files.push(await this.fileResource(r, out.files, prefix));
     }
     return out;
   }
@@ -372,8 +376,11 @@ export class SessionApi {
     return repo;
   }
 
-  /** One `file` resource to add to a session that has `files`, checked; errors name fields under `prefix`. */
-  private async fileResource(v: unknown, files: readonly FileResource[], prefix = ''): Promise<FileResource> {
+  /**
+   * One `file` resource to add to a session that has `files` (of `bytesBefore` bytes together), checked; errors name
+   * fields under `prefix`. Returns it with its size.
+   */
+  private async fileResource(v: unknown, files: readonly FileResource[], bytesBefore: number, prefix = ''): Promise<{ file: FileResource; bytes: number }> {
     const r = (typeof v === 'object' && v !== null && !Array.isArray(v) ? v : {}) as Record<string, unknown>;
     if (r.type === 'github_repository')
       throw invalid(`${prefix}type`, 'a repository is cloned when the sandbox is made: name it in the resources of sessions.create');
@@ -383,7 +390,7 @@ export class SessionApi {
     if (typeof r.file_id !== 'string' || !r.file_id) throw invalid(`${prefix}file_id`, 'must be a file id (file_...)');
     const meta = await this.files.get(r.file_id);
     if (!meta) throw invalid(`${prefix}file_id`, `file "${r.file_id}" was not found`);
-    const total = meta.size_bytes + (await Promise.all(files.map((f) => this.files.get(f.file_id)))).reduce((n, m) => n + (m?.size_bytes ?? 0), 0);
+    const total = bytesBefore + meta.size_bytes;
     if (total > MAX_SESSION_FILE_BYTES)
       throw invalid(`${prefix}file_id`, `the session's files would hold ${total} bytes; at most ${MAX_SESSION_FILE_BYTES} fit in one session`);
     const mount = r.mount_path ?? `${UPLOADS_DIR}/${r.file_id}`;
@@ -398,7 +405,7 @@ export class SessionApi {
     };
     const clash = filesChangeProblem(files, { add: file });
     if (clash) throw invalid(`${prefix}mount_path`, clash.replace(/^mount_path: /, ''));
-    return file;
+    return { file, bytes: meta.size_bytes };
   }
 
   /** `sessions.resources.*`: a session's files, added and removed while it lives through the workflow's update. */
@@ -411,7 +418,8 @@ export class SessionApi {
     if (op === 'list') return pageOf([...repos.map(repoObject), ...files.map(resourceObject)], req.query);
     if (op === 'add') {
       if (!s.open) throw new ApiError(400, `session "${req.params.id}" has ended; its resources cannot change`);
-      const file = await this.fileResource(objectBody(req.body), files);
+      const mounted = await Promise.all(files.map((f) => this.files.get(f.file_id)));
+      const { file } = await this.fileResource(objectBody(req.body), files, mounted.reduce((n, m) => n + (m?.size_bytes ?? 0), 0));
       await s.handle.executeUpdate(SESSION_FILES_UPDATE, { args: [{ add: file }] });
       return resourceObject(file);
     }

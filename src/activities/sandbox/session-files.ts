@@ -12,7 +12,7 @@
  * What each did last is kept beside the slot (`uploads.json`, `outputs.json`), out of the sandbox's reach, so a call
  * that changed nothing costs a directory walk.
  */
-import { chmodSync, closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, fstatSync, lstatSync, mkdirSync, opendirSync, openSync, readFileSync, readSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, extname, join } from 'node:path';
 import { FileStore, FileStoreError, outputFileId } from '../../files/store.js';
 import { UPLOADS_DIR } from '../../shared/files.js';
@@ -28,9 +28,11 @@ export interface OutputLimits {
   maxEntries: number;
   /** Directory depth walked. */
   maxDepth: number;
+  /** Bytes of one output file: a larger one is not read (the worker holds a file whole while it publishes it). */
+  maxFileBytes: number;
 }
 
-const DEFAULT_LIMITS: OutputLimits = { maxEntries: 1000, maxDepth: 16 };
+const DEFAULT_LIMITS: OutputLimits = { maxEntries: 1000, maxDepth: 16, maxFileBytes: 64 * 1024 * 1024 };
 
 /** What `outputs.json` keeps of a published file: enough to see that it changed. */
 interface Published {
@@ -76,29 +78,18 @@ export class SessionFilesOnHost {
    * is gone from the store is an error (the call is retried): a session's skills are pinned, and must be there.
    */
   async syncSkills(slot: Slot, wanted: readonly PinnedSkill[]): Promise<void> {
-    const manifestPath = join(slot.dir, 'skills.json');
-    const had = readJson<Record<string, string>>(manifestPath) ?? {};
-    if (wanted.length === 0 && Object.keys(had).length === 0) return;
-    if (!this.skills) throw new Error('this hands host has no skill store, and the session has skills');
-    const now: Record<string, string> = {};
-    for (const s of wanted) {
-      const key = `${s.skill_id}@${s.version}`;
-      const dir = join(slot.skills, s.name);
-      if (had[s.name] === key && exists(dir)) {
-        now[s.name] = key;
-        continue;
-      }
-      rmSync(dir, { recursive: true, force: true });
-      for (const f of await this.skills.files(s.skill_id, s.version)) {
+    const skills = this.skills;
+    const entries = wanted.map((s) => ({ rel: s.name, key: `${s.skill_id}@${s.version}`, skill: s }));
+    await reconcile(join(slot.dir, 'skills.json'), slot.skills, entries, async ({ skill }, dir) => {
+      if (!skills) throw new Error('this hands host has no skill store, and the session has skills');
+      for (const f of await skills.files(skill.skill_id, skill.version)) {
         const target = join(dir, f.path);
         if (!target.startsWith(`${dir}/`)) continue; // paths were checked at upload; never written outside anyway
         mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
         writeFileSync(target, f.data, { mode: 0o644 });
       }
-      now[s.name] = key;
-    }
-    for (const name of Object.keys(had)) if (!(name in now)) rmSync(join(slot.skills, name), { recursive: true, force: true });
-    if (!sameKeys(had, now)) writeFileSync(manifestPath, JSON.stringify(now));
+      return true;
+    });
   }
 
   /**
@@ -106,39 +97,24 @@ export class SessionFilesOnHost {
    * (deleted or expired in the file store), or undefined.
    */
   async sync(slot: Slot, wanted: readonly FileResource[]): Promise<string | undefined> {
-    const manifestPath = join(slot.dir, 'uploads.json');
-    const had = readJson<Record<string, string>>(manifestPath) ?? {};
-    const now: Record<string, string> = {};
     const missing: string[] = [];
-    for (const f of wanted) {
-      const rel = f.mount_path.slice(UPLOADS_DIR.length + 1);
-      const target = join(slot.uploads, rel);
-      if (had[rel] === f.file_id && exists(target)) {
-        now[rel] = f.file_id;
-        continue;
-      }
+    const entries = wanted.map((f) => ({ rel: f.mount_path.slice(UPLOADS_DIR.length + 1), key: f.file_id, file: f }));
+    await reconcile(join(slot.dir, 'uploads.json'), slot.uploads, entries, async ({ file: f }, target) => {
       const file = await this.store.content(f.file_id).catch((err: unknown) => {
         if (err instanceof FileStoreError && err.status === 404) return undefined;
         throw err;
       });
       if (!file) {
         missing.push(`${f.file_id} (at ${f.mount_path})`);
-        continue;
+        return false;
       }
-      rmSync(target, { recursive: true, force: true });
       mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
       const tmp = `${target}.tandem-${process.pid}`;
       writeFileSync(tmp, file.data, { mode: 0o644 });
       chmodSync(tmp, 0o644);
       renameSync(tmp, target);
-      now[rel] = f.file_id;
-    }
-    for (const rel of Object.keys(had)) {
-      if (rel in now) continue;
-      rmSync(join(slot.uploads, rel), { recursive: true, force: true });
-      pruneEmpty(slot.uploads, dirname(join(slot.uploads, rel)));
-    }
-    if (!sameKeys(had, now)) writeFileSync(manifestPath, JSON.stringify(now));
+      return true;
+    });
     return missing.length
       ? `[tandem: these session files are gone from the file store (deleted or expired) and are not mounted: ${missing.join(', ')}]`
       : undefined;
@@ -156,7 +132,8 @@ export class SessionFilesOnHost {
     let entries = 0;
     const walk = async (fd: number, rel: string, depth: number): Promise<void> => {
       const base = `/proc/self/fd/${fd}`;
-      for (const name of readdirSync(base).sort()) {
+      // Names are read no further than the entries left: a directory of a million files costs what the limit allows.
+      for (const name of namesOf(base, this.limits.maxEntries - entries + 1)) {
         if (++entries > this.limits.maxEntries) {
           if (entries === this.limits.maxEntries + 1)
             problems.push(`/mnt/session/outputs holds more than ${this.limits.maxEntries} entries; the rest are not published`);
@@ -192,10 +169,11 @@ export class SessionFilesOnHost {
           now[relPath] = before;
           continue;
         }
-        const data = readRegular(path, this.store.maxBytes);
+        const maxBytes = Math.min(this.store.maxBytes, this.limits.maxFileBytes);
+        const data = readRegular(path, maxBytes);
         if (data === undefined) continue;
         if (data === 'too large') {
-          problems.push(`${relPath} is larger than ${this.store.maxBytes} bytes and was not published`);
+          problems.push(`${relPath} is larger than ${maxBytes} bytes and was not published`);
           continue;
         }
         await this.store.put(outputFileId(sessionId, relPath), {
@@ -227,6 +205,37 @@ export class SessionFilesOnHost {
 }
 
 /**
+ * Makes the host-written directory `root` hold exactly `wanted` (each at `rel`, of version `key`), as recorded in the
+ * manifest at `manifestPath`: an entry already there at its key stays, another is replaced by `write` (which returns
+ * false for one it cannot write, left out), and the entries no longer wanted are removed with their emptied parents.
+ */
+async function reconcile<T extends { rel: string; key: string }>(
+  manifestPath: string,
+  root: string,
+  wanted: readonly T[],
+  write: (entry: T, target: string) => Promise<boolean>,
+): Promise<void> {
+  const had = readJson<Record<string, string>>(manifestPath) ?? {};
+  if (wanted.length === 0 && Object.keys(had).length === 0) return;
+  const now: Record<string, string> = {};
+  for (const entry of wanted) {
+    const target = join(root, entry.rel);
+    if (had[entry.rel] === entry.key && exists(target)) {
+      now[entry.rel] = entry.key;
+      continue;
+    }
+    rmSync(target, { recursive: true, force: true });
+    if (await write(entry, target)) now[entry.rel] = entry.key;
+  }
+  for (const rel of Object.keys(had)) {
+    if (rel in now) continue;
+    rmSync(join(root, rel), { recursive: true, force: true });
+    pruneEmpty(root, dirname(join(root, rel)));
+  }
+  if (!sameKeys(had, now)) writeFileSync(manifestPath, JSON.stringify(now));
+}
+
+/**
  * The bytes of the regular file at `path` (opened without following a link), read to its size and no further: past
  * `max` bytes, 'too large'; undefined when it is no regular file by the time it is opened.
  */
@@ -252,6 +261,18 @@ function readRegular(path: string, max: number): Buffer | 'too large' | undefine
   } finally {
     closeSync(fd);
   }
+}
+
+/** At most `max` names of the directory at `path`, sorted (read one by one, never the whole listing at once). */
+function namesOf(path: string, max: number): string[] {
+  const names: string[] = [];
+  const dir = opendirSync(path);
+  try {
+    for (let e = dir.readSync(); e && names.length < max; e = dir.readSync()) names.push(e.name);
+  } finally {
+    dir.closeSync();
+  }
+  return names.sort();
 }
 
 function readJson<T>(path: string): T | undefined {
